@@ -1,0 +1,135 @@
+"""ACME Rentals portal: the application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from flask_login import current_user
+
+from .config import BASE_DIR, Config, _normalise_db_url
+from .extensions import csrf, db, htmx, limiter, login_manager, migrate, talisman
+
+CSP = {
+    "default-src": "'self'",
+    "img-src": ["'self'", "data:", "blob:"],
+    "style-src": "'self'",
+    "script-src": "'self'",
+    "connect-src": "'self'",
+    "frame-ancestors": "'none'",
+    "form-action": "'self'",
+    "base-uri": "'self'",
+    "object-src": "'none'",
+}
+
+
+def create_app(config: type | dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(BASE_DIR / "templates"),
+        static_folder=str(BASE_DIR / "static"),
+        instance_path=str(BASE_DIR / "instance"),
+    )
+    app.config.from_object(Config)
+    app.config.from_prefixed_env()
+    if isinstance(config, dict):
+        app.config.update(config)
+    elif config is not None:
+        app.config.from_object(config)
+    _finish_config(app)
+
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    from .logging_setup import configure_logging
+    configure_logging(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.sign_in"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    talisman.init_app(
+        app,
+        force_https=app.config["FORCE_HTTPS"],
+        strict_transport_security=app.config["ENV_NAME"] == "production",
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        content_security_policy=CSP,
+        frame_options="DENY",
+        referrer_policy="strict-origin-when-cross-origin",
+        permissions_policy={"geolocation": "()", "microphone": "()", "camera": "(self)"},
+    )
+
+    from . import models  # noqa: F401  (register the models with SQLAlchemy)
+    from .accounts.services import load_user
+    login_manager.user_loader(load_user)
+
+    from .security import enforce_access
+    app.before_request(enforce_access)
+
+    from .errors import register_error_handlers
+    register_error_handlers(app)
+
+    _register_blueprints(app)
+
+    from .cli import register_cli
+    register_cli(app)
+
+    @app.after_request
+    def vary_on_htmx(response):
+        response.vary.add("HX-Request")
+        return response
+
+    @app.context_processor
+    def inject_globals():
+        return {"current_user": current_user, "app_env": app.config["ENV_NAME"]}
+
+    from .filters import register_filters
+    register_filters(app)
+    return app
+
+
+def _finish_config(app: Flask) -> None:
+    """Derive settings that depend on others; refuse an unsafe production start."""
+    cfg = app.config
+    cfg["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(cfg["SQLALCHEMY_DATABASE_URI"])
+    if not cfg["JOBS_MODE"]:
+        cfg["JOBS_MODE"] = "rq" if cfg["REDIS_URL"] else "thread"
+    cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URI") or (
+        cfg["REDIS_URL"] or "memory://")
+    if cfg["ENV_NAME"] not in ("development", "test"):
+        cfg["SESSION_COOKIE_SECURE"] = True
+        cfg["REMEMBER_COOKIE_SECURE"] = True
+    if cfg["ENV_NAME"] == "production":
+        if cfg["SECRET_KEY"] in ("", cfg["INSECURE_DEV_SECRET"]) or len(cfg["SECRET_KEY"]) < 32:
+            raise RuntimeError("Refusing to start in production without a real SECRET_KEY "
+                               "(at least 32 characters, from the environment).")
+        if cfg["MAIL_BACKEND"] == "outbox":
+            raise RuntimeError("The development mail outbox cannot be used in production; "
+                               "set MAIL_BACKEND=smtp.")
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {}
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .accounts import bp as accounts_bp
+    from .admin import bp as admin_bp
+    from .booking import bp as booking_bp
+    from .fleet import bp as fleet_bp
+    from .main import bp as main_bp
+    from .payments import bp as payments_bp
+    from .returns import bp as returns_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(accounts_bp, url_prefix="/account")
+    app.register_blueprint(booking_bp, url_prefix="/book")
+    app.register_blueprint(payments_bp, url_prefix="/pay")
+    app.register_blueprint(returns_bp, url_prefix="/counter")
+    app.register_blueprint(fleet_bp, url_prefix="/fleet")
+    app.register_blueprint(admin_bp, url_prefix="/admin")

@@ -1,0 +1,117 @@
+"""Account forms. Single-field rules here; rules across fields live in services."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, EmailField, PasswordField, StringField, TelField
+from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, Optional, ValidationError
+
+from . import validators as v
+
+REQUIRED = "This field is required."
+
+
+def _clean(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class _PlainText:
+    """Refuse control characters in free text."""
+
+    def __call__(self, form, field):
+        error = v.plain_text_error(field.data or "")
+        if error:
+            raise ValidationError(error)
+
+
+def _password_field(label: str) -> PasswordField:
+    return PasswordField(label, validators=[InputRequired(REQUIRED), Length(max=128)])
+
+
+class ProfileFields(FlaskForm):
+    full_name = StringField("Full name", filters=[_clean], validators=[
+        DataRequired(REQUIRED), Length(min=2, max=120), _PlainText()])
+    date_of_birth = DateField("Date of birth", validators=[
+        InputRequired("Enter your date of birth.")])
+    phone = TelField("Phone", filters=[_clean], validators=[DataRequired(REQUIRED), Length(max=20)])
+    address_line1 = StringField("Address", filters=[_clean], validators=[
+        DataRequired(REQUIRED), Length(max=100), _PlainText()])
+    address_line2 = StringField("Address line 2", filters=[_clean], validators=[
+        Optional(), Length(max=100), _PlainText()])
+    town = StringField("Town or city", filters=[_clean], validators=[
+        DataRequired(REQUIRED), Length(max=60), _PlainText()])
+    postcode = StringField("Postcode", filters=[_clean], validators=[
+        DataRequired(REQUIRED), Length(max=10)])
+    licence_number = StringField("Driving licence number", filters=[_clean], validators=[
+        DataRequired(REQUIRED), Length(max=24)])
+    licence_expires_on = DateField("Licence valid until (4b)", validators=[
+        InputRequired("Enter the date in section 4b of your licence.")])
+
+    def validate_phone(self, field):
+        if v.normalise_phone(field.data or "") is None:
+            raise ValidationError("Enter a valid phone number, like 07911 123456.")
+
+    def validate_postcode(self, field):
+        error = v.postcode_error(field.data or "")
+        if error:
+            raise ValidationError(error)
+
+
+class SignUpForm(ProfileFields):
+    email = EmailField("Email", filters=[_clean], validators=[
+        DataRequired(REQUIRED), Length(max=254),
+        Email("Enter an email address like name@example.com.", check_deliverability=False)])
+    password = _password_field("Password")
+    confirm_password = PasswordField("Repeat password", validators=[
+        InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
+
+    def validate_password(self, field):
+        _check_strength(field, [self.email.data or "", self.full_name.data or ""])
+
+
+class ProfileForm(ProfileFields):
+    pass
+
+
+class SignInForm(FlaskForm):
+    email = EmailField("Email", filters=[_clean], validators=[DataRequired(REQUIRED), Length(max=254)])
+    password = PasswordField("Password", validators=[InputRequired(REQUIRED), Length(max=128)])
+    remember = BooleanField("Keep me signed in on this device")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[InputRequired(REQUIRED),
+                                                                      Length(max=128)])
+    password = _password_field("New password")
+    confirm_password = PasswordField("Repeat new password", validators=[
+        InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
+
+    def validate_password(self, field):
+        _check_strength(field, [])
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Email", filters=[_clean], validators=[
+        DataRequired(REQUIRED), Length(max=254),
+        Email("Enter an email address like name@example.com.", check_deliverability=False)])
+
+
+class ResetPasswordForm(FlaskForm):
+    password = _password_field("New password")
+    confirm_password = PasswordField("Repeat new password", validators=[
+        InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
+
+    def validate_password(self, field):
+        _check_strength(field, [])
+
+
+def _check_strength(field, user_inputs: list[str]) -> None:
+    error = v.password_error(
+        field.data or "",
+        min_length=current_app.config["PASSWORD_MIN_LENGTH"],
+        min_score=current_app.config["PASSWORD_MIN_ZXCVBN_SCORE"],
+        user_inputs=user_inputs,
+    )
+    if error:
+        raise ValidationError(error)

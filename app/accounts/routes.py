@@ -1,0 +1,157 @@
+"""Account pages. Thin: parse the form, call a service, render."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from ..extensions import limiter
+from ..models import utcnow
+from ..security import allow
+from ..web import add_errors, form_status, render, see_other
+from . import bp, services
+from .forms import ChangePasswordForm, ForgotPasswordForm, ProfileForm, ResetPasswordForm, SignInForm, SignUpForm
+from .services import AccountError, ProfileData
+
+
+def _home_for(user) -> str:
+    return url_for("returns.board") if user.is_staff else url_for("accounts.profile")
+
+
+def _safe_next(default: str) -> str:
+    target = request.args.get("next", "")
+    # Only our own paths: no scheme, no host, no protocol-relative "//evil".
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def _cross_field_errors(form) -> None:
+    """Run the rules across fields on whatever parsed, so every message shows at once."""
+    if form.date_of_birth.data and form.licence_expires_on.data and form.licence_number.data:
+        errors = services.profile_errors(ProfileData.from_form(form), today=services.local_today())
+        add_errors(form, {k: m for k, m in errors.items() if not getattr(form, k).errors})
+
+
+@bp.route("/sign-up", methods=["GET", "POST"])
+@allow("public")
+def sign_up():
+    if current_user.is_authenticated:
+        return redirect(_home_for(current_user))
+    form = SignUpForm()
+    if form.validate_on_submit():
+        try:
+            user = services.sign_up(email=form.email.data, password=form.password.data,
+                                    data=ProfileData.from_form(form), today=services.local_today())
+        except AccountError as exc:
+            add_errors(form, exc.errors)
+        else:
+            login_user(user)
+            flash(f"Welcome, {user.full_name}. Your account is ready.", "success")
+            return see_other(url_for("accounts.profile"))
+    elif form.is_submitted():
+        _cross_field_errors(form)
+    return render("accounts/sign_up.html", "accounts/partials/_sign_up_form.html",
+                  form_status(form), form=form)
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@allow("public")
+@limiter.limit(lambda: current_app.config["SIGNIN_RATE_LIMIT"], methods=["POST"])
+def sign_in():
+    if current_user.is_authenticated:
+        return redirect(_home_for(current_user))
+    form = SignInForm()
+    if form.validate_on_submit():
+        try:
+            user = services.authenticate(form.email.data, form.password.data, now=utcnow())
+        except AccountError as exc:
+            add_errors(form, exc.errors)
+        else:
+            login_user(user, remember=form.remember.data)
+            return see_other(_safe_next(_home_for(user)))
+    return render("accounts/sign_in.html", "accounts/partials/_sign_in_form.html",
+                  form_status(form), form=form)
+
+
+@bp.post("/sign-out")
+@allow("customer", "staff", "admin")
+def sign_out():
+    logout_user()
+    flash("You are signed out.", "info")
+    return see_other(url_for("main.home"))
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@allow("customer")
+def profile():
+    user = current_user
+    form = ProfileForm(obj=user.profile if request.method == "GET" else None)
+    if request.method == "GET":
+        form.full_name.data = user.full_name
+    if form.validate_on_submit():
+        try:
+            services.update_profile(user, ProfileData.from_form(form), today=services.local_today())
+        except AccountError as exc:
+            add_errors(form, exc.errors)
+        else:
+            flash("Your details are saved.", "success")
+            return see_other(url_for("accounts.profile"))
+    elif form.is_submitted():
+        _cross_field_errors(form)
+    return render("accounts/profile.html", "accounts/partials/_profile_form.html",
+                  form_status(form), form=form, user=user)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@allow("customer", "staff", "admin")
+def change_password():
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            services.change_password(current_user, form.current_password.data, form.password.data,
+                                     now=utcnow())
+        except AccountError as exc:
+            add_errors(form, exc.errors)
+        else:
+            login_user(current_user)  # other sessions ended; keep this one
+            flash("Your password is changed. Other devices have been signed out.", "success")
+            return see_other(_home_for(current_user))
+    return render("accounts/password.html", "accounts/partials/_password_form.html",
+                  form_status(form), form=form)
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@allow("public")
+@limiter.limit(lambda: current_app.config["PASSWORD_RESET_RATE_LIMIT"], methods=["POST"])
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        services.request_password_reset(form.email.data)
+        # The same answer whether or not the account exists.
+        flash("If an account uses that email, we have sent it a link to reset the password.", "info")
+        return see_other(url_for("accounts.sign_in"))
+    return render("accounts/forgot_password.html", "accounts/partials/_forgot_form.html",
+                  form_status(form), form=form)
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@allow("public")
+def reset_password(token: str):
+    form = ResetPasswordForm()
+    try:
+        services.user_for_reset_token(token)
+    except AccountError as exc:
+        return render("accounts/reset_invalid.html", "accounts/reset_invalid.html", 400,
+                      message=exc.errors[""])
+    if form.validate_on_submit():
+        try:
+            user = services.reset_password(token, form.password.data, now=utcnow())
+        except AccountError as exc:
+            add_errors(form, exc.errors)
+        else:
+            logout_user()
+            flash("Your password is reset. Sign in with the new one.", "success")
+            return see_other(url_for("accounts.sign_in", email=user.email))
+    return render("accounts/reset_password.html", "accounts/partials/_reset_form.html",
+                  form_status(form), form=form, token=token)

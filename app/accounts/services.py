@@ -1,0 +1,227 @@
+"""Account rules: who may sign up, signing in, profiles, passwords and their reset.
+
+Plain functions over the session; they take what they need (`today`, `now`) and raise
+`AccountError` with messages keyed by form field, which routes show beside the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..mail import queue_email
+from ..models import CustomerProfile, LicenceStatus, Role, User, utcnow
+from . import validators as v
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so a miss costs as long as a hit.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
+RESET_SALT = "password-reset"
+
+
+class AccountError(Exception):
+    """Refusal with a message per field ("" key: for the whole form)."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class ProfileData:
+    full_name: str
+    date_of_birth: date
+    phone: str
+    address_line1: str
+    address_line2: str
+    town: str
+    postcode: str
+    licence_number: str
+    licence_expires_on: date
+
+    @classmethod
+    def from_form(cls, form) -> "ProfileData":
+        return cls(**{f: getattr(form, f).data or "" for f in cls.__dataclass_fields__})
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(user: User | None, password: str) -> bool:
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if user and _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user is not None
+
+
+def find_user_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == v.normalise_email(email)))
+
+
+def load_user(session_id: str) -> User | None:
+    """Flask-Login's loader: "<id>:<session token>"; a rotated token or inactive user ends it."""
+    user_id, _, token = session_id.partition(":")
+    if not user_id.isdigit() or not token:
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.session_token != token:
+        return None
+    return user
+
+
+def profile_errors(data: ProfileData, *, today: date) -> dict[str, str]:
+    """Rules across fields: legal age, licence matches the person, licence in date."""
+    errors: dict[str, str] = {}
+    min_age = current_app.config["LEGAL_DRIVING_AGE"]
+    if data.date_of_birth > today:
+        errors["date_of_birth"] = "Your date of birth cannot be in the future."
+    elif v.age_on(data.date_of_birth, today) < min_age:
+        errors["date_of_birth"] = f"You must be at least {min_age} to hire a car."
+    elif v.age_on(data.date_of_birth, today) > 120:
+        errors["date_of_birth"] = "Check your date of birth."
+    licence = v.licence_error(data.licence_number, data.full_name,
+                              None if "date_of_birth" in errors else data.date_of_birth)
+    if licence:
+        errors["licence_number"] = licence
+    if data.licence_expires_on < today:
+        errors["licence_expires_on"] = "Your licence has expired; we need a valid licence."
+    return errors
+
+
+def _apply_profile(profile: CustomerProfile, data: ProfileData) -> None:
+    licence = v.normalise_licence(data.licence_number)
+    if profile.licence_number != licence or profile.licence_expires_on != data.licence_expires_on:
+        # A different licence has to be checked again.
+        profile.licence_status = LicenceStatus.UNCHECKED.value
+        profile.licence_checked_at = None
+        profile.licence_refusal_reason = ""
+    profile.date_of_birth = data.date_of_birth
+    profile.phone = v.normalise_phone(data.phone) or data.phone
+    profile.address_line1 = data.address_line1
+    profile.address_line2 = data.address_line2
+    profile.town = data.town
+    profile.postcode = v.normalise_postcode(data.postcode)
+    profile.licence_number = licence
+    profile.licence_expires_on = data.licence_expires_on
+
+
+def sign_up(*, email: str, password: str, data: ProfileData, today: date) -> User:
+    """Create a customer account. Commits."""
+    errors = profile_errors(data, today=today)
+    email = v.normalise_email(email)
+    if find_user_by_email(email) is not None:
+        errors["email"] = "An account with this email already exists. Sign in or reset your password."
+    if errors:
+        raise AccountError(errors)
+    user = User(email=email, full_name=data.full_name, password_hash=hash_password(password),
+                role=Role.CUSTOMER.value)
+    user.profile = CustomerProfile(licence_status=LicenceStatus.UNCHECKED.value,
+                                   licence_refusal_reason="", address_line2="")
+    _apply_profile(user.profile, data)
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same email signed up concurrently
+        db.session.rollback()
+        raise AccountError({"email": "An account with this email already exists."})
+    return user
+
+
+def update_profile(user: User, data: ProfileData, *, today: date) -> None:
+    errors = profile_errors(data, today=today)
+    if errors:
+        raise AccountError(errors)
+    user.full_name = data.full_name
+    _apply_profile(user.profile, data)
+    db.session.commit()
+
+
+def authenticate(email: str, password: str, *, now: datetime) -> User:
+    """The user for these credentials; one message for every failure (no enumeration)."""
+    user = find_user_by_email(email)
+    if not verify_password(user, password) or user is None or not user.active:
+        raise AccountError({"": "That email and password do not match an active account."})
+    user.last_sign_in_at = now
+    db.session.commit()
+    return user
+
+
+def change_password(user: User, current: str, new: str, *, now: datetime) -> None:
+    """Change the password and end every other session (the caller re-signs this one in)."""
+    if not verify_password(user, current):
+        raise AccountError({"current_password": "That is not your current password."})
+    _set_password(user, new, now)
+    db.session.commit()
+
+
+def _set_password(user: User, password: str, now: datetime) -> None:
+    user.password_hash = hash_password(password)
+    user.password_changed_at = now
+    user.end_all_sessions()
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=RESET_SALT)
+
+
+def make_reset_token(user: User) -> str:
+    # Bound to the session token, which a reset rotates: the link works once.
+    return _serializer().dumps({"uid": user.id, "st": user.session_token})
+
+
+def request_password_reset(email: str) -> None:
+    """Email a reset link if the account exists; answer the same either way. Commits."""
+    user = find_user_by_email(email)
+    if user is None or not user.active:
+        return
+    token = make_reset_token(user)
+    link = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/account/reset/{token}"
+    minutes = current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"] // 60
+    queue_email(
+        key=f"user:{user.id}:reset:{token[-16:]}",
+        to=user.email,
+        subject="Reset your ACME Rentals password",
+        body=(f"Hello {user.full_name},\n\nSomeone (hopefully you) asked to reset the password "
+              f"of your ACME Rentals account. Use this link within {minutes} minutes; it works once:"
+              f"\n\n{link}\n\nIf it was not you, ignore this email: your password is unchanged.\n"),
+    )
+
+
+def user_for_reset_token(token: str) -> User:
+    max_age = current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"]
+    try:
+        payload: dict[str, Any] = _serializer().loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise AccountError({"": "That reset link has expired. Ask for a new one."})
+    except BadSignature:
+        raise AccountError({"": "That reset link is not valid. Ask for a new one."})
+    user = db.session.get(User, payload.get("uid"))
+    if user is None or not user.active or user.session_token != payload.get("st"):
+        raise AccountError({"": "That reset link has already been used. Ask for a new one."})
+    return user
+
+
+def reset_password(token: str, password: str, *, now: datetime) -> User:
+    user = user_for_reset_token(token)
+    _set_password(user, password, now)
+    db.session.commit()
+    return user
+
+
+def local_today() -> date:
+    """Today where the business is (dates of birth and expiry are local dates)."""
+    return datetime.now(ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])).date()

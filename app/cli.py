@@ -1,0 +1,59 @@
+"""`flask acme ...`: admin and developer commands."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from .extensions import db
+
+acme = AppGroup("acme", help="ACME Rentals commands.")
+
+
+@acme.command("create-admin")
+@click.option("--email", prompt=True)
+@click.option("--name", "full_name", prompt="Full name")
+@click.password_option()
+def create_admin(email: str, full_name: str, password: str) -> None:
+    """Create an admin account (or promote an existing one)."""
+    from flask import current_app
+
+    from .accounts import validators as v
+    from .accounts.services import find_user_by_email, hash_password
+    from .models import Role, User
+
+    error = v.password_error(password, min_length=current_app.config["PASSWORD_MIN_LENGTH"],
+                             min_score=current_app.config["PASSWORD_MIN_ZXCVBN_SCORE"],
+                             user_inputs=[email, full_name])
+    if error:
+        raise click.BadParameter(error, param_hint="password")
+    user = find_user_by_email(email)
+    if user is None:
+        user = User(email=v.normalise_email(email), full_name=full_name.strip(),
+                    password_hash=hash_password(password), role=Role.ADMIN.value)
+        db.session.add(user)
+    else:
+        user.role = Role.ADMIN.value
+        user.password_hash = hash_password(password)
+        user.end_all_sessions()
+    db.session.commit()
+    click.echo(f"Admin {user.email} is ready.")
+
+
+@acme.command("demo")
+def demo() -> None:
+    """Load the demo data (idempotent) and print the demo sign-ins."""
+    from .demo import load_demo
+    from .models import Car
+
+    people = load_demo()
+    cars = len(db.session.scalars(select(Car.id)).all())
+    click.echo(f"Demo data ready: {cars} cars. Sign in at /account/sign-in with:")
+    for email, password in people.items():
+        click.echo(f"  {email:<22} {password}")
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(acme)

@@ -1,0 +1,73 @@
+"""One place answers every error: a page, an htmx fragment, or JSON, as the client wants."""
+
+from __future__ import annotations
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from .extensions import db, htmx
+from .logging_setup import log
+
+MESSAGES = {
+    400: ("Bad request", "Something in that request was not right. Please go back and try again."),
+    403: ("Not allowed", "You do not have access to that page."),
+    404: ("Not found", "We could not find that page."),
+    405: ("Not allowed", "That action is not possible here."),
+    409: ("Conflict", "Someone else changed this at the same time. Please reload and try again."),
+    413: ("Too large", "That upload is too large."),
+    422: ("Please check your input", "Some of what you entered needs correcting."),
+    429: ("Slow down", "Too many attempts. Please wait a minute and try again."),
+    500: ("Something went wrong", "We are sorry: something went wrong on our side. It has been logged."),
+    503: ("Temporarily unavailable", "Part of the service is down for a moment. Please try again shortly."),
+}
+
+
+def wants_json() -> bool:
+    if request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_response(code: int, detail: str | None = None):
+    title, message = MESSAGES.get(code, MESSAGES[500])
+    message = detail or message
+    request_id = g.get("request_id", "")
+    if wants_json():
+        return jsonify(error=title, message=message, status=code, request_id=request_id), code
+    template = "errors/_error.html" if htmx and not htmx.boosted else "errors/error.html"
+    return render_template(template, code=code, title=title, message=message,
+                           request_id=request_id), code
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(e: CSRFError):
+        return error_response(400, "Your form expired or was not sent from this site. "
+                                   "Please reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        if e.code and e.code >= 500:
+            db.session.rollback()
+        if isinstance(e, InternalServerError) and e.original_exception is not None:
+            return unexpected_error(e.original_exception)
+        if e.code == 429:
+            return error_response(429)
+        detail = e.description if e.code in (400, 409, 422) and e.description and \
+            e.description != type(e).description else None
+        return error_response(e.code or 500, detail)
+
+    @app.errorhandler(OperationalError)
+    def database_down(e: OperationalError):
+        db.session.rollback()
+        log().error("database unavailable", error=str(e).splitlines()[0])
+        return error_response(ServiceUnavailable.code)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(e: Exception):
+        db.session.rollback()
+        log().exception("unhandled exception", error_type=type(e).__name__)
+        return error_response(500)

@@ -1,0 +1,99 @@
+"""Background work. Every call to the outside world runs here, never in a request.
+
+`enqueue(task, *args, job_id=...)` puts a task on the RQ queue when REDIS_URL is set; on
+the embedded default it runs the task in-process: on a small thread pool ("thread") so
+pages still never wait, or inline ("sync", for deterministic tests). Tasks take ids, build
+their own app context when they need one, and are idempotent, so running one twice is safe.
+Callers enqueue only after committing what the task will read.
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from flask import Flask, current_app, has_app_context
+
+from ..logging_setup import log
+
+_executor: ThreadPoolExecutor | None = None
+_worker_app: Flask | None = None
+IN_PROCESS_THREADS = 2
+
+
+def task(fn: Callable) -> Callable:
+    """Make `fn` runnable from a worker: give it an app context if it has none."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            return fn(*args, **kwargs)
+        with worker_app().app_context():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def worker_app() -> Flask:
+    global _worker_app
+    if _worker_app is None:
+        from .. import create_app
+        _worker_app = create_app()
+    return _worker_app
+
+
+def redis_connection():
+    from redis import Redis
+    return Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=5,
+                          socket_connect_timeout=5)
+
+
+def queue():
+    from rq import Queue
+    return Queue(current_app.config["JOBS_QUEUE_NAME"], connection=redis_connection(),
+                 default_timeout=current_app.config["JOB_TIMEOUT_SECONDS"])
+
+
+def enqueue(fn: Callable, *args: Any, job_id: str | None = None) -> None:
+    mode = current_app.config["JOBS_MODE"]
+    if mode == "rq":
+        from rq import Retry
+        queue().enqueue(
+            fn, *args, job_id=job_id,
+            retry=Retry(max=current_app.config["JOB_MAX_RETRIES"],
+                        interval=current_app.config["JOB_RETRY_INTERVALS_SECONDS"]),
+        )
+    elif mode == "sync":
+        _run_in_process(fn, args, job_id)
+    elif mode == "thread":
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        _pool().submit(_run_with_app, app, fn, args, job_id)
+    else:
+        raise RuntimeError(f"unknown JOBS_MODE {mode!r}")
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=IN_PROCESS_THREADS, thread_name_prefix="job")
+    return _executor
+
+
+def _run_with_app(app: Flask, fn: Callable, args: tuple, job_id: str | None) -> None:
+    with app.app_context():
+        _run_in_process(fn, args, job_id)
+
+
+def _run_in_process(fn: Callable, args: tuple, job_id: str | None) -> None:
+    """Run with the same bounded retries RQ would give, minus the waiting."""
+    attempts = current_app.config["JOB_MAX_RETRIES"] + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            fn(*args)
+            return
+        except Exception:
+            from ..extensions import db
+            db.session.rollback()
+            log().exception("job failed", job=getattr(fn, "__name__", str(fn)), job_id=job_id,
+                            attempt=attempt, of=attempts)

@@ -1,0 +1,49 @@
+"""Structured logs, each line carrying the request id."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+
+import structlog
+from flask import Flask, g, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def configure_logging(app: Flask) -> None:
+    level = getattr(logging, app.config["LOG_LEVEL"].upper(), logging.INFO)
+    renderer = (structlog.processors.JSONRenderer() if app.config["LOG_JSON"]
+                else structlog.dev.ConsoleRenderer(colors=False))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+    @app.before_request
+    def bind_request_id() -> None:
+        # Nginx passes its own id on; otherwise we make one.
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = incoming if incoming.isalnum() and len(incoming) <= 40 else uuid.uuid4().hex
+        g.request_id = rid
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid, path=request.path,
+                                               method=request.method)
+
+    @app.after_request
+    def send_request_id(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        return response
+
+
+def log():
+    return structlog.get_logger("acme")

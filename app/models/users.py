@@ -1,0 +1,107 @@
+"""People: accounts with a role, and customers' profiles with their licence."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Optional
+
+from flask_login import UserMixin
+from sqlalchemy import CheckConstraint, Date, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from .types import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from .fleet import Branch
+
+
+class Role(str, enum.Enum):
+    CUSTOMER = "customer"
+    STAFF = "staff"
+    ADMIN = "admin"
+
+
+class LicenceStatus(str, enum.Enum):
+    UNCHECKED = "unchecked"
+    PENDING = "pending"
+    VERIFIED = "verified"
+    REFUSED = "refused"
+
+
+ROLE_VALUES = tuple(r.value for r in Role)
+LICENCE_STATUS_VALUES = tuple(s.value for s in LicenceStatus)
+
+
+def new_session_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(f"role IN {ROLE_VALUES!r}", name="role_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Stored lower-cased, so the unique constraint is case-insensitive.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    full_name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER.value)
+    active: Mapped[bool] = mapped_column(default=True)
+    # Part of the session identity: rotating it ends every session of this user.
+    session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
+    branch_id: Mapped[Optional[int]] = mapped_column(ForeignKey("branches.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_sign_in_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+    profile: Mapped[Optional["CustomerProfile"]] = relationship(
+        back_populates="user", uselist=False, cascade="all, delete-orphan"
+    )
+    branch: Mapped[Optional["Branch"]] = relationship()
+
+    # Flask-Login uses this as the session's user id.
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_token}"
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in (Role.STAFF.value, Role.ADMIN.value)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN.value
+
+    def end_all_sessions(self) -> None:
+        self.session_token = new_session_token()
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.role}>"
+
+
+class CustomerProfile(db.Model):
+    __tablename__ = "customer_profiles"
+    __table_args__ = (
+        CheckConstraint(f"licence_status IN {LICENCE_STATUS_VALUES!r}", name="licence_status_known"),
+    )
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    date_of_birth: Mapped[date] = mapped_column(Date)
+    phone: Mapped[str] = mapped_column(String(20))  # E.164
+    address_line1: Mapped[str] = mapped_column(String(100))
+    address_line2: Mapped[str] = mapped_column(String(100), default="")
+    town: Mapped[str] = mapped_column(String(60))
+    postcode: Mapped[str] = mapped_column(String(8))
+    licence_number: Mapped[str] = mapped_column(String(16))
+    licence_expires_on: Mapped[date] = mapped_column(Date)
+    licence_status: Mapped[str] = mapped_column(String(16), default=LicenceStatus.UNCHECKED.value)
+    licence_checked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    licence_refusal_reason: Mapped[str] = mapped_column(String(200), default="")
+
+    user: Mapped[User] = relationship(back_populates="profile")

@@ -1,0 +1,73 @@
+"""Who may use which route. Every endpoint declares it; anything undeclared is refused.
+
+A view declares its audience with `@allow("public")`, `@allow("customer")`,
+`@allow("staff", "admin")`...; a whole blueprint can declare a default with
+`guard_blueprint(bp, "staff", "admin")` (the staff areas do), which a view may only narrow.
+One `before_request` hook enforces it for every request.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from flask import Blueprint, Flask, abort, current_app, request
+from flask_login import current_user
+
+PUBLIC = "public"
+ROLES = ("customer", "staff", "admin")
+AUDIENCES = (PUBLIC, *ROLES)
+
+_blueprint_defaults: dict[str, frozenset[str]] = {}
+
+
+def allow(*audience: str) -> Callable:
+    """Declare who may call this view."""
+    unknown = set(audience) - set(AUDIENCES)
+    if unknown or not audience:
+        raise ValueError(f"unknown audience {unknown or audience}")
+
+    def mark(view: Callable) -> Callable:
+        view.allowed_audience = frozenset(audience)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def guard_blueprint(bp: Blueprint, *audience: str) -> None:
+    """Give every view of `bp` this audience unless it declares a narrower one."""
+    _blueprint_defaults[bp.name] = frozenset(audience)
+
+
+def audience_for(app: Flask, endpoint: str) -> frozenset[str] | None:
+    view = app.view_functions.get(endpoint)
+    declared = getattr(view, "allowed_audience", None)
+    blueprint = endpoint.rsplit(".", 1)[0] if "." in endpoint else None
+    default = _blueprint_defaults.get(blueprint) if blueprint else None
+    if declared is not None and default is not None:
+        # A view in a guarded blueprint may narrow the audience, never widen it.
+        return declared & default if PUBLIC not in default else declared
+    return declared if declared is not None else default
+
+
+def enforce_access() -> None:
+    """before_request: refuse anyone the endpoint does not admit."""
+    endpoint = request.endpoint
+    if endpoint is None:  # 404 / 405: let the error handlers answer
+        return None
+    if endpoint == "static":
+        return None
+    audience = audience_for(current_app, endpoint)
+    if audience is None:
+        current_app.logger.error("route %s declares no audience; refused", endpoint)
+        abort(403)
+    if PUBLIC in audience:
+        return None
+    if not current_user.is_authenticated:
+        return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+    if current_user.role not in audience:
+        abort(403)
+    return None
+
+
+def undeclared_endpoints(app: Flask) -> Iterable[str]:
+    return [e for e in app.view_functions if e != "static" and audience_for(app, e) is None]

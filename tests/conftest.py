@@ -1,0 +1,157 @@
+"""Fixtures in the style of Flask's tutorial: app, client, runner, and an auth helper.
+
+The suite runs against SQLite by default, and against PostgreSQL and Redis when
+TEST_DATABASE_URL / TEST_REDIS_URL are set (the README's test command does both passes).
+Tests marked `postgres` need PostgreSQL; the SQLite pass deselects them, it never skips.
+The schema is built once per run by the real migrations; every test then starts from
+empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from app import create_app
+from app.config import TestConfig, _normalise_db_url
+from app.extensions import db
+
+from . import factories
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
+
+
+def pytest_collection_modifyitems(config, items):
+    if not TEST_DATABASE_URL:
+        return
+    # Fail loudly (never skip) if the PostgreSQL pass cannot reach its services.
+    for item in items:
+        item.add_marker(pytest.mark.usefixtures("_services_reachable"))
+
+
+def test_config(**overrides) -> dict:
+    cfg = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
+    cfg.update(ENV_NAME="test", TESTING=True, JOBS_MODE="sync", MAIL_BACKEND="outbox",
+               REDIS_URL=TEST_REDIS_URL, RATELIMIT_STORAGE_URI="",
+               RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
+               SQLALCHEMY_DATABASE_URI=_database_url())
+    cfg.update(overrides)
+    return cfg
+
+
+_sqlite_path: str | None = None
+
+
+def _database_url() -> str:
+    if TEST_DATABASE_URL:
+        return _normalise_db_url(TEST_DATABASE_URL)
+    return f"sqlite:///{_sqlite_path}"
+
+
+@pytest.fixture(scope="session")
+def _schema(tmp_path_factory):
+    """Build the schema once with the real migrations."""
+    global _sqlite_path
+    if not TEST_DATABASE_URL:
+        _sqlite_path = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    app = create_app(test_config())
+    with app.app_context():
+        if TEST_DATABASE_URL:
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+        upgrade()
+        db.engine.dispose()
+    return _database_url()
+
+
+@pytest.fixture(scope="session")
+def _services_reachable(_schema):
+    import redis
+    app = create_app(test_config())
+    with app.app_context():
+        db.session.execute(text("SELECT 1"))
+        assert db.engine.dialect.name == "postgresql", "TEST_DATABASE_URL must be PostgreSQL"
+    if TEST_REDIS_URL:
+        assert redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=5).ping()
+
+
+def _empty_tables() -> None:
+    tables = [t.name for t in db.metadata.sorted_tables]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    else:
+        for name in reversed(tables):
+            db.session.execute(text(f"DELETE FROM {name}"))
+    db.session.commit()
+
+
+@pytest.fixture
+def app(_schema):
+    app = create_app(test_config())
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _empty_tables()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def make_app(_schema):
+    """Build an app with extra settings (the `app` fixture's tables are shared)."""
+    def build(**overrides):
+        return create_app(test_config(**overrides))
+    return build
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def csrf_token(client, url: str = "/") -> str:
+    html = client.get(url).get_data(as_text=True)
+    match = CSRF_RE.search(html)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1) or match.group(2)
+
+
+def post_form(client, url: str, data: dict, *, token_from: str | None = None, **kwargs):
+    """POST like a browser: with the CSRF token the page carries."""
+    payload = {"csrf_token": csrf_token(client, token_from or url), **data}
+    return client.post(url, data=payload, **kwargs)
+
+
+class AuthActions:
+    def __init__(self, client):
+        self._client = client
+
+    def sign_in(self, email: str, password: str = factories.PASSWORD):
+        return post_form(self._client, "/account/sign-in", {"email": email, "password": password})
+
+    def sign_in_as(self, role: str, **user_fields):
+        user = factories.make_user(role, **user_fields)
+        response = self.sign_in(user.email)
+        assert response.status_code == 303, response.get_data(as_text=True)
+        return user
+
+    def sign_out(self):
+        return post_form(self._client, "/account/sign-out", {}, token_from="/")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
