@@ -9,11 +9,14 @@ empty tables.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import uuid
 
 import pytest
+from flask import has_app_context
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -36,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.usefixtures("_services_reachable"))
 
 
-def test_config(**overrides) -> dict:
+def make_test_config(**overrides) -> dict:
     cfg = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
     cfg.update(ENV_NAME="test", TESTING=True, JOBS_MODE="sync", MAIL_BACKEND="outbox",
                REDIS_URL=TEST_REDIS_URL, RATELIMIT_STORAGE_URI="",
@@ -61,13 +64,13 @@ def _schema(tmp_path_factory):
     global _sqlite_path
     if not TEST_DATABASE_URL:
         _sqlite_path = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
-    app = create_app(test_config())
+    app = create_app(make_test_config())
     with app.app_context():
         if TEST_DATABASE_URL:
             with db.engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
-        upgrade()
+        upgrade(revision="heads")
         db.engine.dispose()
     return _database_url()
 
@@ -75,7 +78,7 @@ def _schema(tmp_path_factory):
 @pytest.fixture(scope="session")
 def _services_reachable(_schema):
     import redis
-    app = create_app(test_config())
+    app = create_app(make_test_config())
     with app.app_context():
         db.session.execute(text("SELECT 1"))
         assert db.engine.dialect.name == "postgresql", "TEST_DATABASE_URL must be PostgreSQL"
@@ -93,9 +96,24 @@ def _empty_tables() -> None:
     db.session.commit()
 
 
+class IsolatedClient(FlaskClient):
+    """Each request gets its own app context (own `g`, own DB session), as in production.
+
+    Without this, Flask reuses the test's pushed app context for the request, so `g` and
+    the session would leak between requests and clients.
+    """
+
+    def open(self, *args, **kwargs):
+        response = contextvars.Context().run(super().open, *args, **kwargs)
+        if has_app_context():
+            db.session.expire_all()  # see what the request committed
+        return response
+
+
 @pytest.fixture
 def app(_schema):
-    app = create_app(test_config())
+    app = create_app(make_test_config())
+    app.test_client_class = IsolatedClient
     with app.app_context():
         yield app
         db.session.remove()
@@ -108,7 +126,9 @@ def app(_schema):
 def make_app(_schema):
     """Build an app with extra settings (the `app` fixture's tables are shared)."""
     def build(**overrides):
-        return create_app(test_config(**overrides))
+        built = create_app(make_test_config(**overrides))
+        built.test_client_class = IsolatedClient
+        return built
     return build
 
 
