@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextvars
 import os
 import re
-import uuid
 
 import pytest
 from flask import has_app_context
@@ -22,7 +21,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.config import TestConfig, _normalise_db_url
-from app.extensions import db
+from app.extensions import db, limiter
 
 from . import factories
 
@@ -43,7 +42,6 @@ def make_test_config(**overrides) -> dict:
     cfg = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
     cfg.update(ENV_NAME="test", TESTING=True, JOBS_MODE="sync", MAIL_BACKEND="outbox",
                REDIS_URL=TEST_REDIS_URL, RATELIMIT_STORAGE_URI="",
-               RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",
                SQLALCHEMY_DATABASE_URI=_database_url())
     cfg.update(overrides)
     return cfg
@@ -115,6 +113,7 @@ def app(_schema):
     app = create_app(make_test_config())
     app.test_client_class = IsolatedClient
     with app.app_context():
+        limiter.reset()  # rate-limit counts in Redis outlive an app; start each test afresh
         yield app
         db.session.remove()
         _empty_tables()
