@@ -80,8 +80,12 @@ def _services_reachable(_schema):
     with app.app_context():
         db.session.execute(text("SELECT 1"))
         assert db.engine.dialect.name == "postgresql", "TEST_DATABASE_URL must be PostgreSQL"
+        db.session.remove()
+        db.engine.dispose()
     if TEST_REDIS_URL:
-        assert redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=5).ping()
+        connection = redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=5)
+        assert connection.ping()
+        connection.close()
 
 
 def _empty_tables() -> None:
@@ -124,11 +128,17 @@ def app(_schema):
 @pytest.fixture
 def make_app(_schema):
     """Build an app with extra settings (the `app` fixture's tables are shared)."""
+    built_apps = []
+
     def build(**overrides):
         built = create_app(make_test_config(**overrides))
         built.test_client_class = IsolatedClient
+        built_apps.append(built)
         return built
-    return build
+    yield build
+    for built in built_apps:  # close their connection pools: no leaked connections
+        with built.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture

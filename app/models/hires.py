@@ -106,7 +106,8 @@ class Hire(db.Model):
 
     def occupy(self, until: datetime) -> None:
         """Claim the car from start until `until` (end plus any cleaning buffer)."""
-        self.occupancy = Occupancy(car_id=self.car_id, starts_at=self.start_at, ends_at=until)
+        self.occupancy = Occupancy(car=self.car, car_id=self.car_id, starts_at=self.start_at,
+                                   ends_at=until)
 
     def transition(self, to: HireState, *, by: Optional[User], why: str = "",
                    now: Optional[datetime] = None) -> "HireStateChange":
@@ -165,6 +166,7 @@ class Occupancy(db.Model):
         ForeignKey("maintenance_blocks.id", ondelete="CASCADE"), unique=True
     )
 
+    car: Mapped[Car] = relationship()
     hire: Mapped[Optional[Hire]] = relationship(back_populates="occupancy")
     maintenance_block: Mapped[Optional[MaintenanceBlock]] = relationship()
 

@@ -1,0 +1,80 @@
+"""The migrations produce exactly the models' schema; PostgreSQL refuses double booking."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import HireState, Occupancy
+from tests import factories
+
+T0 = datetime(2030, 6, 1, 9, tzinfo=timezone.utc)
+
+
+def test_migrations_match_models(app):
+    """Alembic's autogenerate finds no difference between the migrated database and the models."""
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, db.metadata)
+    assert diff == []
+
+
+@pytest.mark.postgres
+def test_exclusion_constraint_is_installed(app):
+    names = db.session.scalars(text(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'occupancies'::regclass AND contype = 'x'"
+    )).all()
+    assert names == ["occupancies_no_overlap"]
+
+
+@pytest.mark.postgres
+def test_overlapping_hires_of_one_car_are_impossible(app):
+    car = factories.make_car()
+    factories.make_hire(car=car, start=T0, days=3)
+    with pytest.raises(IntegrityError) as err:
+        factories.make_hire(car=car, start=T0 + timedelta(days=2), days=3)
+    assert "occupancies_no_overlap" in str(err.value)
+    db.session.rollback()
+
+
+@pytest.mark.postgres
+def test_hire_overlapping_maintenance_is_impossible(app):
+    car = factories.make_car()
+    factories.make_block(car=car, start=T0, days=2)
+    with pytest.raises(IntegrityError):
+        factories.make_hire(car=car, start=T0 + timedelta(days=1), days=3)
+    db.session.rollback()
+
+
+@pytest.mark.postgres
+def test_back_to_back_hires_and_other_cars_are_allowed(app):
+    car, other = factories.make_car(), factories.make_car()
+    factories.make_hire(car=car, start=T0, days=3)
+    factories.make_hire(car=car, start=T0 + timedelta(days=3), days=2)  # starts when the first ends
+    factories.make_hire(car=other, start=T0, days=3)
+    assert db.session.query(Occupancy).count() == 3
+
+
+@pytest.mark.postgres
+def test_cancelled_hire_frees_the_car(app):
+    car = factories.make_car()
+    first = factories.make_hire(car=car, start=T0, days=3)
+    first.transition(HireState.CANCELLED, by=first.customer, why="changed plans")
+    db.session.commit()
+    second = factories.make_hire(car=car, start=T0, days=3)
+    assert second.occupancy is not None
+
+
+def test_every_timestamp_column_is_timezone_aware(app):
+    inspector = inspect(db.engine)
+    naive = [f"{t}.{c['name']}" for t in inspector.get_table_names()
+             for c in inspector.get_columns(t)
+             if "TIMESTAMP" in str(c["type"]).upper() or "DATETIME" in str(c["type"]).upper()
+             if db.engine.dialect.name == "postgresql" and not getattr(c["type"], "timezone", False)]
+    assert naive == []
