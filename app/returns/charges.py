@@ -1,0 +1,176 @@
+"""What a customer owes when a car comes back: pure rules over recorded facts.
+
+Nothing here reads the request or the database: the counter service gathers the facts
+(times, odometer, fuel, staff-entered damage, waivers) and these functions turn them into
+itemised lines in integer pence. The tablet never sends an amount except a damage charge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+DAY = timedelta(hours=24)
+EIGHTHS_IN_TANK = 8
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The named settings the rules use (from app.config)."""
+
+    late_grace_minutes: int
+    late_fee_per_hour_pence: int
+    fuel_price_per_eighth_pence: int
+    refuelling_fee_pence: int
+    excess_mileage_pence_per_mile: int
+    cleaning_fee_pence: int
+    max_damage_charge_pence: int
+    unused_day_refund_percent: int
+
+    @classmethod
+    def from_config(cls, config) -> "Rates":
+        return cls(
+            late_grace_minutes=config["LATE_GRACE_MINUTES"],
+            late_fee_per_hour_pence=config["LATE_FEE_PER_HOUR_PENCE"],
+            fuel_price_per_eighth_pence=config["FUEL_PRICE_PER_EIGHTH_PENCE"],
+            refuelling_fee_pence=config["REFUELLING_FEE_PENCE"],
+            excess_mileage_pence_per_mile=config["EXCESS_MILEAGE_PENCE_PER_MILE"],
+            cleaning_fee_pence=config["CLEANING_FEE_PENCE"],
+            max_damage_charge_pence=config["MAX_DAMAGE_CHARGE_PENCE"],
+            unused_day_refund_percent=config["UNUSED_DAY_REFUND_PERCENT"],
+        )
+
+
+@dataclass(frozen=True)
+class Damage:
+    panel: str
+    amount_pence: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReturnFacts:
+    start_at: datetime
+    end_at: datetime
+    returned_at: datetime
+    day_rate_pence: int
+    miles_allowed_per_day: int
+    odometer_out: int
+    odometer_in: int
+    fuel_out_eighths: int
+    fuel_in_eighths: int
+    needs_cleaning: bool = False
+    damages: tuple[Damage, ...] = ()
+    waivers: dict[str, str] = field(default_factory=dict)  # charge code -> reason
+
+
+@dataclass(frozen=True)
+class Line:
+    code: str
+    label: str
+    amount_pence: int
+    waived_reason: str = ""
+
+    @property
+    def owed_pence(self) -> int:
+        return 0 if self.waived_reason else self.amount_pence
+
+
+class ChargeError(ValueError):
+    """Facts that cannot be right (odometer going backwards, fuel over a full tank...)."""
+
+
+def check_facts(facts: ReturnFacts, rates: Rates) -> None:
+    if facts.odometer_in < facts.odometer_out:
+        raise ChargeError("The odometer reading in is lower than the reading out.")
+    for eighths in (facts.fuel_out_eighths, facts.fuel_in_eighths):
+        if not 0 <= eighths <= EIGHTHS_IN_TANK:
+            raise ChargeError("Fuel is recorded in eighths of a tank, from 0 to 8.")
+    for damage in facts.damages:
+        if damage.amount_pence <= 0:
+            raise ChargeError("A damage charge must be more than zero.")
+        if damage.amount_pence > rates.max_damage_charge_pence:
+            raise ChargeError("That damage charge is above the most a counter can charge.")
+        if not damage.reason.strip():
+            raise ChargeError("Say what the damage is.")
+    for code, reason in facts.waivers.items():
+        if not reason.strip():
+            raise ChargeError(f"Give a reason for waiving the {code} charge.")
+
+
+def late_fee_pence(end_at: datetime, returned_at: datetime, *, day_rate_pence: int, rates: Rates) -> int:
+    """Per started hour after the end once the grace has passed; each 24 h at most a day rate."""
+    late = returned_at - end_at
+    if late <= timedelta(minutes=rates.late_grace_minutes):
+        return 0
+    whole_days, rest = divmod(late, DAY)
+    started_hours = math.ceil(rest / timedelta(hours=1))
+    return whole_days * day_rate_pence + min(started_hours * rates.late_fee_per_hour_pence, day_rate_pence)
+
+
+def hire_days(start_at: datetime, end_at: datetime) -> int:
+    return max(1, math.ceil((end_at - start_at) / DAY))
+
+
+def unused_days(end_at: datetime, returned_at: datetime) -> int:
+    """Whole 24-hour periods the customer paid for but did not use."""
+    if returned_at >= end_at:
+        return 0
+    return int((end_at - returned_at) // DAY)
+
+
+def compute_charges(facts: ReturnFacts, rates: Rates) -> list[Line]:
+    """Every line the customer may owe (or get back, as a negative line), in a fixed order."""
+    check_facts(facts, rates)
+    lines: list[Line] = []
+
+    def add(code: str, label: str, amount: int) -> None:
+        if amount:
+            lines.append(Line(code, label, amount, facts.waivers.get(code, "")))
+
+    add("late", "Late return",
+        late_fee_pence(facts.end_at, facts.returned_at, day_rate_pence=facts.day_rate_pence, rates=rates))
+
+    short = max(0, facts.fuel_out_eighths - facts.fuel_in_eighths)
+    if short:
+        add("fuel", f"Fuel: {short}/8 of a tank short", short * rates.fuel_price_per_eighth_pence)
+        add("refuelling", "Refuelling service", rates.refuelling_fee_pence)
+
+    allowed = facts.miles_allowed_per_day * hire_days(facts.start_at, facts.end_at)
+    driven = facts.odometer_in - facts.odometer_out
+    excess = max(0, driven - allowed)
+    add("mileage", f"{excess} miles over the {allowed}-mile allowance",
+        excess * rates.excess_mileage_pence_per_mile)
+
+    if facts.needs_cleaning:
+        add("cleaning", "Cleaning", rates.cleaning_fee_pence)
+
+    for i, damage in enumerate(facts.damages, start=1):
+        add(f"damage{i}", f"Damage ({damage.panel}): {damage.reason}", damage.amount_pence)
+
+    unused = unused_days(facts.end_at, facts.returned_at)
+    if unused:
+        refund = unused * facts.day_rate_pence * rates.unused_day_refund_percent // 100
+        add("unused", f"Early return: {unused} unused day(s)", -refund)
+    return lines
+
+
+def total_owed_pence(lines: list[Line]) -> int:
+    return sum(line.owed_pence for line in lines)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    capture_from_hold_pence: int  # taken from the deposit hold
+    release_pence: int  # the rest of the hold, let go
+    charge_card_pence: int  # owed beyond the hold, charged to the saved card
+    refund_pence: int  # owed to the customer (early return)
+
+
+def settle(total_pence: int, deposit_held_pence: int) -> Settlement:
+    """Split what is owed between the deposit hold, the saved card and a refund."""
+    if total_pence <= 0:
+        return Settlement(0, deposit_held_pence, 0, -total_pence)
+    captured = min(total_pence, deposit_held_pence)
+    return Settlement(captured, deposit_held_pence - captured, total_pence - captured, 0)
