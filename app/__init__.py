@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, render_template, session
 from flask_login import current_user
 
 from .config import BASE_DIR, Config, _normalise_db_url
@@ -39,6 +39,11 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     elif config is not None:
         app.config.from_object(config)
     _finish_config(app)
+
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        proxies = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -78,12 +83,23 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
 
     _register_blueprints(app)
 
+    from .metrics import init_metrics
+    init_metrics(app)
+
     from .cli import register_cli
     register_cli(app)
 
     @app.after_request
     def vary_on_htmx(response):
         response.vary.add("HX-Request")
+        return response
+
+    @app.after_request
+    def keep_personal_pages_out_of_caches(response):
+        # Signed-in pages carry personal data (issue 9): never stored by a browser or proxy
+        # cache. The session is checked, not current_user, so no database query happens here.
+        if "_user_id" in session and "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.context_processor
@@ -122,6 +138,7 @@ def _register_blueprints(app: Flask) -> None:
     from .admin import bp as admin_bp
     from .booking import bp as booking_bp
     from .fleet import bp as fleet_bp
+    from .fleet.photos import media_bp
     from .main import bp as main_bp
     from .payments import bp as payments_bp
     from .returns import bp as returns_bp
@@ -133,3 +150,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(returns_bp, url_prefix="/counter")
     app.register_blueprint(fleet_bp, url_prefix="/fleet")
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(media_bp, url_prefix="/media")  # car photos: public

@@ -55,5 +55,18 @@ def demo() -> None:
         click.echo(f"  {email:<22} {password}")
 
 
+@acme.command("tick")
+@click.option("--now", "now_iso", default=None, help="Pretend it is this ISO 8601 time (catch-up runs).")
+def tick(now_iso: str | None) -> None:
+    """Expire unpaid holds and queue due reminders (a systemd timer runs this every minute)."""
+    from .jobs.booking import tick as booking_tick
+
+    result = booking_tick(now_iso)
+    click.echo(f"Expired {result['expired']} holds; {result['reminders']} reminders due.")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(acme)
+
+
+from . import ops  # noqa: E402,F401  (adds `flask acme ping-worker`; imports `acme` above)

@@ -67,6 +67,9 @@ class Config:
     REMEMBER_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None  # token lives as long as the session
     FORCE_HTTPS = False  # Nginx terminates TLS; Talisman only sets headers
+    # How many proxies (Nginx) sit in front of the app and set X-Forwarded-For/-Proto; the
+    # client address the sign-in rate limit sees comes from them. 0: no proxy (development).
+    TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
     # --- mail ----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")  # outbox (dev only) | smtp
@@ -82,6 +85,177 @@ class Config:
     # --- logging -------------------------------------------------------------------
     LOG_LEVEL = "INFO"
     LOG_JSON = False
+
+    # --- driving-licence check (issue 3) -------------------------------------------
+    # The provider: base URL and API key from the environment (Ansible Vault on the server).
+    LICENCE_API_URL = os.environ.get("LICENCE_API_URL", "")
+    LICENCE_API_KEY = os.environ.get("LICENCE_API_KEY", "")
+    # Development only: with no LICENCE_API_URL, start the local stand-in
+    # (devtools/licence_standin) in a background thread on first use. Never in production.
+    LICENCE_DEV_STANDIN = True
+    LICENCE_CONNECT_TIMEOUT_SECONDS = 3.05
+    LICENCE_READ_TIMEOUT_SECONDS = 10.0
+    LICENCE_MAX_RETRIES = 2  # on timeouts, connection errors and 5xx; never on 4xx
+    LICENCE_RETRY_BACKOFF_SECONDS = 0.5  # urllib3 doubles it per retry
+    # A check still pending after this long is given up as "try again later" (worker down...).
+    LICENCE_CHECK_GIVE_UP_SECONDS = 120
+    LICENCE_STATUS_POLL_SECONDS = 1  # how often the "Checking..." fragment asks again
+    # Rental rules applied to the licence record.
+    MIN_YEARS_LICENCE_HELD = 1  # full category B entitlement held at least this long
+    MAX_PENALTY_POINTS = 6  # more than this is refused
+    REQUIRED_LICENCE_CATEGORY = "B"
+    YOUNG_DRIVER_MAX_AGE = 24  # aged up to and including this: the young-driver surcharge band
+
+    # --- fleet and administration (issue 8) ----------------------------------------
+    # Staff and admins: second factor at sign-in, password age, invitations.
+    STAFF_PASSWORD_MAX_AGE_DAYS = 90
+    STAFF_INVITE_MAX_AGE_SECONDS = 72 * 60 * 60
+    TWO_FACTOR_ISSUER = "ACME Rentals"  # the name authenticator apps show
+    TWO_FACTOR_PENDING_MAX_AGE_SECONDS = 5 * 60  # password accepted, code still to come
+    TWO_FACTOR_MAX_ATTEMPTS = 5  # wrong codes before the password must be given again
+    TWO_FACTOR_RATE_LIMIT = "10 per minute"
+    TWO_FACTOR_RECOVERY_CODES = 10
+    # Car photos: checked with Pillow, re-encoded without metadata, named by content hash.
+    CAR_PHOTO_MAX_BYTES = 8 * 1024 * 1024
+    CAR_PHOTO_MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding
+    CAR_PHOTO_MAX_SIDE = 2400  # larger photos are scaled down to this many pixels
+    CAR_PHOTO_MAX_PER_CAR = 8
+    CAR_PHOTO_CACHE_SECONDS = 365 * 24 * 60 * 60  # names are content hashes: never stale
+    CAR_OLDEST_YEAR = 1990
+    CAR_MAX_ODOMETER_MILES = 1_000_000
+    CAR_MAX_DAILY_RATE_PENCE = 1_000_000
+    FLEET_PAGE_SIZE = 50
+    MAINTENANCE_MAX_DAYS = 180
+    # Admin pages.
+    AUDIT_PAGE_SIZE = 50
+    REPORT_DEFAULT_WEEKS = 12
+    REPORT_MAX_PERIODS = 106  # two years of weeks; "late return" uses LATE_GRACE_MINUTES
+    REPORT_MAX_ROWS_SHOWN = 50  # per-car utilisation on the page (the CSV has every car)
+    # Reports read figures rolled up per car and period: those of the periods around today
+    # are refreshed when older than this (a job the reports page asks for); the whole
+    # history nightly (`flask admin refresh-reports`).
+    REPORT_REFRESH_MINUTES = 10
+    REPORT_REFRESH_DAYS_BACK = 35
+    REPORT_REFRESH_DAYS_AHEAD = 60  # later bookings' figures wait for the nightly refresh
+
+    # --- booking (issue 4): search, prices, holds, cancellation, reminders -------------
+    HOLD_MINUTES = 15  # an unpaid hold keeps the car this long, then expires
+    CLEANING_BUFFER_MINUTES = 60  # kept free after every hire before the car's next one
+    LATE_GRACE_MINUTES = 60  # this much past a whole 24-hour period costs nothing
+    MAX_HIRE_DAYS = 28
+    BOOKING_MIN_NOTICE_MINUTES = 60  # pickup at least this far in the future
+    BOOKING_MAX_ADVANCE_DAYS = 365
+    MAX_HOLDS_PER_CUSTOMER = 2  # unpaid holds at once, so one person cannot hold the fleet
+    SEARCH_RESULTS_LIMIT = 24
+    VAT_PERCENT = 20
+    WEEKEND_DAYS = ("sat", "sun")
+    WEEKEND_SURCHARGE_PERCENT = 10  # on the daily rate, per charged period starting on those days
+    YOUNG_DRIVER_DAILY_PENCE = 1500  # the band is YOUNG_DRIVER_MAX_AGE (licence section)
+    YOUNG_DRIVER_CAP_PENCE = 15000
+    ONE_WAY_DEFAULT_FEE_PENCE = 7500  # when the one_way_fees table has no row for the pair
+    # Cancellation policy: free until FREE_CANCEL_HOURS before pickup, then a fee: the
+    # CANCEL_FEE_PERCENT of the total when it is above 0, else CANCEL_FEE_PENCE (never more
+    # than the total).
+    FREE_CANCEL_HOURS = 48
+    CANCEL_FEE_PENCE = 5000
+    CANCEL_FEE_PERCENT = 0
+    PICKUP_REMINDER_HOURS = 24
+    RETURN_REMINDER_HOURS = 3
+    # Development (JOBS_MODE "thread"): run `acme tick` from the in-process pool this often.
+    # Production runs `flask acme tick` from a systemd timer instead. 0 turns it off.
+    DEV_TICK_SECONDS = 60
+
+    # --- crypto payments (issue 5, crypto half) ------------------------------------------
+    # The chain: a JSON-RPC node, the deployed AcmePayments contract (contracts/) and the
+    # block it was deployed in (the watcher starts there). All from the environment; with no
+    # RPC URL or contract address, crypto payment is simply not offered.
+    CHAIN_RPC_URL = os.environ.get("CHAIN_RPC_URL", "")
+    CHAIN_ID = int(os.environ.get("CHAIN_ID", "1337"))
+    CHAIN_NAME = os.environ.get("CHAIN_NAME", "Local development chain")
+    CHAIN_CONTRACT_ADDRESS = os.environ.get("CHAIN_CONTRACT_ADDRESS", "")
+    CHAIN_START_BLOCK = int(os.environ.get("CHAIN_START_BLOCK", "0"))
+    CHAIN_RPC_TIMEOUT_SECONDS = 10
+    CHAIN_RPC_ATTEMPTS = 3  # tries per idempotent RPC call on timeouts/connection errors (web3)
+    CHAIN_RPC_BACKOFF_SECONDS = 0.5
+    CHAIN_SCAN_MAX_BLOCKS = 2000  # blocks per eth_getLogs call (nodes cap the range)
+    CHAIN_REORG_DEPTH = 12  # every scan looks this many blocks back again, to see reorgs
+    CHAIN_SCAN_INTERVAL_SECONDS = 5  # a status poll starts a scan when the last is older
+    CONFIRMATIONS = 12  # blocks (the payment's own included) before a payment is settled
+    # The hot wallet that sends refunds: its key from the environment (Ansible Vault);
+    # keep only a small balance on it.
+    CHAIN_HOT_WALLET_KEY = os.environ.get("CHAIN_HOT_WALLET_KEY", "")
+    CHAIN_REFUND_MAX_GAS = 100_000  # a refund to an address that needs more is not sent
+    # Quotes: fiat stays the price of record; the ETH amount is locked for QUOTE_MINUTES.
+    QUOTE_MINUTES = 15
+    # The rate: a configured fixed rate, named as such on every quote (no rate feed is
+    # reachable offline). Pence per 1 ETH: 250_000 is GBP 2,500.00 per ETH.
+    CRYPTO_FIXED_RATE_PENCE_PER_ETH = int(os.environ.get("CRYPTO_FIXED_RATE_PENCE_PER_ETH",
+                                                         "250000"))
+    CRYPTO_RATE_SOURCE = os.environ.get("CRYPTO_RATE_SOURCE",
+                                        "Fixed demonstration rate (configured, not a market price)")
+    # BTCPay-style rules. Underpaid by more than this (basis points of the quote) ->
+    # partial, staff review; underpaid by less is accepted as paid in full.
+    CRYPTO_UNDERPAID_TOLERANCE_BPS = 50
+    # Overpaid: the excess is refunded, unless it is less than this (the network fee
+    # would eat it). 10**14 wei = 0.0001 ETH.
+    CRYPTO_MIN_REFUND_WEI = 10**14
+    CRYPTO_STATUS_POLL_SECONDS = 2  # how often the payment status fragment asks again
+    # Development only: a wallet for browsers without one, backed by the local node's
+    # unlocked account (devtools/chain). Refused at start-up in production.
+    CRYPTO_DEMO_WALLET = False
+    CRYPTO_DEMO_WALLET_ADDRESS = ""
+
+
+    # --- counter: pickups and returns (issue 7) --------------------------------------
+    # Late return: per started hour past the hire's end, once LATE_GRACE_MINUTES (booking's
+    # setting) have passed; each 24 hours of lateness costs at most the hire's day rate.
+    LATE_FEE_PER_HOUR_PENCE = 1500
+    FUEL_PRICE_PER_EIGHTH_PENCE = 1200  # a tank is eight eighths
+    REFUELLING_FEE_PENCE = 2000  # once, when the car comes back short of fuel
+    EXCESS_MILEAGE_PENCE_PER_MILE = 25
+    CLEANING_FEE_PENCE = 4500
+    MAX_DAMAGE_CHARGE_PENCE = 250_000  # one staff-entered damage line, at most
+    UNUSED_DAY_REFUND_PERCENT = 50  # early return: this share of each whole unused day back
+    CONDITION_PANELS = ("front", "rear", "left", "right", "roof", "windscreen", "wheels", "interior")
+    PHOTO_MAX_BYTES = 8 * 1024 * 1024
+
+    # --- card payments: Stripe (issue 5, card half) ------------------------------------
+    # Keys from the environment (Ansible Vault on the server). STRIPE_API_BASE empty means
+    # Stripe itself; in development, empty starts the local stand-in (devtools/stripe_standin)
+    # in a background thread on first use, with its own test key and webhook secret.
+    # Never in production: there, no key means card payment is not offered.
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+    STRIPE_DEV_STANDIN = True
+    STRIPE_DEV_STANDIN_PORT = 12111  # 0: any free port
+    STRIPE_CONNECT_TIMEOUT_SECONDS = 3.05
+    STRIPE_READ_TIMEOUT_SECONDS = 20.0
+    STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300  # Stripe's own default: older signatures are refused
+    # Stripe accepts a Checkout Session that expires between 30 minutes and 24 hours away.
+    STRIPE_CHECKOUT_MIN_EXPIRY_MINUTES = 30
+    STRIPE_CHECKOUT_MAX_EXPIRY_MINUTES = 24 * 60
+    # Deposit hold: on the saved card no earlier than this before pickup (card holds lapse
+    # after about 7 days; Visa's merchant-initiated ones after about 4 days 18 hours).
+    DEPOSIT_HOLD_LEAD_DAYS = 1
+    # When Stripe does not say how long a hold lives: the shortest lifetime (Visa MIT).
+    DEPOSIT_HOLD_FALLBACK_HOURS = 4 * 24 + 18
+    PAYMENT_STATUS_POLL_SECONDS = 2  # how often the "processing" fragment asks again
+    # Added to the 30 minutes so a session created by a job a moment later is still accepted.
+    PAYMENT_CHECKOUT_SLACK_MINUTES = 5
+    # The car stays held while Checkout can take the money, plus this for the webhook.
+    PAYMENT_HOLD_GRACE_MINUTES = 5
+    PAYMENT_MAX_CHECKOUT_ATTEMPTS = 5  # per hire; each may extend the hold by ~35 minutes
+    # While a customer back from Checkout waits and no webhook has come, ask Stripe this often.
+    PAYMENT_RECHECK_SECONDS = 10
+    # A card payment still not started after this long is shown as "could not reach the
+    # card processor" with a "try again" button (the job may still retry in the background).
+    PAYMENT_START_GIVE_UP_SECONDS = 60
+
+    # --- metrics (issue 9): /metrics for Prometheus, app/metrics.py ----------------------
+    # In RQ mode job outcomes are counted in this Redis hash (shared by web and workers).
+    METRICS_JOB_OUTCOMES_KEY = "acme:metrics:job_runs"
+    METRICS_REDIS_TIMEOUT_SECONDS = 1.0  # a scrape or a job never waits longer on it
 
 
 class TestConfig(Config):

@@ -113,5 +113,8 @@ def load_demo() -> dict[str, str]:
         else:
             user.branch = branches["LHR"]
         db.session.add(user)
+    db.session.flush()
+    from .booking.seed import seed_rate_tables
+    seed_rate_tables()  # tiers, seasons, extras, one-way fees (booking, issue 4)
     db.session.commit()
     return {p["email"]: DEMO_PASSWORD for p in DEMO_PEOPLE}

@@ -10,12 +10,18 @@ from .jobs import enqueue
 from .models import OutboundEmail
 
 
-def queue_email(*, key: str, to: str, subject: str, body: str) -> OutboundEmail:
-    """Record the email under `key` (once) and send it from a job. Commits."""
+def queue_email(*, key: str, to: str, subject: str, body: str,
+                attachment: tuple[str, str, str] | None = None) -> OutboundEmail:
+    """Record the email under `key` (once) and send it from a job. Commits.
+
+    `attachment` is an optional text file: (filename, MIME type, content), e.g. an .ics entry.
+    """
     existing = db.session.scalar(select(OutboundEmail).where(OutboundEmail.idempotency_key == key))
     if existing is not None:
         return existing
     email = OutboundEmail(idempotency_key=key, to_address=to, subject=subject, body_text=body)
+    if attachment is not None:
+        email.attachment_filename, email.attachment_mimetype, email.attachment_text = attachment
     db.session.add(email)
     try:
         db.session.commit()

@@ -17,8 +17,8 @@ def render(page: str, fragment: str, status: int = 200, **context) -> tuple[str,
 
 
 def see_other(url: str) -> Response:
-    """After a successful POST: 303 for browsers, HX-Redirect for htmx."""
-    if htmx:
+    """After a successful POST: 303 for browsers and boosted requests, HX-Redirect for htmx."""
+    if htmx and not htmx.boosted:  # a boosted request follows a plain redirect itself
         response = Response(status=204)
         response.headers["HX-Redirect"] = url
         return response

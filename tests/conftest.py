@@ -173,9 +173,19 @@ class AuthActions:
 
     def sign_in_as(self, role: str, **user_fields):
         user = factories.make_user(role, **user_fields)
+        if user.is_staff:  # staff and admins sign in with a second factor (issue 8)
+            factories.enrol_two_factor(user)
         response = self.sign_in(user.email)
         assert response.status_code == 303, response.get_data(as_text=True)
+        if user.is_staff:
+            response = self.give_two_factor_code(user)
+            assert response.status_code == 303, response.get_data(as_text=True)
         return user
+
+    def give_two_factor_code(self, user):
+        """The second sign-in step for staff: the code their authenticator app shows now."""
+        return post_form(self._client, "/account/two-factor",
+                         {"code": factories.two_factor_code(user)})
 
     def sign_out(self):
         return post_form(self._client, "/account/sign-out", {}, token_from="/")

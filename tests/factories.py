@@ -98,3 +98,21 @@ def make_block(*, car: Car, start: datetime, days: int = 1) -> MaintenanceBlock:
                              maintenance_block_id=block.id))
     db.session.commit()
     return block
+
+
+# --- staff two-factor sign-in (issue 8) ---------------------------------------------------
+
+def enrol_two_factor(user: User) -> User:
+    """Set up TOTP for a staff member as if they had scanned the QR code."""
+    import pyotp
+    user.totp_secret = pyotp.random_base32()
+    user.totp_enabled_at = datetime.now(timezone.utc)
+    user.totp_last_step = None
+    db.session.commit()
+    return user
+
+
+def two_factor_code(user: User, at: datetime | None = None) -> str:
+    """The code the user's authenticator app shows at `at` (default: now)."""
+    import pyotp
+    return pyotp.TOTP(user.totp_secret).at(at or datetime.now(timezone.utc))

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("accounts", __name__)
 
-from . import routes  # noqa: E402,F401
+from . import routes, twofactor_routes  # noqa: E402,F401

@@ -58,6 +58,22 @@ class ProfileFields(FlaskForm):
             raise ValidationError(error)
 
 
+class _CheckCode:
+    """The gov.uk licence check code: 8 letters and digits (spaces ignored)."""
+
+    def __call__(self, form, field):
+        from .licence import check_code_error
+        error = check_code_error(field.data or "")
+        if error:
+            raise ValidationError(error)
+
+
+def _check_code_field(*, required: bool) -> StringField:
+    first = InputRequired("Enter the check code from gov.uk.") if required else Optional()
+    return StringField("Licence check code", filters=[_clean], validators=[
+        first, Length(max=20, message="A check code has 8 characters."), _CheckCode()])
+
+
 class SignUpForm(ProfileFields):
     email = EmailField("Email", filters=[_clean], validators=[
         DataRequired(REQUIRED), Length(max=254),
@@ -65,6 +81,7 @@ class SignUpForm(ProfileFields):
     password = _password_field("Password")
     confirm_password = PasswordField("Repeat password", validators=[
         InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
+    check_code = _check_code_field(required=False)  # licence check straight after sign-up
 
     def validate_password(self, field):
         _check_strength(field, [self.email.data or "", self.full_name.data or ""])
@@ -86,9 +103,12 @@ class ChangePasswordForm(FlaskForm):
     password = _password_field("New password")
     confirm_password = PasswordField("Repeat new password", validators=[
         InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
+    # The account's email and name: the view sets them, so the new password may not be built
+    # from them (zxcvbn only knows to penalise what it is told about, as at sign-up).
+    user_inputs: tuple[str, ...] = ()
 
     def validate_password(self, field):
-        _check_strength(field, [])
+        _check_strength(field, list(self.user_inputs))
 
 
 class ForgotPasswordForm(FlaskForm):
@@ -101,9 +121,12 @@ class ResetPasswordForm(FlaskForm):
     password = _password_field("New password")
     confirm_password = PasswordField("Repeat new password", validators=[
         InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
+    # The account's email and name: the view sets them, so the new password may not be built
+    # from them (zxcvbn only knows to penalise what it is told about, as at sign-up).
+    user_inputs: tuple[str, ...] = ()
 
     def validate_password(self, field):
-        _check_strength(field, [])
+        _check_strength(field, list(self.user_inputs))
 
 
 def _check_strength(field, user_inputs: list[str]) -> None:
@@ -115,3 +138,15 @@ def _check_strength(field, user_inputs: list[str]) -> None:
     )
     if error:
         raise ValidationError(error)
+
+
+class LicenceCheckForm(FlaskForm):
+    """The customer checks the licence on their profile with a gov.uk check code."""
+
+    check_code = _check_code_field(required=True)
+
+
+class LicenceRecheckForm(FlaskForm):
+    """Counter staff re-check a hirer's licence; a new code is optional (the last one is reused)."""
+
+    check_code = _check_code_field(required=False)

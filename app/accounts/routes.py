@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from ..extensions import limiter
 from ..models import utcnow
 from ..security import allow
-from ..web import add_errors, form_status, render, see_other
-from . import bp, services
+from ..web import add_errors, form_status, render, see_other, wants_fragment
+from . import bp, licence, services, twofactor
 from .forms import ChangePasswordForm, ForgotPasswordForm, ProfileForm, ResetPasswordForm, SignInForm, SignUpForm
+from .forms import LicenceCheckForm
 from .services import AccountError, ProfileData
+from .twofactor_routes import hand_off as two_factor_hand_off
 
 
 def _home_for(user) -> str:
@@ -20,8 +22,11 @@ def _home_for(user) -> str:
 
 def _safe_next(default: str) -> str:
     target = request.args.get("next", "")
-    # Only our own paths: no scheme, no host, no protocol-relative "//evil".
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # Only our own paths: no scheme, no host, no protocol-relative "//evil". Browsers drop
+    # tabs and newlines from a URL (and Werkzeug's Location header does too), so "/\t/evil"
+    # would become "//evil": refuse any control character as well as "\".
+    if (target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and target.isprintable()):
         return target
     return default
 
@@ -48,6 +53,11 @@ def sign_up():
         else:
             login_user(user)
             flash(f"Welcome, {user.full_name}. Your account is ready.", "success")
+            if form.check_code.data:
+                try:
+                    licence.start_customer_check(user, form.check_code.data, now=utcnow())
+                except AccountError as exc:
+                    flash(" ".join(exc.errors.values()), "error")
             return see_other(url_for("accounts.profile"))
     elif form.is_submitted():
         _cross_field_errors(form)
@@ -68,6 +78,10 @@ def sign_in():
         except AccountError as exc:
             add_errors(form, exc.errors)
         else:
+            if twofactor.required_for(user):
+                # Staff and admins give a second factor before they are signed in.
+                return two_factor_hand_off(user, remember=form.remember.data,
+                                           next_url=_safe_next(_home_for(user)))
             login_user(user, remember=form.remember.data)
             return see_other(_safe_next(_home_for(user)))
     return render("accounts/sign_in.html", "accounts/partials/_sign_in_form.html",
@@ -100,13 +114,14 @@ def profile():
     elif form.is_submitted():
         _cross_field_errors(form)
     return render("accounts/profile.html", "accounts/partials/_profile_form.html",
-                  form_status(form), form=form, user=user)
+                  form_status(form), form=form, user=user, **_licence_context(user))
 
 
 @bp.route("/password", methods=["GET", "POST"])
 @allow("customer", "staff", "admin")
 def change_password():
     form = ChangePasswordForm()
+    form.user_inputs = (current_user.email, current_user.full_name)
     if form.validate_on_submit():
         try:
             services.change_password(current_user, form.current_password.data, form.password.data,
@@ -114,9 +129,12 @@ def change_password():
         except AccountError as exc:
             add_errors(form, exc.errors)
         else:
-            login_user(current_user)  # other sessions ended; keep this one
+            # Other sessions ended; keep this one. login_user needs the user itself: given
+            # the current_user proxy it would make the proxy resolve to itself (recursion).
+            user = current_user._get_current_object()
+            login_user(user)
             flash("Your password is changed. Other devices have been signed out.", "success")
-            return see_other(_home_for(current_user))
+            return see_other(_home_for(user))
     return render("accounts/password.html", "accounts/partials/_password_form.html",
                   form_status(form), form=form)
 
@@ -140,10 +158,11 @@ def forgot_password():
 def reset_password(token: str):
     form = ResetPasswordForm()
     try:
-        services.user_for_reset_token(token)
+        owner = services.user_for_reset_token(token)
     except AccountError as exc:
         return render("accounts/reset_invalid.html", "accounts/reset_invalid.html", 400,
                       message=exc.errors[""])
+    form.user_inputs = (owner.email, owner.full_name)
     if form.validate_on_submit():
         try:
             user = services.reset_password(token, form.password.data, now=utcnow())
@@ -155,3 +174,43 @@ def reset_password(token: str):
             return see_other(url_for("accounts.sign_in", email=user.email))
     return render("accounts/reset_password.html", "accounts/partials/_reset_form.html",
                   form_status(form), form=form, token=token)
+
+
+# --- driving-licence check (issue 3) -------------------------------------------------------
+
+def _licence_context(user, form: LicenceCheckForm | None = None) -> dict:
+    """What the licence panel (status fragment + check-code form) needs."""
+    return {"licence_view": licence.status_for_customer(user, now=utcnow()),
+            "licence_form": form or LicenceCheckForm(formdata=None),
+            "poll_url": url_for("accounts.licence_status")}
+
+
+@bp.route("/licence", methods=["GET", "POST"])
+@allow("customer")
+def licence_check():
+    """The licence page; POST a gov.uk check code to start a check (answered by a job)."""
+    form = LicenceCheckForm()
+    if form.validate_on_submit():
+        try:
+            licence.start_customer_check(current_user, form.check_code.data, now=utcnow())
+        except AccountError as exc:
+            add_errors(form, exc.errors)
+        else:
+            if not wants_fragment():
+                return see_other(url_for("accounts.licence_check"))
+            # A fresh form; the event makes the status fragment fetch "Checking…" and poll.
+            response = make_response(render_template(
+                "accounts/partials/_licence_form.html", user=current_user,
+                licence_form=LicenceCheckForm(formdata=None)))
+            response.headers["HX-Trigger"] = "licence-check-started"
+            return response
+    return render("accounts/licence.html", "accounts/partials/_licence_form.html",
+                  form_status(form), user=current_user, **_licence_context(current_user, form))
+
+
+@bp.get("/licence/status")
+@allow("customer")
+def licence_status():
+    """The self-polling status fragment (the whole licence page without htmx)."""
+    return render("accounts/licence.html", "accounts/partials/_licence_status.html",
+                  user=current_user, **_licence_context(current_user))

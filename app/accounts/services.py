@@ -69,7 +69,11 @@ def verify_password(user: User | None, password: str) -> bool:
 
 
 def find_user_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == v.normalise_email(email)))
+    email = v.normalise_email(email)
+    # No stored address holds a NUL, and PostgreSQL refuses one in a query (a 500, not a miss).
+    if "\x00" in email:
+        return None
+    return db.session.scalar(select(User).where(User.email == email))
 
 
 def load_user(session_id: str) -> User | None:

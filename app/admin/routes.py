@@ -1,14 +1,465 @@
-from flask import render_template
-from sqlalchemy import select
+"""Admin pages (admins only, by the blueprint's guard): staff, prices, audit log, reports.
 
+Thin: parse the form, call a service, render.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any, Optional
+from zoneinfo import ZoneInfo
+
+import click
+from flask import Response, abort, current_app, flash, render_template, request, url_for
+from flask_login import current_user
+
+from ..accounts import twofactor
 from ..extensions import db
-from ..models import User
-from . import bp
+from ..jobs import enqueue
+from ..models import CarClass, utcnow
+from ..web import add_errors, form_status, render, see_other
+from . import audit_log, bp, charts, reports, services
+from .forms import (AuditFilterForm, ClassRatesForm, ConfirmForm, ExtraForm, InviteForm,
+                    OneWayFeeForm, ReportForm, SeasonForm, StaffForm, TierForm, parse_pounds,
+                    pounds)
+from .services import AdminError, ClassRates, StaffData
+
+
+def _today() -> date:
+    return reports.local_today()
 
 
 @bp.get("/")
 def home():
-    """Admin home: the people with access to the staff area."""
-    staff = db.session.scalars(
-        select(User).where(User.role.in_(("staff", "admin"))).order_by(User.full_name)).all()
-    return render_template("admin/home.html", staff=staff)
+    """Admin home: where to go."""
+    return render_template("admin/home.html", staff_count=len(services.staff_members()))
+
+
+# --- staff -----------------------------------------------------------------------------------
+
+@bp.get("/staff")
+def staff():
+    """Everyone with access to the staff area, and their state."""
+    return render_template("admin/staff.html", staff=services.staff_members(),
+                           pending=services.invite_pending, enrolled=twofactor.is_enrolled)
+
+
+def _staff_data(form) -> StaffData:
+    return StaffData(full_name=form.full_name.data or "", role=form.role.data or "",
+                     branch_id=form.branch_id.data or None)
+
+
+@bp.route("/staff/invite", methods=["GET", "POST"])
+def invite():
+    """A joiner: create their account and email them a link to choose a password."""
+    form = InviteForm()
+    form.set_branches(services.branches())
+    if form.validate_on_submit():
+        try:
+            user = services.invite_staff(form.email.data, _staff_data(form), by=current_user,
+                                         now=utcnow())
+        except AdminError as exc:
+            add_errors(form, exc.errors)
+        else:
+            flash(f"{user.full_name} is invited: we have emailed {user.email} a link to set "
+                  f"a password.", "success")
+            return see_other(url_for("admin.staff"))
+    return render_template("admin/invite.html", form=form), form_status(form)
+
+
+def _member_or_404(user_id: int):
+    user = services.staff_member(user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _member_page(user, form, status: int = 200):
+    return render_template("admin/staff_member.html", member=user, form=form,
+                           confirm=ConfirmForm(formdata=None), pending=services.invite_pending(user),
+                           enrolled=twofactor.is_enrolled(user)), status
+
+
+@bp.route("/staff/<int:user_id>", methods=["GET", "POST"])
+def staff_member(user_id: int):
+    """Change a member of staff's name, role and branch (effective on their next request)."""
+    user = _member_or_404(user_id)
+    form = StaffForm(obj=user if request.method == "GET" else None)
+    form.set_branches(services.branches())
+    if request.method == "GET":
+        form.branch_id.data = user.branch_id or 0
+    if form.validate_on_submit():
+        try:
+            services.update_staff(user, _staff_data(form), by=current_user)
+        except AdminError as exc:
+            add_errors(form, exc.errors)
+        else:
+            flash(f"{user.full_name}'s account is saved.", "success")
+            return see_other(url_for("admin.staff_member", user_id=user.id))
+    return _member_page(user, form, form_status(form))
+
+
+def _staff_action(user_id: int, action, done: str):
+    user = _member_or_404(user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        action(user)
+    except AdminError as exc:
+        flash(" ".join(exc.errors.values()), "error")
+        return see_other(url_for("admin.staff_member", user_id=user.id))
+    flash(done.format(name=user.full_name), "success")
+    return see_other(url_for("admin.staff_member", user_id=user.id))
+
+
+@bp.post("/staff/<int:user_id>/deactivate")
+def deactivate(user_id: int):
+    """A leaver: end their sessions now; they can no longer sign in."""
+    return _staff_action(user_id, lambda u: services.deactivate(u, by=current_user, now=utcnow()),
+                         "{name} is deactivated and signed out everywhere.")
+
+
+@bp.post("/staff/<int:user_id>/reactivate")
+def reactivate(user_id: int):
+    """Let a returning member of staff sign in again."""
+    return _staff_action(user_id, lambda u: services.reactivate(u, by=current_user),
+                         "{name} can sign in again.")
+
+
+@bp.post("/staff/<int:user_id>/resend-invite")
+def resend_invite(user_id: int):
+    """Email a fresh invitation link (the old one stops working)."""
+    return _staff_action(user_id, lambda u: services.resend_invite(u, by=current_user),
+                         "A new invitation is on its way to {name}.")
+
+
+@bp.post("/staff/<int:user_id>/reset-two-factor")
+def reset_two_factor(user_id: int):
+    """Lost phone: switch their two-factor off; they set it up again at their next sign-in."""
+    return _staff_action(user_id, lambda u: twofactor.reset(u, by=current_user),
+                         "{name}'s two-factor sign-in is reset and their sessions ended.")
+
+
+# --- prices ----------------------------------------------------------------------------------
+
+RATE_KINDS: dict[str, Any] = {}
+
+
+def _rate_kinds() -> dict[str, Any]:
+    """kind -> (form class, model, values from form, fill form from row)."""
+    if RATE_KINDS:
+        return RATE_KINDS
+    from ..models import DurationTier, Extra, OneWayFee, Season
+
+    def extra_values(f):
+        return {"code": f.code.data, "name": f.name.data, "description": f.description.data or "",
+                "per_day_pence": parse_pounds(f.per_day.data),
+                "cap_pence": parse_pounds(f.cap.data) if f.cap.data else None,
+                "max_quantity": f.max_quantity.data, "group": f.group.data or "",
+                "sort_order": f.sort_order.data or 0, "active": bool(f.active.data)}
+
+    def extra_fill(f, row):
+        for name in ("code", "name", "description", "max_quantity", "group", "sort_order", "active"):
+            getattr(f, name).data = getattr(row, name)
+        f.per_day.data, f.cap.data = pounds(row.per_day_pence), pounds(row.cap_pence)
+
+    def one_way_fill(f, row):
+        f.from_branch_id.data, f.to_branch_id.data = row.from_branch_id, row.to_branch_id
+        f.fee.data = pounds(row.fee_pence)
+
+    RATE_KINDS.update({
+        "tier": (TierForm, DurationTier,
+                 lambda f: {"min_days": f.min_days.data, "percent_off": f.percent_off.data},
+                 lambda f, row: _copy(f, row, ("min_days", "percent_off"))),
+        "season": (SeasonForm, Season,
+                   lambda f: {"code": f.code.data, "name": f.name.data, "starts_on": f.starts_on.data,
+                              "ends_on": f.ends_on.data, "percent": f.percent.data},
+                   lambda f, row: _copy(f, row, ("code", "name", "starts_on", "ends_on", "percent"))),
+        "extra": (ExtraForm, Extra, extra_values, extra_fill),
+        "one_way_fee": (OneWayFeeForm, OneWayFee,
+                        lambda f: {"from_branch_id": f.from_branch_id.data,
+                                   "to_branch_id": f.to_branch_id.data,
+                                   "fee_pence": parse_pounds(f.fee.data)},
+                        one_way_fill),
+    })
+    return RATE_KINDS
+
+
+def _copy(form, row, names) -> None:
+    for name in names:
+        getattr(form, name).data = getattr(row, name)
+
+
+def _prepared(form, branches):
+    if hasattr(form, "set_branches"):
+        form.set_branches(branches)
+    return form
+
+
+def _prices_page(status: int = 200, posted: Optional[tuple[str, Any]] = None):
+    """Every rate as an editable row, plus an "add" row per table; `posted` keeps a failed form."""
+    branches = services.branches()
+    kinds = _rate_kinds()
+    tables = services.rate_tables()
+    class_forms = []
+    for cls in services.car_classes():
+        prefix = f"class-{cls.id}"
+        if posted and posted[0] == prefix:
+            form = posted[1]
+        else:
+            form = ClassRatesForm(formdata=None, prefix=prefix)
+            form.daily_rate.data = pounds(cls.daily_rate_pence)
+            form.deposit.data = pounds(cls.deposit_pence)
+            form.mileage_allowance_per_day.data = cls.mileage_allowance_per_day
+        class_forms.append((cls, form))
+    rate_forms: dict[str, list] = {}
+    for kind, key in (("tier", "tiers"), ("season", "seasons"), ("extra", "extras"),
+                      ("one_way_fee", "one_way_fees")):
+        form_class, _, _, fill = kinds[kind]
+        rows = []
+        for row in tables[key]:
+            prefix = f"{kind}-{row.id}"
+            if posted and posted[0] == prefix:
+                form = posted[1]
+            else:
+                form = _prepared(form_class(formdata=None, prefix=prefix), branches)
+                fill(form, row)
+            rows.append((row, form))
+        prefix = f"{kind}-new"
+        new = posted[1] if posted and posted[0] == prefix else _prepared(
+            form_class(formdata=None, prefix=prefix), branches)
+        rate_forms[kind] = [*rows, (None, new)]
+    return render_template("admin/prices.html", class_forms=class_forms, rate_forms=rate_forms,
+                           confirm=ConfirmForm(formdata=None), branches={b.id: b for b in branches}), status
+
+
+@bp.get("/prices")
+def prices():
+    """Class rates and the booking engine's tables; changes apply to new quotes only."""
+    return _prices_page()
+
+
+@bp.post("/prices/classes/<int:class_id>")
+def class_rates(class_id: int):
+    """New daily rate, deposit and mileage allowance for a class."""
+    cls = db.session.get(CarClass, class_id)
+    if cls is None:
+        abort(404)
+    form = ClassRatesForm(prefix=f"class-{cls.id}")
+    if form.validate_on_submit():
+        try:
+            changed = services.update_class_rates(cls, ClassRates(
+                daily_rate_pence=parse_pounds(form.daily_rate.data),
+                deposit_pence=parse_pounds(form.deposit.data),
+                mileage_allowance_per_day=form.mileage_allowance_per_day.data), by=current_user)
+        except AdminError as exc:
+            add_errors(form, exc.errors)
+        else:
+            flash(f"{cls.name}: new rates apply to quotes from now on; existing bookings keep "
+                  f"their prices." if changed else f"{cls.name}: nothing changed.", "success")
+            return see_other(url_for("admin.prices") + f"#class-{cls.id}")
+    return _prices_page(422, (f"class-{cls.id}", form))
+
+
+def _rate_row(kind: str, row_id: Optional[int]):
+    kinds = _rate_kinds()
+    if kind not in kinds:
+        abort(404)
+    form_class, model, values_of, _ = kinds[kind]
+    row = None
+    if row_id is not None:
+        row = db.session.get(model, row_id)
+        if row is None:
+            abort(404)
+    return form_class, values_of, row
+
+
+@bp.post("/prices/<kind>/new", defaults={"row_id": None})
+@bp.post("/prices/<kind>/<int:row_id>")
+def save_rate(kind: str, row_id: Optional[int]):
+    """Add or change a duration tier, season, extra or one-way fee."""
+    form_class, values_of, row = _rate_row(kind, row_id)
+    prefix = f"{kind}-{row_id if row_id is not None else 'new'}"
+    form = _prepared(form_class(prefix=prefix), services.branches())
+    if form.validate_on_submit():
+        try:
+            services.save_rate_row(kind, row, values_of(form), by=current_user)
+        except AdminError as exc:
+            add_errors(form, exc.errors)
+        else:
+            flash("Saved: it applies to quotes from now on.", "success")
+            return see_other(url_for("admin.prices") + f"#{kind}s")
+    return _prices_page(422, (prefix, form))
+
+
+@bp.post("/prices/<kind>/<int:row_id>/delete")
+def delete_rate(kind: str, row_id: int):
+    """Remove a duration tier, season or one-way fee."""
+    if kind == "extra":
+        abort(404)  # extras are switched off, so old bookings still name them
+    _, _, row = _rate_row(kind, row_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    services.delete_rate_row(kind, row, by=current_user)
+    flash("Removed: it no longer applies to new quotes.", "success")
+    return see_other(url_for("admin.prices") + f"#{kind}s")
+
+
+# --- audit log -------------------------------------------------------------------------------
+
+def _audit_filters():
+    form = AuditFilterForm(request.args)
+    form.action.choices = [("", "Any action")] + [(a, a) for a in audit_log.actions()]
+    valid = form.validate()
+    filters = audit_log.AuditFilters(
+        person=form.person.data or "", hire=form.hire.data or "", car=form.car.data or "",
+        action=form.action.data or "",
+        date_from=form.date_from.data if valid else None,
+        date_to=form.date_to.data if valid else None,
+        page=form.page.data if isinstance(form.page.data, int) and form.page.data > 0 else 1)
+    return form, filters
+
+
+@bp.get("/audit")
+def audit():
+    """Who changed what: filter by person, hire, car, action and date."""
+    form, filters = _audit_filters()
+    result = audit_log.search(filters)
+    query = {k: v for k, v in request.args.items() if k != "page"}
+    return render("admin/audit.html", "admin/partials/_audit_results.html",
+                  form=form, result=result,
+                  page_url=lambda n: url_for("admin.audit", **{**query, "page": n}),
+                  csv_url=url_for("admin.audit_csv", **query))
+
+
+@bp.get("/audit.csv")
+def audit_csv():
+    """The matching audit records as CSV."""
+    _, filters = _audit_filters()
+    name = f"acme-audit-{_today().isoformat()}.csv"
+    # Built in full (in batches) while the request's session is open; an audit log of this
+    # size fits in memory comfortably.
+    body = "".join(audit_log.csv_rows(filters))
+    return Response(body, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+def _report_params(form: ReportForm):
+    """The range, period and grouping asked for (defaults where left empty); ReportError if invalid."""
+    valid = form.validate()
+    start, end = reports.default_range(_today())
+    if valid and form.date_from.data:
+        start = form.date_from.data
+    if valid and form.date_to.data:
+        end = form.date_to.data
+    form.date_from.data, form.date_to.data = start, end
+    period = form.period.data if form.period.data in ("week", "month") else "week"
+    grouping = form.by.data if form.by.data in reports.GROUPINGS else "class"
+    if not valid:
+        raise reports.ReportError({})
+    return form, start, end, period, grouping
+
+
+@bp.get("/reports")
+def reports_page():
+    """Utilisation, revenue and what went wrong: charts with the numbers beside them."""
+    form = ReportForm(request.args)
+    try:
+        form, start, end, period, grouping = _report_params(form)
+        as_of = reports.ensure_fresh(start, end, today=_today(), now=utcnow())
+        report = reports.build(start, end, period_kind=period, grouping=grouping, as_of=as_of,
+                               clock=time.perf_counter)
+    except reports.ReportError as exc:
+        add_errors(form, exc.errors)
+        return render_template("admin/reports.html", form=form, report=None), 422
+    # Per car, the page shows the least-used cars (the ones to act on); the CSV has them all.
+    least_used = sorted(report.utilisation.rows,
+                        key=lambda row: (row[-1] is None, row[-1] or 0.0, row[0]))
+    return render_template("admin/reports.html", form=form, report=report,
+                           charts=_report_charts(report), query=request.args.to_dict(),
+                           confirm=ConfirmForm(formdata=None),
+                           least_used=least_used[:current_app.config["REPORT_MAX_ROWS_SHOWN"]])
+
+
+@bp.post("/reports/refresh")
+def refresh_reports():
+    """Roll the figures for the shown range up again now (e.g. after a late refund)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        _, start, end, _, _ = _report_params(ReportForm(request.args))
+    except reports.ReportError:
+        abort(422)
+    enqueue(reports.refresh_task, start.isoformat(), end.isoformat(),
+            job_id=f"report-refresh-{start}-{end}-{utcnow():%Y%m%d%H%M%S}")
+    flash("The figures are being refreshed; reload the page in a minute.", "info")
+    return see_other(url_for("admin.reports_page", **request.args.to_dict()))
+
+
+@bp.cli.command("refresh-reports")
+@click.option("--from", "date_from", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day (default: the first hire).")
+@click.option("--to", "date_to", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day (default: the last hire's end, or today).")
+def refresh_reports_command(date_from, date_to) -> None:
+    """Roll up the report figures (nightly, from a timer): the whole history by default."""
+    first, last = reports.history_range(_today())
+    start = date_from.date() if date_from else first
+    end = date_to.date() if date_to else last
+    started = time.perf_counter()
+    written = reports.refresh(start, end, now=utcnow())
+    click.echo(f"Report figures for {start} to {end}: {written} rows in "
+               f"{time.perf_counter() - started:.1f} s.")
+
+
+def _report_charts(report: reports.Report) -> dict[str, Any]:
+    # Short labels along the axis ("07 Sep", "Sep 26"); the tables have the full ones.
+    zone = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
+    fmt = "%b %y" if report.period_kind == "month" else "%d %b"
+    labels = [p.starts_at.astimezone(zone).strftime(fmt) for p in report.periods]
+    util = report.utilisation
+    rows = util.rows if report.grouping != "car" else report.utilisation_overall.rows
+    series = [charts.Series(str(r[0]), r[1:-1]) for r in rows]
+    outcome_rows = {r[0]: r[1:-1] for r in report.outcomes.rows}
+    return {
+        "utilisation": charts.line_chart(
+            series, labels, chart_id="chart-utilisation", y_max=100.0, fmt=charts.percent,
+            title="Utilisation by " + ("class" if report.grouping == "class" else
+                                       "branch" if report.grouping == "branch" else "fleet"),
+            desc="Percentage of fleet hours booked in each period; the table beside has the numbers."),
+        "revenue_method": charts.bar_chart(
+            [charts.Series(str(r[0]), r[1:-1]) for r in report.revenue_by_method.rows[:-1]], labels,
+            chart_id="chart-revenue-method", stacked=True, fmt=charts.pounds_short,
+            title="Revenue by payment method",
+            desc="Card and crypto revenue per period, stacked; the table beside has the numbers."),
+        "revenue_class": charts.bar_chart(
+            [charts.Series(str(r[0]), r[1:-1]) for r in report.revenue_by_class.rows], labels,
+            chart_id="chart-revenue-class", stacked=True, fmt=charts.pounds_short,
+            title="Revenue by class",
+            desc="Revenue per period by car class, stacked; the table beside has the numbers."),
+        "outcomes": charts.bar_chart(
+            [charts.Series(name, outcome_rows.get(name, [])) for name in
+             ("Cancellations", "No-shows", "Late returns", "Damage charges (number)")],
+            labels, chart_id="chart-outcomes",
+            title="Cancellations, no-shows, late returns and damage charges",
+            desc="Counts per period, side by side; the table beside has the numbers."),
+    }
+
+
+@bp.get("/reports/<section>.csv")
+def report_csv(section: str):
+    """One report table as CSV, for the same range and grouping as the page."""
+    if section not in reports.SECTIONS:
+        abort(404)
+    try:
+        _, start, end, period, grouping = _report_params(ReportForm(request.args))
+        as_of = reports.ensure_fresh(start, end, today=_today(), now=utcnow())
+        report = reports.build(start, end, period_kind=period, grouping=grouping, as_of=as_of)
+    except reports.ReportError as exc:
+        abort(422, " ".join(exc.errors.values()))
+    name = f"acme-{section}-{start.isoformat()}-{end.isoformat()}.csv"
+    return Response(reports.to_csv(reports.SECTIONS[section](report)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,11 +1,317 @@
-from flask import render_template
+"""Booking pages. Thin: parse the form, call a service, render.
 
+Search, quote: anyone. Review, confirm, my bookings, cancel, change: signed-in customers,
+and only their own hires (someone else's reference is a 404).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from flask import abort, current_app, flash, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
+
+from ..extensions import db
+from ..filters import money
+from ..models import Branch, CarClass, Hire, User, utcnow
 from ..security import allow
-from . import bp
+from ..web import add_errors, render, see_other
+from . import bp, services
+from .forms import (CancelForm, ChangeForm, ConfirmForm, SearchForm, TripForm, chosen_extras,
+                    extras_args, trip_args, with_extras)
+from .services import BookingError, CarTaken, Filters, NotEligible, PriceChanged
+
+
+@bp.app_template_global()
+def car_photo_url(car) -> str | None:
+    """The car's cover photo, served publicly by the fleet area's media blueprint."""
+    if car.photo and "media.car_photo" in current_app.view_functions:
+        return url_for("media.car_photo", name=car.photo)
+    return None
+
+
+@bp.app_template_global()
+def licence_check_url() -> str:
+    """Where a customer sees and fixes their licence check."""
+    if "accounts.licence_check" in current_app.view_functions:
+        return url_for("accounts.licence_check")
+    return url_for("accounts.profile")
+
+
+def _customer() -> Optional[User]:
+    return current_user if current_user.is_authenticated else None  # type: ignore[return-value]
+
+
+def _branches() -> list[Branch]:
+    return list(db.session.scalars(select(Branch).order_by(Branch.name)))
+
+
+def _classes() -> list[CarClass]:
+    return list(db.session.scalars(select(CarClass).order_by(CarClass.daily_rate_pence)))
+
+
+def _default_args(branches: list[Branch]) -> MultiDict:
+    """A first search: the first branch, the next open day, three days."""
+    if not branches:
+        return MultiDict()
+    branch = branches[0]
+    start, end = services.default_trip_times(branch, utcnow())
+    return MultiDict({"pickup_branch": str(branch.id), "return_branch": str(branch.id),
+                      "pickup_at": start.strftime("%Y-%m-%dT%H:%M"),
+                      "return_at": end.strftime("%Y-%m-%dT%H:%M")})
+
+
+def _trip(form: TripForm) -> services.Trip:
+    return services.make_trip(pickup_branch_id=form.pickup_branch.data,
+                              return_branch_id=form.return_branch.data,
+                              pickup_local=form.pickup_at.data, return_local=form.return_at.data,
+                              now=utcnow())
+
+
+def _parse(form_class, formdata, branches):
+    """Build and check a trip form with extras: (form, trip or None, extras, chosen)."""
+    extras = services.active_extras()
+    cls = with_extras(form_class, extras)
+    form = cls() if formdata is None else cls(formdata=formdata)  # None: the POSTed form
+    form.set_branches(branches)
+    trip, chosen = None, {}
+    if form.validate():
+        chosen = chosen_extras(form, extras)
+        try:
+            trip = _trip(form)
+        except BookingError as exc:
+            add_errors(form, exc.errors)
+    return form, trip, extras, chosen
+
+
+def _extras_errors(form, exc: BookingError, extras) -> None:
+    """Extras' errors come keyed by extra code; a cover level's field is its group."""
+    by_code = {f"extra_{e.code}": (f"group_{e.group}" if e.group else f"extra_{e.code}") for e in extras}
+    add_errors(form, {by_code.get(k, k): m for k, m in exc.errors.items()})
 
 
 @bp.get("/")
 @allow("public")
 def search():
-    """Placeholder home of the booking area until the booking issue lands."""
-    return render_template("booking/search.html")
+    """Find free cars; htmx re-asks as the customer types and swaps only the results."""
+    branches = _branches()
+    form = SearchForm(formdata=request.args if request.args else _default_args(branches))
+    form.set_branches(branches)
+    form.set_classes(_classes())
+    result, status = None, 200
+    if form.validate():
+        try:
+            trip = _trip(form)
+        except BookingError as exc:
+            add_errors(form, exc.errors)
+        else:
+            filters = Filters(car_class=form.car_class.data or "", min_seats=int(form.seats.data or 0),
+                              transmission=form.transmission.data or "",
+                              fuel_type=form.fuel.data or "")
+            result = services.search(trip, filters, customer=_customer())
+    if form.errors:
+        status = 422
+    args = trip_args(form) if result is not None else {}
+    return render("booking/search.html", "booking/partials/_results.html", status, form=form,
+                  result=result, args=args)
+
+
+@bp.get("/cars/<int:car_id>")
+@allow("public")
+def quote(car_id: int):
+    """One car's itemised price; choosing extras re-asks (htmx) and swaps the breakdown."""
+    form, trip, extras, chosen = _parse(TripForm, request.args, _branches())
+    context = dict(form=form, extras=extras, car_id=car_id, offer=None, taken=None)
+    status = 200
+    if trip is not None:
+        context["args"] = trip_args(form)
+        try:
+            context["offer"] = services.offer_for(car_id, trip, chosen, customer=_customer())
+        except CarTaken as exc:
+            context["taken"], status = exc, 409
+        except BookingError as exc:
+            _extras_errors(form, exc, extras)
+    if form.errors and status == 200:
+        status = 422
+    if context["offer"] is not None:
+        args = {**trip_args(form), **extras_args(chosen, extras)}
+        context.update(trip=trip, review_url=url_for("booking.review", car_id=car_id, **args),
+                       search_url=url_for("booking.search", **trip_args(form)))
+    return render("booking/quote.html", "booking/partials/_quote.html", status, **context)
+
+
+def _review_context(car_id: int, form, trip, extras, chosen, *, key: str):
+    """What the confirm step shows: the statement, the breakdown, or why it cannot go on."""
+    context = dict(form=form, car_id=car_id, offer=None, taken=None, ineligible=None, extras=extras,
+                   key=key, existing=None)
+    if trip is None:
+        return context, 422
+    context["args"] = trip_args(form)
+    context["hidden"] = {**context["args"], **extras_args(chosen, extras)}
+    existing = services.same_booking(current_user, car_id, trip)
+    if existing is not None:  # reloaded after confirming: no second hold, show the first
+        context.update(existing=existing, existing_url=_after_booking_url(existing))
+        return context, 200
+    eligible, why = services.booking_eligibility(current_user, trip.start, trip.end)
+    if not eligible:
+        context["ineligible"] = why
+    try:
+        offer = services.offer_for(car_id, trip, chosen, customer=_customer())
+    except CarTaken as exc:
+        context["taken"] = exc
+        return context, 409
+    except BookingError as exc:
+        _extras_errors(form, exc, extras)
+        return context, 422
+    context.update(offer=offer, trip=trip, chosen=chosen,
+                   quote_url=url_for("booking.quote", car_id=car_id, **trip_args(form),
+                                     **extras_args(chosen, extras)))
+    return context, 200
+
+
+@bp.get("/cars/<int:car_id>/review")
+@allow("customer")
+def review(car_id: int):
+    """The confirm step: "You are about to book ... for £X"; nothing is held or paid yet."""
+    form, trip, extras, chosen = _parse(TripForm, request.args, _branches())
+    context, status = _review_context(car_id, form, trip, extras, chosen,
+                                      key=services.new_idempotency_key())
+    return render("booking/review.html", "booking/partials/_review.html", status, **context)
+
+
+@bp.post("/cars/<int:car_id>/confirm")
+@allow("customer")
+def confirm(car_id: int):
+    """Hold the car (state `held`) and hand over to payment. Posting twice gives one hire."""
+    form, trip, extras, chosen = _parse(ConfirmForm, None, _branches())
+    # A form that lost its key gets a fresh one: it has created nothing yet.
+    key = form.idempotency_key.data or services.new_idempotency_key()
+    if trip is not None:
+        try:
+            hire = services.create_hold(
+                customer=current_user, car_id=car_id, trip=trip, extras=chosen,
+                idempotency_key=key,
+                expected_total_pence=form.expected_total.data, now=utcnow())
+        except CarTaken as exc:
+            context = dict(form=form, car_id=car_id, offer=None, taken=exc, ineligible=None,
+                           extras=extras, args=trip_args(form), key=key, existing=None)
+            return render("booking/review.html", "booking/partials/_review.html", 409, **context)
+        except PriceChanged as exc:
+            context, status = _review_context(car_id, form, trip, extras, chosen, key=key)
+            add_errors(form, exc.errors)
+            return render("booking/review.html", "booking/partials/_review.html", 409, **context)
+        except NotEligible as exc:
+            context, _ = _review_context(car_id, form, trip, extras, chosen, key=key)
+            context["ineligible"] = exc.message
+            return render("booking/review.html", "booking/partials/_review.html", 403, **context)
+        except BookingError as exc:
+            _extras_errors(form, exc, extras)
+        else:
+            return see_other(_after_booking_url(hire))
+    context, status = _review_context(car_id, form, trip, extras, chosen, key=key)
+    return render("booking/review.html", "booking/partials/_review.html",
+                  422 if status == 200 else status, **context)
+
+
+def _after_booking_url(hire: Hire) -> str:
+    """The payment step when payments is installed, else the booking's own page."""
+    if hire.hire_state == services.S.HELD and "payments.start" in current_app.view_functions:
+        return url_for("payments.start", reference=hire.reference)
+    return url_for("booking.hire_detail", reference=hire.reference)
+
+
+@bp.get("/mine")
+@allow("customer")
+def my_bookings():
+    """The customer's upcoming, active and past hires."""
+    bookings = services.customer_bookings(current_user)
+    return render("booking/mine.html", "booking/mine.html", bookings=bookings, now=utcnow(),
+                  can_pay="payments.start" in current_app.view_functions)
+
+
+def _own_hire(reference: str) -> Hire:
+    hire = services.customer_hire(current_user, reference)
+    if hire is None:
+        abort(404)
+    return hire
+
+
+@bp.get("/hires/<reference>")
+@allow("customer")
+def hire_detail(reference: str):
+    """One booking: its state, times, frozen price lines, and what can be done with it."""
+    hire = _own_hire(reference)
+    return render("booking/hire.html", "booking/hire.html", hire=hire, now=utcnow(),
+                  can_pay="payments.start" in current_app.view_functions)
+
+
+@bp.route("/hires/<reference>/cancel", methods=["GET", "POST"])
+@allow("customer")
+def cancel(reference: str):
+    """Cancel, after a confirm step that states the refund under the policy."""
+    hire = _own_hire(reference)
+    now = utcnow()
+    form = CancelForm()
+    if form.validate_on_submit():
+        try:
+            refund = services.cancel_hire(hire, by=current_user, now=now)
+        except BookingError as exc:
+            add_errors(form, exc.errors)
+        else:
+            flash(f"Booking {hire.reference} is cancelled." + (
+                f" We are refunding {money(refund)} to your card." if refund else ""), "success")
+            return see_other(url_for("booking.my_bookings"))
+    status = 422 if form.errors else 200
+    policy = services.CancelPolicy.from_config(current_app.config)
+    return render("booking/cancel.html", "booking/partials/_cancel.html", status, hire=hire,
+                  form=form, refund=services.cancellation_refund_pence(hire, now, policy),
+                  policy=policy, allowed=services.can_cancel(hire, now))
+
+
+@bp.route("/hires/<reference>/change", methods=["GET", "POST"])
+@allow("customer")
+def change(reference: str):
+    """New dates or extras, re-quoted live; applied only if the car is still free."""
+    hire = _own_hire(reference)
+    now = utcnow()
+    extras = services.active_extras()
+    form_class = with_extras(ChangeForm, extras)
+    if request.method == "POST":
+        form = form_class()
+    elif request.args:
+        form = form_class(formdata=request.args, meta={"csrf": False})
+    else:
+        form = form_class(formdata=_hire_args(hire, extras), meta={"csrf": False})
+    preview, status, taken = None, 200, None
+    if form.validate():
+        try:
+            trip = services.trip_for_change(hire, form.pickup_at.data, form.return_at.data, now)
+            chosen = chosen_extras(form, extras)
+            if request.method == "POST":
+                preview = services.change_hire(hire, trip, chosen, by=current_user, now=now)
+                flash(f"Booking {hire.reference} is changed. New total {money(preview.quote.total_pence)}.",
+                      "success")
+                if (preview.difference_pence > 0 and hire.hire_state == services.S.CONFIRMED
+                        and "payments.start" in current_app.view_functions):
+                    return see_other(url_for("payments.start", reference=hire.reference))
+                return see_other(url_for("booking.hire_detail", reference=hire.reference))
+            preview = services.preview_change(hire, trip, chosen, now=now)
+        except CarTaken as exc:
+            taken, status = exc.message, 409
+        except BookingError as exc:
+            _extras_errors(form, exc, extras)
+    if form.errors:
+        status = 422
+    return render("booking/change.html", "booking/partials/_change_preview.html", status, hire=hire,
+                  form=form, preview=preview, taken=taken, allowed=services.can_change(hire, now))
+
+
+def _hire_args(hire: Hire, extras) -> MultiDict:
+    args = {"pickup_at": services.to_local(hire.start_at, hire.pickup_branch.timezone)
+            .strftime("%Y-%m-%dT%H:%M"),
+            "return_at": services.to_local(hire.end_at, hire.return_branch.timezone)
+            .strftime("%Y-%m-%dT%H:%M")}
+    args.update(extras_args(dict(hire.extras or {}), extras))
+    return MultiDict(args)

@@ -28,11 +28,23 @@ def task(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if has_app_context():
-            return fn(*args, **kwargs)
+            return _counted(fn, args, kwargs)
         with worker_app().app_context():
-            return fn(*args, **kwargs)
+            return _counted(fn, args, kwargs)
 
     return wrapper
+
+
+def _counted(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    """Run one attempt of a task and count its outcome for /metrics (app/metrics.py)."""
+    from ..metrics import record_job_outcome
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException:  # a timeout or a warm shutdown ends the attempt too: a failure
+        record_job_outcome(fn.__name__, "failure")
+        raise
+    record_job_outcome(fn.__name__, "success")
+    return result
 
 
 def worker_app() -> Flask:

@@ -1,11 +1,16 @@
 """All models, importable from one place (and seen by Alembic)."""
 
 from .audit import AuditRecord
-from .fleet import Branch, Car, CarClass, MaintenanceBlock
+from .counter import Inspection, InspectionPhoto
+from .crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
+from .fleet import Branch, Car, CarClass, CarPhoto, MaintenanceBlock
 from .hires import (OCCUPYING_STATES, TRANSITIONS, Hire, HireState, HireStateChange,
                     InvalidTransition, Occupancy)
+from .licence import LicenceCheck, LicenceCheckStatus
 from .mail import OutboundEmail
-from .payments import Payment
+from .payments import Payment, PaymentStateChange, StripeEvent
+from .pricing import DurationTier, Extra, OneWayFee, Season
+from .reporting import ReportFact, ReportRefresh
 from .types import utcnow
 from .users import CustomerProfile, LicenceStatus, Role, User
 
@@ -13,4 +18,10 @@ __all__ = [
     "AuditRecord", "Branch", "Car", "CarClass", "CustomerProfile", "Hire", "HireState",
     "HireStateChange", "InvalidTransition", "LicenceStatus", "MaintenanceBlock", "OCCUPYING_STATES",
     "Occupancy", "OutboundEmail", "Payment", "Role", "TRANSITIONS", "User", "utcnow",
+    "LicenceCheck", "LicenceCheckStatus",
+    "CarPhoto", "ReportFact", "ReportRefresh",
+    "DurationTier", "Extra", "OneWayFee", "Season",
+    "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund",
+    "PaymentStateChange", "StripeEvent",
+    "Inspection", "InspectionPhoto",
 ]

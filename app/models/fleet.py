@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -81,12 +81,45 @@ class Car(db.Model):
     photo: Mapped[str] = mapped_column(String(100), default="")
     status: Mapped[str] = mapped_column(String(12), default="available")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When it left the fleet (status "retired"): the end of its time in utilisation reports.
+    retired_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
     car_class: Mapped[CarClass] = relationship(back_populates="cars")
     home_branch: Mapped[Branch] = relationship()
+    # `photo` above is the cover (shown in search); this is every photo, cover first.
+    photos: Mapped[list["CarPhoto"]] = relationship(
+        back_populates="car", order_by="CarPhoto.position, CarPhoto.id", cascade="all, delete-orphan"
+    )
 
     def __repr__(self) -> str:
         return f"<Car {self.plate}>"
+
+
+PHOTO_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+class CarPhoto(db.Model):
+    """A car photo: re-encoded without metadata, stored in UPLOAD_DIR under its content hash."""
+
+    __tablename__ = "car_photos"
+    __table_args__ = (
+        CheckConstraint(f"content_type IN {PHOTO_CONTENT_TYPES!r}", name="content_type_known"),
+        UniqueConstraint("car_id", "filename", name="uq_car_photos_car_id_filename"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    car_id: Mapped[int] = mapped_column(ForeignKey("cars.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(80), index=True)  # <sha256>.<ext>
+    content_type: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int]
+    height: Mapped[int]
+    size_bytes: Mapped[int]
+    alt_text: Mapped[str] = mapped_column(String(150), default="")
+    position: Mapped[int] = mapped_column(default=0)
+    uploaded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    car: Mapped[Car] = relationship(back_populates="photos")
 
 
 class MaintenanceBlock(db.Model):

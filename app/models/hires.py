@@ -10,7 +10,7 @@ import enum
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, func, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, func, text
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -77,6 +77,10 @@ class Hire(db.Model):
     total_pence: Mapped[int] = mapped_column(default=0)
     deposit_pence: Mapped[int] = mapped_column(default=0)
     currency: Mapped[str] = mapped_column(String(3), default="GBP")
+    # Booking (issue 4): the chosen extras {code: quantity} and the VAT within total_pence,
+    # frozen with the price lines.
+    extras: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    vat_pence: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     # One confirm = one hire, however often it is posted.
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     hold_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
@@ -180,3 +184,7 @@ Occupancy.__table__.append_constraint(
         using="gist",
     ).ddl_if(dialect="postgresql")
 )
+# Booking (issue 4): the availability search probes each car's occupancies by time
+# (`car_id = ? AND starts_at < ? AND ends_at > ?`), answered from this index alone.
+occupancies_by_car_and_time = Index("ix_occupancies_car_id_starts_at", Occupancy.car_id,
+                                    Occupancy.starts_at, Occupancy.ends_at)

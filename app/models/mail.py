@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import String, Text
+from sqlalchemy import String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -27,3 +27,7 @@ class OutboundEmail(db.Model):
     last_error: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Booking (issue 4): one optional text attachment, e.g. the booking's .ics calendar entry.
+    attachment_filename: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
+    attachment_mimetype: Mapped[str] = mapped_column(String(60), default="", server_default=text("''"))
+    attachment_text: Mapped[Optional[str]] = mapped_column(Text)

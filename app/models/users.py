@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Optional
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, Date, ForeignKey, String
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -56,6 +56,16 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_sign_in_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Staff two-factor (app/accounts/twofactor.py): base32 TOTP secret, set while enrolling and
+    # in use once totp_enabled_at is set; the last accepted time step refuses a replayed code.
+    totp_secret: Mapped[str] = mapped_column(String(32), default="")
+    totp_enabled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    totp_last_step: Mapped[Optional[int]]
+    # SHA-256 of each unused recovery code (codes are random, so a fast hash is enough).
+    recovery_code_hashes: Mapped[list] = mapped_column(JSON, default=list)
+    # Staff invited by an admin: pending until they set a password through the emailed link.
+    invited_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    invite_accepted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
     profile: Mapped[Optional["CustomerProfile"]] = relationship(
         back_populates="user", uselist=False, cascade="all, delete-orphan"

@@ -7,4 +7,4 @@ from ..security import guard_blueprint
 bp = Blueprint("returns", __name__)
 guard_blueprint(bp, "staff", "admin")
 
-from . import routes  # noqa: E402,F401
+from . import licence_routes, routes  # noqa: E402,F401

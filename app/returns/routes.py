@@ -1,9 +1,303 @@
-from flask import render_template
+"""Counter pages for the tablet. Staff and admins only (the blueprint's guard).
 
-from . import bp
+Thin: each step parses its form, calls a service in `services`, and re-renders. A step's
+form answers 422 with its messages when wrong; on success the hire page is shown again at
+the next unfinished step (so a reload, or a dropped connection, resumes where it stopped).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import abort, current_app, flash, request, send_from_directory, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Branch, Hire, InspectionPhoto, utcnow
+from ..web import add_errors, render, see_other
+from . import bp, services
+from .forms import (DamageForm, HandOverForm, IdCheckForm, PhotoForm, RefuseForm, SettleForm,
+                    SignatureForm, WaiveForm, condition_form)
+from .services import PICKUP, RETURN, CounterError
+
+DATA_URL_PREFIX = "data:image/png;base64,"
+
+
+def _hire(reference: str) -> Hire:
+    hire = services.hire_by_reference(reference)
+    if hire is None:
+        abort(404)
+    return hire
 
 
 @bp.get("/")
 def board():
-    """The counter board (filled in by the counter issue)."""
-    return render_template("staff/home.html", area="Counter")
+    """Today's and tomorrow's pickups and returns; filters as you type; refreshes itself."""
+    branch_arg = request.args.get("branch", "")
+    if branch_arg == "all":
+        branch_id = None
+    elif branch_arg.isdigit():
+        branch_id = int(branch_arg)
+    else:
+        branch_id = current_user.branch_id
+    query = request.args.get("q", "")[:60]
+    branches = db.session.scalars(select(Branch).order_by(Branch.name)).all()
+    return render("returns/board.html", "returns/partials/_board.html",
+                  board=services.board(branch_id=branch_id, now=utcnow(), query=query),
+                  branches=branches, branch_id=branch_id, query=query, now=utcnow())
+
+
+@bp.get("/hires/<reference>")
+def hire(reference: str):
+    """The hire at the counter: the pickup or the return, at its first unfinished step."""
+    hire = _hire(reference)
+    kind = RETURN if hire.state in ("active", "returned", "closed") else PICKUP
+    return _flow_page(hire, kind)
+
+
+def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
+    insp = services.inspection(hire, kind)
+    now = utcnow()
+    context = dict(hire=hire, kind=kind, insp=insp, now=now,
+                   pickup=services.inspection(hire, PICKUP) if kind == RETURN else None,
+                   steps=(services.pickup_steps(hire, insp) if kind == PICKUP
+                          else services.return_steps(hire, insp)),
+                   panels=current_app.config["CONDITION_PANELS"])
+    version = insp.version if insp else None
+    context["id_form"] = forms.get("id_form") or IdCheckForm(formdata=None, version=version)
+    context["condition_form"] = forms.get("condition_form") or _condition_form_for(insp)
+    context["photo_form"] = forms.get("photo_form") or PhotoForm(formdata=None)
+    context["signature_form"] = forms.get("signature_form") or SignatureForm(formdata=None, version=version)
+    context["handover_form"] = forms.get("handover_form") or HandOverForm(formdata=None, version=version)
+    context["refuse_form"] = forms.get("refuse_form") or RefuseForm(formdata=None)
+    context["damage_form"] = forms.get("damage_form") or DamageForm(formdata=None, version=version)
+    context["waive_form"] = forms.get("waive_form") or WaiveForm(formdata=None, version=version)
+    context["settle_form"] = forms.get("settle_form") or SettleForm(formdata=None, version=version)
+    context["step_error"] = forms.get("step_error", "")
+    if kind == PICKUP:
+        context["licence_ok"], context["licence_message"] = services.licence_ok(hire)
+    if kind == RETURN and insp is not None and insp.condition_recorded_at is not None:
+        try:
+            context["lines"] = services.preview_charges(hire, insp, now=now)
+        except CounterError as exc:
+            context["step_error"] = exc.errors.get("", "")
+            context["lines"] = []
+    return render("returns/hire.html", "returns/partials/_flow.html", status, **context)
+
+
+def _condition_form_for(insp):
+    form = condition_form(formdata=None, version=insp.version if insp else None)
+    if insp is not None and insp.condition_recorded_at is not None:
+        form.odometer.data, form.fuel_eighths.data = insp.odometer_miles, insp.fuel_eighths
+        form.needs_cleaning.data = insp.needs_cleaning
+        for panel, entry in insp.checklist.items():
+            getattr(form, f"panel_{panel}").data = entry["state"]
+            getattr(form, f"note_{panel}").data = entry["note"]
+    return form
+
+
+def _done(hire: Hire, kind: str):
+    return see_other(url_for("returns.hire", reference=hire.reference) + f"#{kind}")
+
+
+def _failed(hire: Hire, kind: str, form_name: str, form, exc: CounterError | None = None):
+    if exc is not None:
+        add_errors(form, exc.errors)
+        if isinstance(exc, services.AlreadyProcessed):
+            db.session.expire_all()
+            return _flow_page(hire, kind, 409, step_error=exc.errors[""])
+    return _flow_page(hire, kind, 422, **{form_name: form})
+
+
+@bp.post("/hires/<reference>/<kind>/start")
+def start(reference: str, kind: str):
+    """Open the pickup or return record (idempotent: reopening resumes it)."""
+    hire = _hire(reference)
+    if kind not in (PICKUP, RETURN):
+        abort(404)
+    try:
+        services.open_inspection(hire, kind, by=current_user, now=utcnow())
+    except CounterError as exc:
+        return _flow_page(hire, kind, 409, step_error=exc.errors[""])
+    return _done(hire, kind)
+
+
+def _open(hire: Hire, kind: str):
+    insp = services.inspection(hire, kind)
+    if insp is None:
+        insp = services.open_inspection(hire, kind, by=current_user, now=utcnow())
+    return insp
+
+
+@bp.post("/hires/<reference>/pickup/id-check")
+def id_check(reference: str):
+    """Tick: photo ID seen and matching (who ticked it is recorded)."""
+    hire = _hire(reference)
+    form = IdCheckForm()
+    if not form.validate_on_submit():
+        return _failed(hire, PICKUP, "id_form", form)
+    try:
+        services.tick_id_checked(_open(hire, PICKUP), by=current_user, now=utcnow(),
+                                 version=form.version_number)
+    except CounterError as exc:
+        return _failed(hire, PICKUP, "id_form", form, exc)
+    return _done(hire, PICKUP)
+
+
+@bp.post("/hires/<reference>/<kind>/condition")
+def condition(reference: str, kind: str):
+    """Odometer, fuel and the per-panel checklist, out or in."""
+    hire = _hire(reference)
+    if kind not in (PICKUP, RETURN):
+        abort(404)
+    form = condition_form(formdata=request.form)
+    if not form.validate_on_submit():
+        return _failed(hire, kind, "condition_form", form)
+    checklist = {p: {"state": getattr(form, f"panel_{p}").data, "note": getattr(form, f"note_{p}").data or ""}
+                 for p in current_app.config["CONDITION_PANELS"]}
+    try:
+        services.record_condition(_open(hire, kind), by=current_user, now=utcnow(),
+                                  odometer=form.odometer.data, fuel_eighths=form.fuel_eighths.data,
+                                  checklist=checklist, needs_cleaning=bool(form.needs_cleaning.data),
+                                  version=form.version_number)
+    except CounterError as exc:
+        return _failed(hire, kind, "condition_form", form, exc)
+    return _done(hire, kind)
+
+
+@bp.post("/hires/<reference>/<kind>/photos")
+def add_photo(reference: str, kind: str):
+    """A photo from the tablet camera, for one panel."""
+    hire = _hire(reference)
+    if kind not in (PICKUP, RETURN):
+        abort(404)
+    form = PhotoForm()
+    if not form.validate_on_submit():
+        return _failed(hire, kind, "photo_form", form)
+    try:
+        services.add_photo(_open(hire, kind), panel=form.panel.data, data=form.photo.data.read(),
+                           by=current_user, now=utcnow())
+    except CounterError as exc:
+        return _failed(hire, kind, "photo_form", form, exc)
+    return _done(hire, kind)
+
+
+@bp.post("/hires/<reference>/pickup/signature")
+def signature(reference: str):
+    """The customer's signature, drawn on the tablet's screen."""
+    hire = _hire(reference)
+    form = SignatureForm()
+    if not form.validate_on_submit():
+        return _failed(hire, PICKUP, "signature_form", form)
+    data = form.signature.data or ""
+    try:
+        if not data.startswith(DATA_URL_PREFIX):
+            raise CounterError({"signature": "Ask the customer to sign in the box."})
+        try:
+            png = base64.b64decode(data[len(DATA_URL_PREFIX):], validate=True)
+        except (binascii.Error, ValueError):
+            raise CounterError({"signature": "The signature did not arrive; please sign again."})
+        services.record_signature(_open(hire, PICKUP), png=png, by=current_user, now=utcnow(),
+                                  version=form.version_number)
+    except CounterError as exc:
+        return _failed(hire, PICKUP, "signature_form", form, exc)
+    return _done(hire, PICKUP)
+
+
+@bp.post("/hires/<reference>/pickup/hand-over")
+def hand_over(reference: str):
+    """Hand the keys over: the hire becomes active."""
+    hire = _hire(reference)
+    form = HandOverForm()
+    if not form.validate_on_submit():
+        return _failed(hire, PICKUP, "handover_form", form)
+    try:
+        services.hand_over(hire, by=current_user, now=utcnow(), version=form.version_number)
+    except CounterError as exc:
+        return _failed(hire, PICKUP, "handover_form", form, exc)
+    return _done(hire, RETURN)
+
+
+@bp.post("/hires/<reference>/pickup/refuse")
+def refuse(reference: str):
+    """Refuse at pickup: the car is released and the customer refunded."""
+    hire = _hire(reference)
+    form = RefuseForm()
+    if not form.validate_on_submit():
+        return _failed(hire, PICKUP, "refuse_form", form)
+    try:
+        services.refuse_at_pickup(hire, by=current_user, now=utcnow(), reason=form.reason.data)
+    except CounterError as exc:
+        return _failed(hire, PICKUP, "refuse_form", form, exc)
+    return _done(hire, PICKUP)
+
+
+@bp.post("/hires/<reference>/return/damage")
+def add_damage(reference: str):
+    """A damage charge entered by staff (the only amount the tablet ever sends)."""
+    hire = _hire(reference)
+    form = DamageForm()
+    if not form.validate_on_submit():
+        return _failed(hire, RETURN, "damage_form", form)
+    amount = form.amount_pence()
+    try:
+        if amount is None:
+            raise CounterError({"amount": "Enter an amount in pounds, like 120 or 120.50."})
+        services.add_damage(_open(hire, RETURN), panel=form.panel.data, amount_pence=amount,
+                            reason=form.reason.data, by=current_user, now=utcnow(),
+                            version=form.version_number)
+    except CounterError as exc:
+        return _failed(hire, RETURN, "damage_form", form, exc)
+    return _done(hire, RETURN)
+
+
+@bp.post("/hires/<reference>/return/waive")
+def waive(reference: str):
+    """Waive one charge, with the reason recorded."""
+    hire = _hire(reference)
+    form = WaiveForm()
+    if not form.validate_on_submit():
+        return _failed(hire, RETURN, "waive_form", form)
+    try:
+        services.waive(_open(hire, RETURN), code=form.code.data, reason=form.reason.data,
+                       by=current_user, now=utcnow(), version=form.version_number)
+    except CounterError as exc:
+        return _failed(hire, RETURN, "waive_form", form, exc)
+    return _done(hire, RETURN)
+
+
+@bp.post("/hires/<reference>/return/settle")
+def settle(reference: str):
+    """Settle: capture from the deposit what is owed and release the rest."""
+    hire = _hire(reference)
+    form = SettleForm()
+    if not form.validate_on_submit() or form.version_number is None:
+        return _failed(hire, RETURN, "settle_form", form)
+    try:
+        result = services.settle_return(hire, by=current_user, now=utcnow(), version=form.version_number)
+    except CounterError as exc:
+        return _failed(hire, RETURN, "settle_form", form, exc)
+    for problem in result.problems:
+        flash(f"Charges recorded, but the payment needs attention: {problem}", "error")
+    return _done(hire, RETURN)
+
+
+@bp.get("/photos/<name>")
+def inspection_photo(name: str):
+    """A condition photo or signature (staff only: they show a customer's car and handwriting)."""
+    from ..fleet.photos import FILENAME_RE
+    if not FILENAME_RE.match(name):
+        abort(404)
+    known = db.session.scalar(select(InspectionPhoto.content_type).where(
+        (InspectionPhoto.filename == name) | (InspectionPhoto.thumb_filename == name)).limit(1))
+    if known is None:
+        from ..models import Inspection
+        if db.session.scalar(select(Inspection.id).where(Inspection.signature_filename == name)) is None:
+            abort(404)
+        known = "image/png"
+    response = send_from_directory(services.upload_dir(), name, mimetype=known)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.cache_control.private = True
+    return response

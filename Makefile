@@ -1,0 +1,14 @@
+# make test-deploy: provision, deploy, roll back, back up and restore real throw-away Debian 12
+# hosts on this machine with the playbooks in ansible/ (root; about 20 minutes; see
+# tests/deploy/run.sh). DEPLOY_SCENARIO=one|two|all picks the one-host, two-host or both runs.
+DEPLOY_SCENARIO ?= all
+
+.PHONY: test-deploy lint-deploy
+
+test-deploy:
+	tests/deploy/run.sh $(DEPLOY_SCENARIO)
+
+# Only ansible-lint (production profile), with the pinned tools of requirements-deploy.txt.
+lint-deploy:
+	test -x /var/cache/acme-deploy-test/venv/bin/ansible-lint || { python3 -m venv /var/cache/acme-deploy-test/venv && /var/cache/acme-deploy-test/venv/bin/pip install -q -r requirements-deploy.txt; }
+	cd ansible && PATH=/var/cache/acme-deploy-test/venv/bin:$$PATH ansible-lint --profile production

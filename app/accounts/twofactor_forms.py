@@ -1,0 +1,55 @@
+"""Forms for the second factor, expired staff passwords and accepting a staff invitation."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
+
+from . import validators as v
+
+REQUIRED = "This field is required."
+
+
+def _clean(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class TwoFactorCodeForm(FlaskForm):
+    code = StringField("Code", filters=[_clean], validators=[
+        DataRequired("Enter the code from your authenticator app."), Length(max=24)])
+
+
+class NewPasswordForm(FlaskForm):
+    """A new password, twice, checked for strength (the account is already identified)."""
+
+    password = PasswordField("New password", validators=[InputRequired(REQUIRED), Length(max=128)])
+    confirm_password = PasswordField("Repeat new password", validators=[
+        InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
+
+    def user_inputs(self) -> list[str]:
+        return []
+
+    def validate_password(self, field):
+        error = v.password_error(field.data or "",
+                                 min_length=current_app.config["PASSWORD_MIN_LENGTH"],
+                                 min_score=current_app.config["PASSWORD_MIN_ZXCVBN_SCORE"],
+                                 user_inputs=self.user_inputs())
+        if error:
+            raise ValidationError(error)
+
+
+class AcceptInviteForm(NewPasswordForm):
+    """The invited person's first password; their email and name must not be in it."""
+
+    def __init__(self, *args, invited_email: str = "", invited_name: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._inputs = [invited_email, invited_name]
+
+    def user_inputs(self) -> list[str]:
+        return self._inputs
+
+
+class ConfirmForm(FlaskForm):
+    """A button that changes something: only the CSRF token to check."""

@@ -1,0 +1,232 @@
+"""Fleet forms. Field shapes here; rules across fields and the database live in services."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import MultipleFileField
+from wtforms import (DateTimeLocalField, HiddenField, IntegerField, SelectField, StringField,
+                     TextAreaField)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional as Opt
+from wtforms.validators import ValidationError
+
+from ..models.fleet import FUEL_TYPES, MAINTENANCE_KINDS, TRANSMISSIONS
+from . import validators as v
+from .services import SORTS, STATUS_FILTERS, CarData
+
+REQUIRED = "This field is required."
+MONEY_RE = re.compile(r"^£?\s*(\d{1,7})(?:\.(\d{1,2}))?$")
+
+
+def _clean(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def parse_pounds(text: str) -> Optional[int]:
+    """"45", "45.5", "£45.50" -> pence; None if it is not an amount."""
+    match = MONEY_RE.match((text or "").replace(",", "").strip())
+    if not match:
+        return None
+    pounds, pence = match.group(1), (match.group(2) or "0").ljust(2, "0")
+    return int(pounds) * 100 + int(pence)
+
+
+def pounds(pence: Optional[int]) -> str:
+    return "" if pence is None else f"{pence // 100}.{pence % 100:02d}"
+
+
+class WholeNumberField(IntegerField):
+    """An integer field whose parse error says what to type."""
+
+    def process_formdata(self, valuelist):
+        raw = (valuelist[0] if valuelist else "").strip().replace(",", "")
+        if not raw:
+            self.data = None
+            return
+        try:
+            self.data = int(raw)
+        except ValueError:
+            self.data = None
+            raise ValueError("Enter a whole number, like 5.")
+
+
+class _InRange:
+    """low <= value <= high; says nothing about a value that did not parse (that has its message)."""
+
+    def __init__(self, low: int, high: int, message: str):
+        self.low, self.high, self.message = low, high, message
+
+    def __call__(self, form, field):
+        if field.data is not None and not self.low <= field.data <= self.high:
+            raise ValidationError(self.message)
+
+
+def _whole(label: str, low: int, high: int, unit: str = "") -> IntegerField:
+    return WholeNumberField(label, validators=[
+        InputRequired(f"Enter the {label.split(' (')[0].lower()}."),
+        _InRange(low, high, f"Enter from {_number(low)} to {_number(high)}{unit}.")])
+
+
+def _number(n: int) -> str:
+    return f"{n:,}" if n >= 10_000 else str(n)  # 1,000,000 miles but the year 1990
+
+
+class CarForm(FlaskForm):
+    plate = StringField("Registration plate", filters=[_clean], validators=[
+        DataRequired("Enter the registration plate."), Length(max=12)])
+    vin = StringField("VIN", filters=[_clean], validators=[
+        DataRequired("Enter the VIN (vehicle identification number)."), Length(max=24)])
+    make = StringField("Make", filters=[_clean], validators=[DataRequired("Enter the make."),
+                                                              Length(max=40)])
+    model = StringField("Model", filters=[_clean], validators=[DataRequired("Enter the model."),
+                                                                Length(max=40)])
+    year = _whole("Year", 1900, 2100)
+    car_class_id = SelectField("Class", coerce=int, validate_choice=False,
+                               validators=[InputRequired("Choose a class.")])
+    seats = _whole("Seats", 1, 9)
+    doors = _whole("Doors", 2, 5)
+    transmission = SelectField("Transmission", choices=[(t, t.title()) for t in TRANSMISSIONS],
+                               validate_choice=True)
+    fuel_type = SelectField("Fuel", choices=[(f, f.title()) for f in FUEL_TYPES])
+    co2_g_km = _whole("CO2 (g/km)", 0, 500, " g/km")
+    odometer_miles = _whole("Odometer (miles)", 0, 1_000_000, " miles")
+    home_branch_id = SelectField("Home branch", coerce=int, validate_choice=False,
+                                 validators=[InputRequired("Choose a branch.")])
+    daily_rate_override = StringField("Daily rate override (£)", filters=[_clean],
+                                      validators=[Opt(), Length(max=12)])
+    photos = MultipleFileField("Photos", render_kw={"accept": "image/jpeg,image/png,image/webp"})
+
+    def set_choices(self, classes, branches) -> None:
+        self.car_class_id.choices = [(0, "Choose a class")] + [
+            (c.id, f"{c.name} ({c.code})") for c in classes]
+        self.home_branch_id.choices = [(0, "Choose a branch")] + [(b.id, b.name) for b in branches]
+
+    def validate_plate(self, field):
+        error = v.plate_error(field.data or "")
+        if error:
+            raise ValidationError(error)
+
+    def validate_vin(self, field):
+        error = v.vin_error(field.data or "")
+        if error:
+            raise ValidationError(error)
+
+    def validate_make(self, field):
+        error = v.name_error(field.data or "", "make")
+        if error:
+            raise ValidationError(error)
+
+    def validate_model(self, field):
+        error = v.name_error(field.data or "", "model")
+        if error:
+            raise ValidationError(error)
+
+    def validate_car_class_id(self, field):
+        if not field.data:
+            raise ValidationError("Choose a class.")
+
+    def validate_home_branch_id(self, field):
+        if not field.data:
+            raise ValidationError("Choose a branch.")
+
+    def validate_daily_rate_override(self, field):
+        if field.data and parse_pounds(field.data) is None:
+            raise ValidationError("Enter an amount in pounds, like 45 or 45.50, or leave it empty.")
+
+    def to_data(self) -> CarData:
+        rate = self.daily_rate_override.data
+        return CarData(
+            plate=self.plate.data or "", vin=self.vin.data or "", make=self.make.data or "",
+            model=self.model.data or "", year=self.year.data or 0,
+            car_class_id=self.car_class_id.data or 0, seats=self.seats.data or 0,
+            doors=self.doors.data or 0, transmission=self.transmission.data or "",
+            fuel_type=self.fuel_type.data or "", co2_g_km=self.co2_g_km.data or 0,
+            odometer_miles=self.odometer_miles.data or 0,
+            home_branch_id=self.home_branch_id.data or 0,
+            daily_rate_override_pence=parse_pounds(rate) if rate else None,
+        )
+
+    def fill_from(self, car) -> None:
+        for name in ("plate", "vin", "make", "model", "year", "car_class_id", "seats", "doors",
+                     "transmission", "fuel_type", "co2_g_km", "odometer_miles", "home_branch_id"):
+            getattr(self, name).data = getattr(car, name)
+        self.plate.data = v.format_plate(car.plate)
+        self.daily_rate_override.data = pounds(car.daily_rate_override_pence)
+
+    def uploads(self) -> list[bytes]:
+        return [f.read() for f in (self.photos.data or []) if getattr(f, "filename", "")]
+
+
+class PhotoUploadForm(FlaskForm):
+    photos = MultipleFileField("Add photos", render_kw={"accept": "image/jpeg,image/png,image/webp"})
+
+    def uploads(self) -> list[bytes]:
+        return [f.read() for f in (self.photos.data or []) if getattr(f, "filename", "")]
+
+
+class ConfirmForm(FlaskForm):
+    """A button that changes something: only the CSRF token to check."""
+
+
+class FleetFilterForm(FlaskForm):
+    """The fleet list's filters (GET, so no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Search", filters=[_clean], validators=[Opt(), Length(max=60)])
+    car_class = SelectField("Class", coerce=int, validate_choice=False, default=0)
+    branch = SelectField("Branch", coerce=int, validate_choice=False, default=0)
+    fuel = SelectField("Fuel", choices=[("", "Any fuel")] + [(f, f.title()) for f in FUEL_TYPES],
+                       default="")
+    transmission = SelectField("Gearbox", choices=[("", "Any gearbox")]
+                               + [(t, t.title()) for t in TRANSMISSIONS], default="")
+    status = SelectField("Status", choices=[("available", "In the fleet"), ("retired", "Retired"),
+                                            ("all", "All")], default="available")
+    sort = SelectField("Sort by", choices=[("plate", "Plate"), ("make", "Make"), ("year", "Year"),
+                                           ("class", "Class"), ("branch", "Branch"),
+                                           ("odometer", "Mileage"), ("added", "Date added")],
+                       default="plate")
+    order = SelectField("Order", choices=[("asc", "Ascending"), ("desc", "Descending")],
+                        default="asc")
+    page = IntegerField("Page", default=1, validators=[Opt()])
+
+    def set_choices(self, classes, branches) -> None:
+        self.car_class.choices = [(0, "Any class")] + [(c.id, c.name) for c in classes]
+        self.branch.choices = [(0, "Any branch")] + [(b.id, b.name) for b in branches]
+
+    def filters(self):
+        from .services import FleetFilters
+
+        def pick(value, allowed, default):
+            return value if value in allowed else default
+
+        return FleetFilters(
+            q=(self.q.data or "")[:60], car_class_id=self.car_class.data or None,
+            branch_id=self.branch.data or None, fuel_type=pick(self.fuel.data, FUEL_TYPES, ""),
+            transmission=pick(self.transmission.data, TRANSMISSIONS, ""),
+            status=pick(self.status.data, STATUS_FILTERS, "available"),
+            sort=pick(self.sort.data, SORTS, "plate"), descending=self.order.data == "desc",
+            page=self.page.data if isinstance(self.page.data, int) and self.page.data > 0 else 1,
+        )
+
+
+class MaintenanceForm(FlaskForm):
+    kind = SelectField("Reason", choices=[("service", "Service"), ("repair", "Repair"),
+                                          ("mot", "MOT")])
+    starts_at = DateTimeLocalField("From", format="%Y-%m-%dT%H:%M",
+                                   validators=[InputRequired("Enter when the work starts.")])
+    ends_at = DateTimeLocalField("Until", format="%Y-%m-%dT%H:%M",
+                                 validators=[InputRequired("Enter when the car is back.")])
+    note = TextAreaField("Note", filters=[_clean], validators=[Opt(), Length(max=300)])
+
+    def validate_kind(self, field):
+        if field.data not in MAINTENANCE_KINDS:
+            raise ValidationError("Choose service, repair or MOT.")
+
+
+class MoveHireForm(FlaskForm):
+    to_car_id = SelectField("Move to", coerce=int, validate_choice=False)
+    return_to = HiddenField()

@@ -1,0 +1,72 @@
+"""The booking scheduler: expire unpaid holds, queue pickup and return-due reminders.
+
+`tick` is safe to run twice, or twice at once: expiry locks the rows it moves (skipping
+rows another run holds) and only moves hires still `held`; every email has its own
+idempotency key. Production runs `flask acme tick` from a systemd timer every minute;
+on the embedded default (JOBS_MODE "thread") `start_dev_ticker` enqueues it on the
+in-process pool every DEV_TICK_SECONDS.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from flask import Flask
+
+from ..logging_setup import log
+from ..models import utcnow
+from . import enqueue, task
+
+_ticker_lock = threading.Lock()
+_ticker_started: set[int] = set()
+
+
+@task
+def tick(now_iso: str | None = None) -> dict:
+    """One scheduler pass. `now_iso` (ISO 8601 with offset) is for tests and catch-up runs."""
+    from ..booking.services import expire_held_hires, queue_due_reminders
+    now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
+    expired = expire_held_hires(now)
+    reminders = queue_due_reminders(now)
+    return {"expired": len(expired), "reminders": len(reminders)}
+
+
+class DevTicker(threading.Thread):
+    """Enqueues `tick` every `interval` seconds until stopped."""
+
+    def __init__(self, app: Flask, interval: float):
+        super().__init__(name="booking-ticker", daemon=True)
+        self.app, self.interval = app, interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                with self.app.app_context():
+                    enqueue(tick, job_id="booking-tick")
+            except Exception:  # never let the ticker die; the next round tries again
+                log().exception("could not enqueue the booking tick")
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+def start_dev_ticker(app: Flask) -> DevTicker | None:
+    """Development only: enqueue `tick` on the in-process pool every DEV_TICK_SECONDS.
+
+    Started once per app (on its first request); returns the ticker, or None.
+    """
+    interval = app.config["DEV_TICK_SECONDS"]
+    if (interval <= 0 or app.config["JOBS_MODE"] != "thread"
+            or app.config["ENV_NAME"] != "development" or id(app) in _ticker_started):
+        return None
+    with _ticker_lock:
+        if id(app) in _ticker_started:
+            return None
+        _ticker_started.add(id(app))
+    ticker = DevTicker(app, interval)
+    ticker.start()
+    log().info("development booking ticker started", every_seconds=interval)
+    return ticker

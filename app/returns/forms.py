@@ -1,0 +1,99 @@
+"""Counter forms. The panel checklist is built from CONDITION_PANELS."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from ..models.counter import PANEL_STATES
+
+FUEL_CHOICES = [(i, f"{i}/8" if 0 < i < 8 else ("Empty" if i == 0 else "Full")) for i in range(9)]
+REQUIRED = "This field is required."
+
+
+class VersionedForm(FlaskForm):
+    """Carries the record version the tablet saw (optimistic locking)."""
+    version = HiddenField()
+
+    @property
+    def version_number(self) -> int | None:
+        return int(self.version.data) if (self.version.data or "").isdigit() else None
+
+
+class IdCheckForm(VersionedForm):
+    id_matches = BooleanField("Photo ID seen and matches the booking",
+                              validators=[DataRequired("Tick only when you have seen the photo ID.")])
+
+
+def condition_form(formdata=None, **kwargs) -> FlaskForm:
+    """Odometer, fuel, cleaning and one state + note per panel."""
+
+    class ConditionForm(VersionedForm):
+        odometer = IntegerField("Odometer (miles)", validators=[
+            InputRequired(REQUIRED), NumberRange(min=0, max=1_000_000, message="Enter the miles shown.")])
+        fuel_eighths = SelectField("Fuel", coerce=int, choices=FUEL_CHOICES,
+                                   validators=[InputRequired(REQUIRED)])
+        needs_cleaning = BooleanField("Needs more than a standard clean")
+
+    for panel in current_app.config["CONDITION_PANELS"]:
+        setattr(ConditionForm, f"panel_{panel}", SelectField(
+            panel.capitalize(), choices=[(s, s.capitalize()) for s in PANEL_STATES], default="ok"))
+        setattr(ConditionForm, f"note_{panel}", StringField(
+            f"{panel.capitalize()} note", validators=[Optional(), Length(max=200)]))
+    if formdata is None:
+        return ConditionForm(**kwargs)
+    return ConditionForm(formdata=formdata, **kwargs)
+
+
+class PhotoForm(FlaskForm):
+    panel = SelectField("Part of the car", validators=[InputRequired(REQUIRED)])
+    photo = FileField("Photo", validators=[FileRequired("Take or choose a photo.")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.panel.choices = [(p, p.capitalize()) for p in current_app.config["CONDITION_PANELS"]]
+
+
+class SignatureForm(VersionedForm):
+    signature = HiddenField("Signature", validators=[DataRequired("Ask the customer to sign in the box.")])
+
+
+class HandOverForm(VersionedForm):
+    pass
+
+
+class RefuseForm(FlaskForm):
+    reason = TextAreaField("Why the car cannot be handed over", validators=[
+        DataRequired("Say why the car cannot be handed over."), Length(max=300)])
+
+
+class DamageForm(VersionedForm):
+    panel = SelectField("Part of the car", validators=[InputRequired(REQUIRED)])
+    amount = StringField("Charge (£)", validators=[DataRequired(REQUIRED), Length(max=12)])
+    reason = StringField("What is damaged", validators=[DataRequired("Say what the damage is."),
+                                                        Length(max=200)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.panel.choices = [(p, p.capitalize()) for p in current_app.config["CONDITION_PANELS"]]
+
+    def amount_pence(self) -> int | None:
+        """Pounds as typed ("120", "120.50", "£1,200") to pence, or None if not a sum of money."""
+        text = (self.amount.data or "").replace("£", "").replace(",", "").strip()
+        pounds, _, pence = text.partition(".")
+        if not pounds.isdigit() or (pence and (not pence.isdigit() or len(pence) > 2)):
+            return None
+        return int(pounds) * 100 + int(pence.ljust(2, "0") or 0)
+
+
+class WaiveForm(VersionedForm):
+    code = HiddenField(validators=[DataRequired()])
+    reason = StringField("Reason for waiving", validators=[
+        DataRequired("Give a reason for waiving this charge."), Length(max=200)])
+
+
+class SettleForm(VersionedForm):
+    pass

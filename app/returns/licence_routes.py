@@ -1,0 +1,59 @@
+"""The counter's licence re-check for a hire (issue 3). Staff and admins, by the blueprint's guard.
+
+The counter issue places these in the pickup flow: POST starts a re-check (a job asks the
+service), GET shows the hire's latest check with its time, polling while it runs.
+"""
+
+from __future__ import annotations
+
+from flask import make_response, render_template, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..accounts import licence
+from ..accounts.forms import LicenceRecheckForm
+from ..accounts.services import AccountError
+from ..extensions import db
+from ..models import Hire, utcnow
+from ..web import add_errors, form_status, render, see_other, wants_fragment
+from . import bp
+
+
+def _hire(reference: str) -> Hire:
+    return db.first_or_404(select(Hire).where(Hire.reference == reference.upper()))
+
+
+def _context(hire: Hire, form: LicenceRecheckForm) -> dict:
+    return {"hire": hire, "licence_view": licence.status_for_hire(hire, now=utcnow()),
+            "recheck_form": form,
+            "poll_url": url_for("returns.licence_check_status", reference=hire.reference)}
+
+
+@bp.get("/hires/<reference>/licence-check")
+def licence_check_status(reference: str):
+    """The hire's latest licence check, with when and by whom (the fragment alone for htmx)."""
+    hire = _hire(reference)
+    return render("accounts/licence_counter.html", "accounts/partials/_licence_status.html",
+                  **_context(hire, LicenceRecheckForm(formdata=None)))
+
+
+@bp.post("/hires/<reference>/licence-check")
+def licence_recheck(reference: str):
+    """Check the hirer's licence again now (with a fresh check code, or the last one shared)."""
+    hire = _hire(reference)
+    form = LicenceRecheckForm()
+    if form.validate_on_submit():
+        try:
+            licence.recheck_for_hire(hire, current_user, utcnow(), check_code=form.check_code.data or None)
+        except AccountError as exc:
+            add_errors(form, exc.errors)
+        else:
+            if not wants_fragment():
+                return see_other(url_for("returns.licence_check_status", reference=hire.reference))
+            response = make_response(render_template(
+                "accounts/partials/_licence_recheck_form.html", hire=hire,
+                recheck_form=LicenceRecheckForm(formdata=None)))
+            response.headers["HX-Trigger"] = "licence-check-started"
+            return response
+    return render("accounts/licence_counter.html", "accounts/partials/_licence_recheck_form.html",
+                  form_status(form), **_context(hire, form))

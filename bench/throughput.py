@@ -1,0 +1,142 @@
+"""Benchmark 1: throughput and latency of the search page and a car page.
+
+    .venv/bin/python bench/throughput.py [--seconds 15] [--reuse-db]
+
+The app runs as in production (bench/gunicorn.conf.py: the deploy role's Gunicorn settings; an
+RQ worker; PostgreSQL; Redis; ACME_ENV=production) and wrk loads it over loopback from its own
+process. Two measurements, both with 50 concurrent clients:
+
+- Throughput: 50 connections, each sending its next request as soon as the last is answered
+  (saturation). The search page's and the car page's requests per second are divided by those
+  of a bare Flask endpoint served by the same Gunicorn workers in the same run. Three rounds of
+  bare, search, car, interleaved; the median of each is kept. Target: ratio >= 0.5.
+- Latency: 50 clients that behave like people, each waiting a think time (uniform 0.5-1.5 s) between
+  its requests, so that what is measured is the server's time, not a queue's. p50/p95/p99.
+  Target: p95 < 50 ms. (The saturation run's latencies are printed too; with closed-loop clients
+  they are only 50 / throughput, Little's law, and carry no target.)
+
+Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+
+RATIO_TARGET = 0.5
+P95_TARGET_MS = 50.0
+CLIENTS = 50
+THINK_MS = (500, 1500)
+
+
+def trip(app) -> dict:
+    """A trip a week ahead from the first branch: the search a visitor would make."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import Branch
+    with app.app_context():
+        branch = db.session.scalars(select(Branch).order_by(Branch.name)).first()
+        start = date.today() + timedelta(days=8)
+        args = {"pickup_branch": branch.id, "return_branch": branch.id,
+                "pickup_at": f"{start.isoformat()}T10:00",
+                "return_at": f"{(start + timedelta(days=3)).isoformat()}T10:00"}
+        db.session.remove()
+        db.engine.dispose()
+    return args
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15, help="per saturation run")
+    parser.add_argument("--rounds", type=int, default=3, help="saturation rounds (median kept)")
+    parser.add_argument("--latency-seconds", type=int, default=30, help="per think-time run")
+    parser.add_argument("--reuse-db", action="store_true", help="keep the database of a last run")
+    options = parser.parse_args()
+
+    print(f"machine: {common.machine()}")
+    db_url = common.os.environ.get("BENCH_DATABASE_URL", common.DEFAULT_DB)
+    env = common.app_env(db_url, common.os.environ.get("BENCH_REDIS_URL", common.DEFAULT_REDIS))
+    if not options.reuse_db:
+        common.recreate_database(db_url)
+    app = common.build_app(env)
+    if not options.reuse_db:
+        common.migrate_and_seed(app, customers=1)
+    args = trip(app)
+
+    with common.running_stack(env) as stack:
+        import requests
+        search_path = "/book/?" + urlencode(args)
+        page = requests.get(stack.base_url + search_path, timeout=60)
+        assert page.status_code == 200 and "/book/cars/" in page.text, page.status_code
+        car_path = common.re.search(r'href="(/book/cars/\d+\?[^"]+)"', page.text).group(1)
+        car_path = car_path.replace("&amp;", "&")
+        assert requests.get(stack.base_url + car_path, timeout=60).status_code == 200
+        paths = {"bare": common.BARE_PATH, "search": search_path, "car": car_path}
+        print(f"gunicorn: {len(stack.gunicorn_workers())} workers; search {search_path}; "
+              f"car {car_path}")
+
+        def saturate(name):
+            common.drain(stack)
+            return common.wrk(stack.base_url + paths[name], connections=CLIENTS,
+                              seconds=options.seconds, threads=2)
+
+        for name in paths:  # warm every worker's caches and connection pool
+            common.drain(stack)
+            common.wrk(stack.base_url + paths[name], connections=CLIENTS, seconds=3, threads=2)
+        # Interleaved rounds, the median kept: this machine's other load comes and goes.
+        runs: dict[str, list] = {name: [] for name in paths}
+        for _ in range(options.rounds):
+            for name in paths:
+                runs[name].append(saturate(name))
+        results = {name: sorted(rs, key=lambda r: r.rps)[len(rs) // 2] for name, rs in runs.items()}
+        think = {}
+        for name in ("search", "car"):
+            common.drain(stack)
+            think[name] = common.wrk(
+                stack.base_url + paths[name], connections=CLIENTS,
+                seconds=options.latency_seconds, threads=2, script="think.lua",
+                env={"THINK_MIN_MS": str(THINK_MS[0]), "THINK_MAX_MS": str(THINK_MS[1])})
+        scrape = stack.scrape()
+
+    bare_rps = results["bare"].rps
+    failures = []
+    rows = []
+    for name, r in results.items():
+        ratio = r.rps / bare_rps if bare_rps else 0.0
+        every = ", ".join(f"{x.rps:.1f}" for x in runs[name])
+        rows.append((f"{name}, saturation (median of {every})", f"{r.rps:.1f}",
+                     "" if name == "bare" else f"{ratio:.3f}",
+                     f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}", f"{r.p99_ms:.0f}", r.non_2xx_3xx))
+        if name != "bare" and ratio < RATIO_TARGET:
+            failures.append(f"{name}: throughput ratio {ratio:.3f} < {RATIO_TARGET}")
+    for name, r in think.items():
+        rows.append((f"{name}, 50 users (think {THINK_MS[0]}-{THINK_MS[1]} ms)", f"{r.rps:.1f}", "",
+                     f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}", f"{r.p99_ms:.0f}", r.non_2xx_3xx))
+        if r.p95_ms >= P95_TARGET_MS:
+            failures.append(f"{name}: p95 {r.p95_ms:.0f} ms >= {P95_TARGET_MS:.0f} ms")
+    all_results = [*(r for rs in runs.values() for r in rs), *think.values()]
+    five_xx = sum(r.five_xx for r in all_results)
+    server_5xx = common.metric(scrape, "flask_http_request_duration_seconds_count", status_re="5..")
+    if five_xx or server_5xx:
+        failures.append(f"5xx answers: {five_xx} seen by wrk, {server_5xx:.0f} in /metrics")
+    print()
+    print(common.table(rows, ("run", "req/s", "ratio to bare", "p50 ms", "p95 ms", "p99 ms",
+                              "non-2xx/3xx")))
+    print(f"\n5xx: wrk {five_xx}, /metrics {server_5xx:.0f}; socket errors: "
+          f"{[r.errors for r in all_results if any(r.errors.values())] or 'none'}")
+    for failure in failures:
+        print(f"TARGET MISSED: {failure}")
+    print("RESULT:", "FAIL" if failures else "PASS")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Development and test tools: local stand-ins for the outside world. Never used in production."""

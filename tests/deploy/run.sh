@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# The deploy test: real throw-away Debian 12 hosts on this machine, provisioned and operated
+# with the playbooks in ansible/ exactly as an admin would (see README, "Deploying").
+#
+#   tests/deploy/run.sh [one|two|all]      (make test-deploy runs "all"; needs root)
+#
+#   one  one host in every group (web, worker, db):
+#        lint; site.yml; HTTPS/health/worker/redirect checks; site.yml again (changed=0);
+#        deploy a second release (requests keep flowing), rollback.yml, a broken release rolled
+#        back by deploy.yml; SIGKILL Gunicorn's master, a Gunicorn worker and an RQ worker;
+#        backup, drop a table, restore.yml, compare; power off and boot again; all checks again.
+#   two  web+worker on one host, db on another: the same, with a given TLS certificate.
+# Everything is torn down on exit, whatever happened. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$(pwd)
+MODE="${1:-all}"
+case "$MODE" in one | two | all) ;; *) echo "usage: $0 [one|two|all]" >&2; exit 2 ;; esac
+if [ "$(id -u)" != 0 ]; then
+  echo "the deploy test boots containers and changes the network: run it as root" >&2
+  exit 2
+fi
+
+source tests/deploy/lib.sh
+ANSIBLE_VENV="${ACME_ANSIBLE_VENV:-$ACME_CACHE/venv}"
+PYTHON="$REPO/.venv/bin/python"
+STARTED=$SECONDS
+BOXES=()
+
+mkdir -p "$ACME_CACHE"
+# One run at a time (they share the test network and the boxes' names).
+if [ -f "$ACME_CACHE/running.pid" ] && kill -0 "$(cat "$ACME_CACHE/running.pid")" 2>/dev/null; then
+  echo "another deploy test is running (process $(cat "$ACME_CACHE/running.pid"))" >&2
+  exit 2
+fi
+echo $$ >"$ACME_CACHE/running.pid"
+
+# --- timing and teardown --------------------------------------------------------------------------
+: >"${TIMES:=$ACME_CACHE/times.txt}"
+timed() {  # timed LABEL command...: run it, record how long it took
+  local label="$1" t0=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  printf '%-48s %4d s%s\n' "$label" $((SECONDS - t0)) "$([ $rc = 0 ] || echo "  (FAILED, exit $rc)")" | tee -a "$TIMES" >&2
+  return $rc
+}
+
+teardown() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  log "teardown"
+  if [ -n "${HAMMER_PID:-}" ]; then kill -TERM "$HAMMER_PID" 2>/dev/null; fi
+  if [ -n "${LINT_PID:-}" ] && kill -0 "$LINT_PID" 2>/dev/null; then
+    pkill -TERM -P "$LINT_PID" 2>/dev/null
+    kill -TERM "$LINT_PID" 2>/dev/null
+  fi
+  for name in "${BOXES[@]}"; do
+    box_destroy "$name"
+  done
+  net_down
+  boxes_down
+  printf '\n%-48s %4d s\n' "whole deploy test" $((SECONDS - STARTED)) | tee -a "$TIMES" >&2
+  echo >&2
+  cat "$TIMES" >&2
+  if [ "$rc" = 0 ]; then
+    echo "DEPLOY TEST PASSED" >&2
+  else
+    echo "DEPLOY TEST FAILED (exit $rc); logs in $ACME_RUN" >&2
+  fi
+  rm -f "$ACME_CACHE/running.pid"
+  exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# --- setup -------------------------------------------------------------------------------------------
+log "preparing this machine"
+host_prereqs
+# Leftovers of a run that could not clean up (a killed shell): remove them first.
+for name in box1 app1 db1; do box_destroy "$name" 2>/dev/null || true; done
+net_down
+boxes_down
+rm -rf "$ACME_RUN"
+mkdir -p "$ACME_RUN" "$(dirname "$ACME_SSH_KEY")"
+[ -f "$ACME_SSH_KEY" ] || ssh-keygen -q -t ed25519 -N '' -C acme-deploy-test -f "$ACME_SSH_KEY"
+
+# Debian's own Python: the same version as on the boxes (the wheelhouse below relies on it).
+venv_stamp() { cat requirements-deploy.txt; /usr/bin/python3 -VV; }
+if [ ! -x "$ANSIBLE_VENV/bin/ansible-playbook" ] || ! venv_stamp | cmp -s - "$ANSIBLE_VENV/.stamp"; then
+  log "installing Ansible and ansible-lint (requirements-deploy.txt) into $ANSIBLE_VENV"
+  rm -rf "$ANSIBLE_VENV"
+  /usr/bin/python3 -m venv "$ANSIBLE_VENV"
+  "$ANSIBLE_VENV/bin/pip" install -q -r requirements-deploy.txt
+  venv_stamp >"$ANSIBLE_VENV/.stamp"
+fi
+if [ ! -x "$PYTHON" ]; then
+  source scripts/venv.sh requirements-dev.txt
+fi
+timed "clean Debian root (cached after the first run)" build_base
+net_up
+boxes_up
+
+export PATH="$ANSIBLE_VENV/bin:$PATH"
+export ANSIBLE_HOST_KEY_CHECKING=False
+export ANSIBLE_PRIVATE_KEY_FILE="$ACME_SSH_KEY"
+export ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR"
+export ANSIBLE_FORCE_COLOR=0
+export ANSIBLE_NOCOLOR=1
+export ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks   # task times in the logs
+
+playbook() {  # playbook LOGNAME args...: run ansible-playbook from ansible/, log to $ACME_RUN
+  local logname="$1"
+  shift
+  (cd ansible && ansible-playbook "$@") >"$ACME_RUN/$logname.log" 2>&1
+  local rc=$?
+  sed -n '/PLAY RECAP/,$p' "$ACME_RUN/$logname.log" >&2
+  if [ $rc != 0 ]; then
+    echo "--- ansible-playbook $* failed; the end of $ACME_RUN/$logname.log:" >&2
+    grep -E -B2 -A12 'fatal:|FAILED!|ERROR!' "$ACME_RUN/$logname.log" | tail -60 >&2
+  fi
+  return $rc
+}
+
+assert_nothing_changed() {  # every host's recap says changed=0 (and nothing failed)
+  local log="$ACME_RUN/$1.log"
+  if grep -E '^\S+\s+: ok=' "$log" | grep -Ev 'changed=0 .*failed=0' ; then
+    echo "--- the second run changed something:" >&2
+    grep -E '^changed:' "$log" >&2 || true
+    return 1
+  fi
+  echo "second run: changed=0 on every host" >&2
+}
+
+# --- releases: artifacts of the working tree ----------------------------------------------------------
+# r1: the working tree; r2: the same plus a marker on every page; broken: the same but every
+# request fails (the app still boots, so only the health check can catch it).
+STAMP=$(date -u +%m%d%H%M%S)
+R1="t1-$STAMP" R2="t2-$STAMP" RB="t3-broken-$STAMP"
+make_artifacts() {
+  local dir="$ACME_RUN/artifacts"
+  mkdir -p "$dir"
+  deploy/build-release.sh --worktree "$dir/$R1.tar.gz"
+  local tmp="$ACME_RUN/artifact-src"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  tar -C "$tmp" -xzf "$dir/$R1.tar.gz"
+  printf '\n<!-- acme-deploy-test release: %s -->\n' "$R2" >>"$tmp/templates/base.html"
+  tar -C "$tmp" -czf "$dir/$R2.tar.gz" .
+  cat >>"$tmp/wsgi.py" <<'PY'
+
+
+def _broken(environ, start_response):  # the deploy test's deliberately broken release
+    start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+    return [b"broken on purpose"]
+
+
+app.wsgi_app = _broken
+PY
+  tar -C "$tmp" -czf "$dir/$RB.tar.gz" .
+  # Test speed only: a wheelhouse of exactly these requirements, built here once and reused,
+  # so that the boxes need not fetch every package from PyPI on each deploy.
+  # Built with Debian's Python (the ansible venv's), as on the boxes: markers such as
+  # python_full_version < "3.11.3" must resolve the same way.
+  "$ANSIBLE_VENV/bin/python" -m pip wheel -q --disable-pip-version-check --find-links "$ACME_CACHE/wheels" \
+    -w "$ACME_CACHE/wheels" -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
+  rm -rf "$tmp"
+}
+# Installs from that wheelhouse only (the role's app_pip_find_links / app_pip_no_index).
+WHEELHOUSE=(-e app_pip_find_links=/var/cache/acme/wheels -e app_pip_no_index=true)
+
+# --- the checks (pytest, from this machine) --------------------------------------------------------
+checks() {  # checks PHASE: run the box checks whose names contain PHASE
+  (
+    unset TEST_DATABASE_URL TEST_REDIS_URL
+    "$PYTHON" -m pytest -q -p no:cacheprovider --noconftest -o addopts="" -k "$1" tests/deploy/box_checks.py
+  )
+}
+
+hammer_start() {  # keep requesting /healthz through Nginx until hammer_stop; count failures
+  "$PYTHON" tests/deploy/hammer.py "$ACME_BOX_URL/healthz" "$ACME_BOX_CA" "$ACME_RUN/hammer-$1.json" &
+  HAMMER_PID=$!
+}
+hammer_stop() {
+  kill -TERM "$HAMMER_PID" 2>/dev/null || true
+  wait "$HAMMER_PID" || true
+  HAMMER_PID=""
+  "$PYTHON" - "$ACME_RUN/hammer-$1.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"requests during {sys.argv[1].split('hammer-')[1][:-5]}: {r['requests']}, failed: {r['failed']} {r['errors'][:5]}", file=sys.stderr)
+sys.exit(1 if r["failed"] or r["requests"] == 0 else 0)
+PY
+}
+
+# --- one scenario ------------------------------------------------------------------------------------
+scenario() {  # scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX PYPI [extra ansible args...]
+  # PYPI=pypi: the first release's packages come from PyPI (as in production); later ones, and
+  # all of them otherwise, from the wheelhouse.
+  local label="$1" inventory="$2" boxes="$3" web="$4" db="$5" pypi="$6"
+  shift 6
+  local first_pip=("${WHEELHOUSE[@]}")
+  [ "$pypi" = pypi ] && first_pip=()
+  local extra=("$@") name ip
+  log "[$label] booting $boxes"
+  for spec in $boxes; do
+    name=${spec%%=*} ip=${spec#*=}
+    BOXES+=("$name")
+    box_create "$name" "$ip"
+  done
+  pids=()
+  for spec in $boxes; do box_boot "${spec%%=*}" & pids+=($!); done
+  wait_all "booting" "${pids[@]}"
+
+  export ACME_INVENTORY="inventories/test/$inventory" ACME_ANSIBLE_DIR="$REPO/ansible"
+  export ACME_WEB_IP=$(cat "$ACME_RUN/$web.ip") ACME_DB_IP=$(cat "$ACME_RUN/$db.ip")
+  export ACME_BOX_URL="https://$ACME_WEB_IP" ACME_SSH_KEY ACME_WORKER_HOST="$web"
+  export ACME_EXTRA_ARGS="${extra[*]}"
+
+  log "[$label] site.yml on fresh hosts"
+  timed "[$label] fresh converge (site.yml)" playbook "$label-site-1" -i "$ACME_INVENTORY" site.yml -e "version=$ACME_RUN/artifacts/$R1.tar.gz" "${first_pip[@]}" "${extra[@]}"
+  if [ -z "${ACME_GIVEN_CA:-}" ]; then
+    box_ssh "$ACME_WEB_IP" sudo cat /etc/nginx/tls/acme.crt >"$ACME_RUN/$label-ca.crt"
+    export ACME_BOX_CA="$ACME_RUN/$label-ca.crt"
+  else
+    export ACME_BOX_CA="$ACME_GIVEN_CA"
+  fi
+  export ACME_EXPECT_RELEASE="$R1" ACME_EXPECT_MARKER=""
+  timed "[$label] checks after converge" checks live
+  lint_result
+
+  log "[$label] site.yml again: nothing may change"
+  timed "[$label] idempotent re-run (site.yml)" playbook "$label-site-2" -i "$ACME_INVENTORY" site.yml -e "version=$ACME_RUN/artifacts/$R1.tar.gz" "${extra[@]}"
+  assert_nothing_changed "$label-site-2"
+
+  log "[$label] deploy a second release while requests keep coming"
+  hammer_start "$label-deploy"
+  timed "[$label] deploy (deploy.yml, new release)" playbook "$label-deploy-2" -i "$ACME_INVENTORY" deploy.yml -e "version=$ACME_RUN/artifacts/$R2.tar.gz" "${WHEELHOUSE[@]}"
+  hammer_stop "$label-deploy"
+  export ACME_EXPECT_RELEASE="$R2" ACME_EXPECT_MARKER="$R2"
+  timed "[$label] checks of the second release" checks live
+
+  log "[$label] roll back to the first release"
+  hammer_start "$label-rollback"
+  timed "[$label] rollback (rollback.yml)" playbook "$label-rollback" -i "$ACME_INVENTORY" rollback.yml
+  hammer_stop "$label-rollback"
+  export ACME_EXPECT_RELEASE="$R1" ACME_EXPECT_MARKER=""
+  timed "[$label] checks after the rollback" checks live
+
+  log "[$label] a broken release must be rolled back by deploy.yml itself"
+  if timed "[$label] deploy of a broken release" playbook "$label-deploy-broken" -i "$ACME_INVENTORY" deploy.yml -e "version=$ACME_RUN/artifacts/$RB.tar.gz" "${WHEELHOUSE[@]}"; then
+    echo "deploy.yml accepted a broken release" >&2
+    return 1
+  fi
+  tr -s ' \n' ' ' <"$ACME_RUN/$label-deploy-broken.log" | grep -q "Release $RB failed .*Rolled back to $R1" \
+    || { echo "deploy.yml failed without rolling back to $R1" >&2; return 1; }
+  echo "deploy.yml refused $RB and rolled back to $R1, as it should" >&2
+  timed "[$label] checks after the automatic rollback" checks live
+
+  log "[$label] SIGKILL Gunicorn's master, a Gunicorn worker and an RQ worker"
+  timed "[$label] systemd restarts killed processes" checks restart
+
+  log "[$label] back up, drop a table, restore"
+  timed "[$label] backup + drop + restore.yml" checks backup
+
+  log "[$label] power the hosts off and boot them again"
+  pids=()
+  for spec in $boxes; do box_poweroff "${spec%%=*}" & pids+=($!); done
+  wait_all "powering off" "${pids[@]}"
+  t0=$SECONDS
+  pids=()
+  for spec in $boxes; do box_boot "${spec%%=*}" & pids+=($!); done
+  wait_all "booting again" "${pids[@]}"
+  timed "[$label] everything back after a reboot" checks live
+  printf '%-48s %4d s\n' "[$label] reboot to all checks green" $((SECONDS - t0)) | tee -a "$TIMES" >&2
+
+  log "[$label] done: tearing its hosts down"
+  for spec in $boxes; do box_destroy "${spec%%=*}"; done
+}
+
+wait_all() {  # wait_all WHAT PID...: wait for these background jobs; fail if any failed
+  local what="$1" rc=0 pid
+  shift
+  for pid in "$@"; do
+    wait "$pid" || rc=1
+  done
+  [ $rc = 0 ] || { echo "$what failed" >&2; return 1; }
+}
+
+# --- run ------------------------------------------------------------------------------------------------
+# Lint in the background (it takes a minute or more), checked once the first hosts are up.
+log "ansible-lint --profile production (in the background)"
+(cd ansible && timed "ansible-lint --profile production" ansible-lint --profile production --nocolor -q) \
+  >"$ACME_RUN/ansible-lint.log" 2>&1 &
+LINT_PID=$!
+lint_result() {
+  if [ -n "${LINT_PID:-}" ]; then
+    local rc=0
+    wait "$LINT_PID" || rc=$?
+    LINT_PID=""
+    cat "$ACME_RUN/ansible-lint.log" >&2
+    [ $rc = 0 ] || { echo "ansible-lint --profile production failed" >&2; return 1; }
+  fi
+}
+timed "release artifacts of the working tree" make_artifacts
+
+if [ "$MODE" = one ] || [ "$MODE" = all ]; then
+  unset ACME_GIVEN_CA
+  scenario one single.yml "box1=$ACME_NET_PREFIX.2" box1 box1 pypi
+fi
+
+if [ "$MODE" = two ] || [ "$MODE" = all ]; then
+  # A certificate "given" by the admin: made here by a throw-away CA the checks trust.
+  tls="$ACME_RUN/tls"
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj "/CN=ACME deploy-test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=acme.test" \
+    -keyout "$tls/acme.key" -out "$tls/acme.csr" 2>/dev/null
+  openssl x509 -req -in "$tls/acme.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+    -extfile <(printf 'subjectAltName=DNS:acme.test,IP:%s.2\n' "$ACME_NET_PREFIX") -out "$tls/acme.crt" 2>/dev/null
+  "$PYTHON" - "$tls" <<'PY'
+import json, sys
+d = sys.argv[1]
+json.dump({"nginx_tls_certificate": open(f"{d}/acme.crt").read(),
+           "nginx_tls_certificate_key": open(f"{d}/acme.key").read()}, open(f"{d}/given.json", "w"))
+PY
+  export ACME_GIVEN_CA="$tls/ca.crt"
+  scenario two two-hosts.yml "app1=$ACME_NET_PREFIX.2 db1=$ACME_NET_PREFIX.3" app1 db1 wheelhouse -e "@$tls/given.json"
+fi
+lint_result

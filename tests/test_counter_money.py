@@ -1,0 +1,71 @@
+"""The counter moves money only through payments, exactly once, via the real Stripe SDK
+against the stand-in: a refusal at pickup refunds in full; a settlement captures part of the
+deposit hold and releases the rest."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Inspection, Payment, utcnow
+from app.payments import services as payments
+from app.returns import services
+from tests import factories
+from tests.conftest import AuthActions, csrf_token
+from tests.test_counter import PANELS, condition
+from tests.test_payments_card import customer, paid_hire, standin, stripe_app  # noqa: F401
+
+
+def staff_client(app):
+    client = app.test_client()
+    AuthActions(client).sign_in_as("staff")
+    return client
+
+
+def post(client, url, data):
+    return client.post(url, data={"csrf_token": csrf_token(client, "/counter/"), **data})
+
+
+def kinds(hire) -> list[tuple[str, int, str]]:
+    db.session.expire_all()
+    return [(p.kind, p.amount_pence, p.state) for p in db.session.scalars(
+        select(Payment).where(Payment.hire_id == hire.id).order_by(Payment.id))]
+
+
+def test_refusal_at_pickup_refunds_once_and_frees_the_car(stripe_app, client, customer, standin):
+    hire = paid_hire(client, standin, customer)
+    staff = staff_client(stripe_app)
+    url = f"/counter/hires/{hire.reference}/pickup/refuse"
+    assert post(staff, url, {"reason": "licence expired yesterday"}).status_code == 303
+    again = post(staff, url, {"reason": "double tap"})  # a second tablet, or a double tap
+    assert again.status_code == 409
+    db.session.expire_all()
+    assert hire.state == "refused_at_pickup" and hire.occupancy is None
+    refunds = [r for r in standin.objects("refund")]
+    assert len(refunds) == 1 and refunds[0]["amount"] == hire.total_pence
+    assert [k for k in kinds(hire) if k[0] == "refund"] == [("refund", hire.total_pence, "succeeded")]
+
+
+def test_settlement_captures_part_of_the_hold_and_releases_the_rest(stripe_app, client, customer, standin):
+    hire = paid_hire(client, standin, customer, start=utcnow() - timedelta(days=3), days=3)
+    hold = payments.place_deposit_hold(hire)
+    staff = staff_client(stripe_app)
+    # It was picked up three days ago with a full tank and 100 miles on the clock.
+    hire.transition(factories.HireState.ACTIVE, by=None, why="picked up")
+    db.session.add(Inspection(hire_id=hire.id, kind="pickup", odometer_miles=100, fuel_eighths=8,
+                              checklist={}, damages=[], waivers={}, charge_lines=[],
+                              condition_recorded_at=hire.start_at))
+    db.session.commit()
+    ref = hire.reference
+    assert post(staff, f"/counter/hires/{ref}/return/condition", condition(300, 6)).status_code == 303
+    insp = services.inspection(hire, "return")
+    owed = 2 * 1200 + 2000  # two eighths short plus the refuelling service
+    assert post(staff, f"/counter/hires/{ref}/return/settle", {"version": str(insp.version)}).status_code == 303
+    captures = standin.requests("POST", f"/v1/payment_intents/{hold.provider_ref}/capture")
+    assert len(captures) == 1 and captures[0]["params"]["amount_to_capture"] == str(owed)
+    assert ("capture", owed, "succeeded") in kinds(hire)
+    assert ("release", hold.amount_pence - owed, "succeeded") in kinds(hire)
+    db.session.expire_all()
+    assert hire.state == "closed"  # money settled
