@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Inspection, Payment, utcnow
+from app.models import Inspection, OutboundEmail, Payment, utcnow
 from app.payments import services as payments
 from app.returns import services
 from tests import factories
@@ -69,3 +69,7 @@ def test_settlement_captures_part_of_the_hold_and_releases_the_rest(stripe_app, 
     assert ("release", hold.amount_pence - owed, "succeeded") in kinds(hire)
     db.session.expire_all()
     assert hire.state == "closed"  # money settled
+    [receipt] = db.session.scalars(select(OutboundEmail).where(
+        OutboundEmail.idempotency_key == f"hire:{hire.id}:return-receipt")).all()
+    assert receipt.to_address == hire.customer.email
+    assert "Fuel: 2/8 of a tank short" in receipt.body_text and "Deposit released: £" in receipt.body_text

@@ -406,7 +406,27 @@ def settle_return(hire: Hire, *, by: User, now: datetime, version: int) -> "Sett
     problems = _settle_money(hire, settlement, by=by)
     if not problems:
         close_if_settled(hire, now=now)
+    _email_receipt(hire, insp, settlement)
     return SettleResult(settlement, problems)
+
+
+def _email_receipt(hire: Hire, insp: Inspection, settlement: rules.Settlement) -> None:
+    """The itemised return receipt, emailed once (keyed by the hire)."""
+    from ..filters import money
+    from ..mail import queue_email
+    lines = [f"  {l['label']}: {money(0 if l['waived_reason'] else l['amount_pence'])}"
+             + (f" (waived: {l['waived_reason']})" if l["waived_reason"] else "") for l in insp.charge_lines]
+    money_lines = [("Taken from your deposit", settlement.capture_from_hold_pence),
+                   ("Deposit released", settlement.release_pence),
+                   ("Charged to your card", settlement.charge_card_pence),
+                   ("Refunded to you", settlement.refund_pence)]
+    body = (f"Hello {hire.customer.full_name},\n\nThank you for returning {hire.car.make} {hire.car.model} "
+            f"({hire.car.plate}), booking {hire.reference}.\n\nCharges on return:\n"
+            + ("\n".join(lines) if lines else "  none") + f"\n  Total: {money(insp.total_pence or 0)}\n\n"
+            + "\n".join(f"{label}: {money(amount)}" for label, amount in money_lines if amount)
+            + "\n\nACME Rentals\n")
+    queue_email(key=f"hire:{hire.id}:return-receipt", to=hire.customer.email,
+                subject=f"Your ACME Rentals receipt for {hire.reference}", body=body)
 
 
 @dataclass(frozen=True)
