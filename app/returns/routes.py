@@ -111,6 +111,20 @@ def _failed(hire: Hire, kind: str, form_name: str, form, exc: CounterError | Non
     return _flow_page(hire, kind, 422, **{form_name: form})
 
 
+def _step(hire: Hire, kind: str, form_name: str, form, action):
+    """Run one counter step: validate the form, call the service, show the next step.
+
+    `action(form)` calls the service; a CounterError is shown beside the form (or, if another
+    tablet got there first, as a 409 with the latest state)."""
+    if not form.validate_on_submit():
+        return _failed(hire, kind, form_name, form)
+    try:
+        action(form)
+    except CounterError as exc:
+        return _failed(hire, kind, form_name, form, exc)
+    return _done(hire, RETURN if form_name == "handover_form" else kind)
+
+
 @bp.post("/hires/<reference>/<kind>/start")
 def start(reference: str, kind: str):
     """Open the pickup or return record (idempotent: reopening resumes it)."""
@@ -135,15 +149,8 @@ def _open(hire: Hire, kind: str):
 def id_check(reference: str):
     """Tick: photo ID seen and matching (who ticked it is recorded)."""
     hire = _hire(reference)
-    form = IdCheckForm()
-    if not form.validate_on_submit():
-        return _failed(hire, PICKUP, "id_form", form)
-    try:
-        services.tick_id_checked(_open(hire, PICKUP), by=current_user, now=utcnow(),
-                                 version=form.version_number)
-    except CounterError as exc:
-        return _failed(hire, PICKUP, "id_form", form, exc)
-    return _done(hire, PICKUP)
+    return _step(hire, PICKUP, "id_form", IdCheckForm(), lambda form: services.tick_id_checked(
+        _open(hire, PICKUP), by=current_user, now=utcnow(), version=form.version_number))
 
 
 @bp.post("/hires/<reference>/<kind>/condition")
@@ -152,19 +159,15 @@ def condition(reference: str, kind: str):
     hire = _hire(reference)
     if kind not in (PICKUP, RETURN):
         abort(404)
-    form = condition_form(formdata=request.form)
-    if not form.validate_on_submit():
-        return _failed(hire, kind, "condition_form", form)
-    checklist = {p: {"state": getattr(form, f"panel_{p}").data, "note": getattr(form, f"note_{p}").data or ""}
-                 for p in current_app.config["CONDITION_PANELS"]}
-    try:
+
+    def record(form):
+        checklist = {p: {"state": getattr(form, f"panel_{p}").data, "note": getattr(form, f"note_{p}").data or ""}
+                     for p in current_app.config["CONDITION_PANELS"]}
         services.record_condition(_open(hire, kind), by=current_user, now=utcnow(),
                                   odometer=form.odometer.data, fuel_eighths=form.fuel_eighths.data,
                                   checklist=checklist, needs_cleaning=bool(form.needs_cleaning.data),
                                   version=form.version_number)
-    except CounterError as exc:
-        return _failed(hire, kind, "condition_form", form, exc)
-    return _done(hire, kind)
+    return _step(hire, kind, "condition_form", condition_form(formdata=request.form), record)
 
 
 @bp.post("/hires/<reference>/<kind>/photos")
@@ -173,26 +176,17 @@ def add_photo(reference: str, kind: str):
     hire = _hire(reference)
     if kind not in (PICKUP, RETURN):
         abort(404)
-    form = PhotoForm()
-    if not form.validate_on_submit():
-        return _failed(hire, kind, "photo_form", form)
-    try:
-        services.add_photo(_open(hire, kind), panel=form.panel.data, data=form.photo.data.read(),
-                           by=current_user, now=utcnow())
-    except CounterError as exc:
-        return _failed(hire, kind, "photo_form", form, exc)
-    return _done(hire, kind)
+    return _step(hire, kind, "photo_form", PhotoForm(), lambda form: services.add_photo(
+        _open(hire, kind), panel=form.panel.data, data=form.photo.data.read(), by=current_user, now=utcnow()))
 
 
 @bp.post("/hires/<reference>/pickup/signature")
 def signature(reference: str):
     """The customer's signature, drawn on the tablet's screen."""
     hire = _hire(reference)
-    form = SignatureForm()
-    if not form.validate_on_submit():
-        return _failed(hire, PICKUP, "signature_form", form)
-    data = form.signature.data or ""
-    try:
+
+    def record(form):
+        data = form.signature.data or ""
         if not data.startswith(DATA_URL_PREFIX):
             raise CounterError({"signature": "Ask the customer to sign in the box."})
         try:
@@ -201,87 +195,60 @@ def signature(reference: str):
             raise CounterError({"signature": "The signature did not arrive; please sign again."})
         services.record_signature(_open(hire, PICKUP), png=png, by=current_user, now=utcnow(),
                                   version=form.version_number)
-    except CounterError as exc:
-        return _failed(hire, PICKUP, "signature_form", form, exc)
-    return _done(hire, PICKUP)
+    return _step(hire, PICKUP, "signature_form", SignatureForm(), record)
 
 
 @bp.post("/hires/<reference>/pickup/hand-over")
 def hand_over(reference: str):
     """Hand the keys over: the hire becomes active."""
     hire = _hire(reference)
-    form = HandOverForm()
-    if not form.validate_on_submit():
-        return _failed(hire, PICKUP, "handover_form", form)
-    try:
-        services.hand_over(hire, by=current_user, now=utcnow(), version=form.version_number)
-    except CounterError as exc:
-        return _failed(hire, PICKUP, "handover_form", form, exc)
-    return _done(hire, RETURN)
+    return _step(hire, PICKUP, "handover_form", HandOverForm(), lambda form: services.hand_over(
+        hire, by=current_user, now=utcnow(), version=form.version_number))
 
 
 @bp.post("/hires/<reference>/pickup/refuse")
 def refuse(reference: str):
     """Refuse at pickup: the car is released and the customer refunded."""
     hire = _hire(reference)
-    form = RefuseForm()
-    if not form.validate_on_submit():
-        return _failed(hire, PICKUP, "refuse_form", form)
-    try:
-        services.refuse_at_pickup(hire, by=current_user, now=utcnow(), reason=form.reason.data)
-    except CounterError as exc:
-        return _failed(hire, PICKUP, "refuse_form", form, exc)
-    return _done(hire, PICKUP)
+    return _step(hire, PICKUP, "refuse_form", RefuseForm(), lambda form: services.refuse_at_pickup(
+        hire, by=current_user, now=utcnow(), reason=form.reason.data))
 
 
 @bp.post("/hires/<reference>/return/damage")
 def add_damage(reference: str):
     """A damage charge entered by staff (the only amount the tablet ever sends)."""
     hire = _hire(reference)
-    form = DamageForm()
-    if not form.validate_on_submit():
-        return _failed(hire, RETURN, "damage_form", form)
-    amount = form.amount_pence()
-    try:
+
+    def record(form):
+        amount = form.amount_pence()
         if amount is None:
             raise CounterError({"amount": "Enter an amount in pounds, like 120 or 120.50."})
         services.add_damage(_open(hire, RETURN), panel=form.panel.data, amount_pence=amount,
-                            reason=form.reason.data, by=current_user, now=utcnow(),
-                            version=form.version_number)
-    except CounterError as exc:
-        return _failed(hire, RETURN, "damage_form", form, exc)
-    return _done(hire, RETURN)
+                            reason=form.reason.data, by=current_user, now=utcnow(), version=form.version_number)
+    return _step(hire, RETURN, "damage_form", DamageForm(), record)
 
 
 @bp.post("/hires/<reference>/return/waive")
 def waive(reference: str):
     """Waive one charge, with the reason recorded."""
     hire = _hire(reference)
-    form = WaiveForm()
-    if not form.validate_on_submit():
-        return _failed(hire, RETURN, "waive_form", form)
-    try:
-        services.waive(_open(hire, RETURN), code=form.code.data, reason=form.reason.data,
-                       by=current_user, now=utcnow(), version=form.version_number)
-    except CounterError as exc:
-        return _failed(hire, RETURN, "waive_form", form, exc)
-    return _done(hire, RETURN)
+    return _step(hire, RETURN, "waive_form", WaiveForm(), lambda form: services.waive(
+        _open(hire, RETURN), code=form.code.data, reason=form.reason.data, by=current_user, now=utcnow(),
+        version=form.version_number))
 
 
 @bp.post("/hires/<reference>/return/settle")
 def settle(reference: str):
     """Settle: capture from the deposit what is owed and release the rest."""
     hire = _hire(reference)
-    form = SettleForm()
-    if not form.validate_on_submit() or form.version_number is None:
-        return _failed(hire, RETURN, "settle_form", form)
-    try:
+
+    def record(form):
+        if form.version_number is None:
+            raise CounterError("Reload the page and settle again.")
         result = services.settle_return(hire, by=current_user, now=utcnow(), version=form.version_number)
-    except CounterError as exc:
-        return _failed(hire, RETURN, "settle_form", form, exc)
-    for problem in result.problems:
-        flash(f"Charges recorded, but the payment needs attention: {problem}", "error")
-    return _done(hire, RETURN)
+        for problem in result.problems:
+            flash(f"Charges recorded, but the payment needs attention: {problem}", "error")
+    return _step(hire, RETURN, "settle_form", SettleForm(), record)
 
 
 @bp.get("/photos/<name>")
