@@ -29,7 +29,14 @@ def tick(now_iso: str | None = None) -> dict:
     now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
     expired = expire_held_hires(now)
     reminders = queue_due_reminders(now)
-    return {"expired": len(expired), "reminders": len(reminders)}
+    # Payments' scheduled work rides on the same timer: card deposit holds that are now due
+    # (DEPOSIT_HOLD_LEAD_DAYS before pickup), and a chain scan when crypto payments are open.
+    from ..payments.services import place_due_deposit_holds
+    from .chain import request_scan
+    holds = place_due_deposit_holds(now)
+    scanning = request_scan(now)
+    return {"expired": len(expired), "reminders": len(reminders), "deposit_holds": len(holds),
+            "chain_scan": scanning}
 
 
 class DevTicker(threading.Thread):
