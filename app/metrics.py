@@ -151,7 +151,9 @@ def scrape():
     state = CollectorRegistry()
     state.register(_StateCollector(current_app._get_current_object()))  # type: ignore[attr-defined]
     extra = generate_latest(state).decode()
-    if not multiprocess():
+    # Job outcomes come from one place: Redis in RQ mode, else this process (or, under
+    # Gunicorn, every worker's files, already in `body`).
+    if not multiprocess() and current_app.config["JOBS_MODE"] != "rq":
         extra += generate_latest(_job_registry).decode()
     response = Response(body + extra, content_type=CONTENT_TYPE_PLAIN_0_0_4)
     response.headers["Cache-Control"] = "no-store"

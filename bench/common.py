@@ -243,11 +243,11 @@ def running_stack(env: dict, *, port: int | None = None, rq_worker: bool = True,
         r_log.close()
 
 
-def start_rq_worker(env: dict, log) -> subprocess.Popen:
-    """The production worker command: `rq worker -u $REDIS_URL acme` (a forking worker)."""
+def start_rq_worker(env: dict, log, level: str = "WARNING") -> subprocess.Popen:
+    """The production worker command: `rq worker --with-scheduler acme` (a forking worker)."""
     return subprocess.Popen(
         [PYTHON, "-m", "rq.cli", "worker", "-u", env["REDIS_URL"], "--with-scheduler",
-         "--logging_level", "WARNING", "acme"],
+         "--logging_level", level, "acme"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

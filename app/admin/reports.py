@@ -36,7 +36,8 @@ from sqlalchemy import (ColumnElement, Integer, String, and_, case, cast, delete
 
 from ..extensions import db
 from ..jobs import enqueue, task
-from ..models import Branch, Car, CarClass, Hire, HireState, Payment, ReportFact, ReportRefresh, utcnow
+from ..models import (Branch, Car, CarClass, Hire, HireState, Payment, ReportFact, ReportGroupFact,
+                      ReportRefresh, utcnow)
 from ..models.counter import Inspection
 from ..models.types import UTCDateTime
 
@@ -50,6 +51,10 @@ METHODS = ("card", "crypto")
 GROUPINGS = ("class", "branch", "car")
 PERIOD_KINDS = ("week", "month")
 REPORT_WORK_MEM = "32MB"
+# The figures rolled up per car and period (ReportFact) and per class and branch.
+FACT_COLUMNS = ("booked_seconds", "fleet_seconds", "bookings", "cancellations", "no_shows",
+                "revenue_card_pence", "revenue_crypto_pence", "late_returns", "damage_charges",
+                "damage_pence")
 # Periods rolled up per statement when refreshing: bounds the work of each one.
 REFRESH_CHUNK_PERIODS = 13
 
@@ -94,6 +99,7 @@ class Report:
     outcomes: Table
     as_of: Optional[datetime] = None
     timings: dict[str, float] = field(default_factory=dict)
+    cars_total: int = 0  # per car: how many cars there are (the table may show fewer)
 
 
 # --- periods --------------------------------------------------------------------------------
@@ -408,12 +414,29 @@ def _facts_for(chosen: Sequence[Period], kind: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _group_rows(rows: list[dict[str, Any]], cars: dict[int, tuple[int, int]]) -> list[dict[str, Any]]:
+    """The per-car rows added up per period, class and branch (classes as they are now)."""
+    totals: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        class_id, branch_id = cars[row["car_id"]]
+        key = (row["period_kind"], row["period_start"], class_id, branch_id)
+        total = totals.get(key)
+        if total is None:
+            totals[key] = total = dict(period_kind=key[0], period_start=key[1], car_class_id=class_id,
+                                       branch_id=branch_id, **{c: 0 for c in FACT_COLUMNS})
+        for column in FACT_COLUMNS:
+            total[column] += row[column]
+    return list(totals.values())
+
+
 def refresh(date_from: date, date_to: date, *, now: datetime) -> int:
     """Roll the figures up again for every week and month touching the two dates. Commits.
 
     Idempotent: each chunk of periods is replaced whole, in one transaction.
     """
     log = ReportRefresh(date_from=date_from, date_to=date_to, started_at=now)
+    cars = {car_id: (class_id, branch_id) for car_id, class_id, branch_id in
+            db.session.execute(select(Car.id, Car.car_class_id, Car.home_branch_id))}
     written = 0
     for kind in PERIOD_KINDS:
         chosen = periods(date_from, date_to, kind, limit=None)
@@ -421,11 +444,14 @@ def refresh(date_from: date, date_to: date, *, now: datetime) -> int:
             chunk = [Period(i, p.label, p.starts_at, p.ends_at) for i, p in
                      enumerate(chosen[first:first + REFRESH_CHUNK_PERIODS])]
             rows = _facts_for(chunk, kind)
-            db.session.execute(delete(ReportFact).where(
-                ReportFact.period_kind == kind,
-                ReportFact.period_start.in_([p.first_day for p in chunk])))
+            groups = _group_rows(rows, cars)
+            starts = [p.first_day for p in chunk]
+            for model in (ReportFact, ReportGroupFact):
+                db.session.execute(delete(model).where(model.period_kind == kind,
+                                                       model.period_start.in_(starts)))
             if rows:
                 db.session.execute(insert(ReportFact), rows)
+                db.session.execute(insert(ReportGroupFact), groups)
             db.session.commit()
             written += len(rows)
     log.finished_at = utcnow()
@@ -502,31 +528,58 @@ def _percent(part: float, whole: float) -> Optional[float]:
     return round(100.0 * part / whole, 1) if whole > 0 else None
 
 
-FACT_COLUMNS = ("booked_seconds", "fleet_seconds", "bookings", "cancellations", "no_shows",
-                "revenue_card_pence", "revenue_crypto_pence", "late_returns", "damage_charges",
-                "damage_pence")
-
-
 def _fact_sums(chosen: Sequence[Period], kind: str, grouping: str) -> dict[tuple[int, int], list[int]]:
-    """(period, group) -> the FACT_COLUMNS summed, read from the rolled-up figures."""
-    group = _group_column(grouping)
+    """(period, class or branch) -> the FACT_COLUMNS summed, from the per-group figures."""
+    group = ReportGroupFact.car_class_id if grouping == "class" else ReportGroupFact.branch_id
     starts = {p.first_day: p.index for p in chosen}
-    query = (select(ReportFact.period_start, group,
-                    *[func.sum(getattr(ReportFact, c)) for c in FACT_COLUMNS])
-             .join(Car, Car.id == ReportFact.car_id)
-             .where(ReportFact.period_kind == kind,
-                    ReportFact.period_start >= chosen[0].first_day,
-                    ReportFact.period_start <= chosen[-1].first_day)
-             .group_by(ReportFact.period_start, group))
+    query = (select(ReportGroupFact.period_start, group,
+                    *[func.sum(getattr(ReportGroupFact, c)) for c in FACT_COLUMNS])
+             .where(ReportGroupFact.period_kind == kind,
+                    ReportGroupFact.period_start >= chosen[0].first_day,
+                    ReportGroupFact.period_start <= chosen[-1].first_day)
+             .group_by(ReportGroupFact.period_start, group))
     return {(starts[start], g): [int(v or 0) for v in values]
             for start, g, *values in db.session.execute(query) if start in starts}
 
 
+def _car_utilisation(chosen: Sequence[Period], kind: str,
+                     limit: Optional[int]) -> tuple[dict[int, list[tuple[int, int]]], int]:
+    """car -> [(booked, fleet seconds) per period] for the `limit` least-used cars over the
+    range (all if None), and how many cars there are, from the per-car figures."""
+    in_range = and_(ReportFact.period_kind == kind,
+                    ReportFact.period_start >= chosen[0].first_day,
+                    ReportFact.period_start <= chosen[-1].first_day)
+    booked, fleet = func.sum(ReportFact.booked_seconds), func.sum(ReportFact.fleet_seconds)
+    ranked = (select(ReportFact.car_id, func.count().over().label("cars"))
+              .where(in_range).group_by(ReportFact.car_id)
+              .order_by(case((fleet == 0, 1), else_=0),
+                        (booked * 1.0 / func.nullif(fleet, 0)), ReportFact.car_id))
+    if limit is not None:
+        ranked = ranked.limit(limit)
+    # Core rows straight from the connection: thousands of them, no ORM work needed.
+    connection = db.session.connection()
+    chosen_cars = connection.execute(ranked).all()
+    cars_total = chosen_cars[0].cars if chosen_cars else 0
+    ids = [row.car_id for row in chosen_cars]
+    starts = {p.first_day: p.index for p in chosen}
+    query = (select(ReportFact.car_id, ReportFact.period_start, ReportFact.booked_seconds,
+                    ReportFact.fleet_seconds).where(in_range))
+    if limit is not None:
+        query = query.where(ReportFact.car_id.in_(ids))
+    out: dict[int, list[tuple[int, int]]] = {car_id: [(0, 0)] * len(chosen) for car_id in ids}
+    for car_id, start, booked_s, fleet_s in connection.execute(query).all():
+        values = out.get(car_id)
+        if values is not None and start in starts:
+            values[starts[start]] = (booked_s, fleet_s)
+    return out, cars_total
+
+
 def build(date_from: date, date_to: date, *, period_kind: str = "week",
           grouping: str = "class", as_of: Optional[datetime] = None,
-          clock: Callable[[], float] | None = None) -> Report:
+          car_limit: Optional[int] = None, clock: Callable[[], float] | None = None) -> Report:
     """The whole report for the range, from the rolled-up figures.
 
+    Per car, `car_limit` keeps the least-used cars only (what a page shows; the CSV has all).
     `clock` (e.g. time.perf_counter) records how long the reads took.
     """
     if period_kind not in PERIOD_KINDS:
@@ -538,8 +591,10 @@ def build(date_from: date, date_to: date, *, period_kind: str = "week",
     n = len(chosen)
     timings: dict[str, float] = {}
     started = clock() if clock else 0.0
-    sums = _fact_sums(chosen, period_kind, grouping)
-    class_sums = sums if grouping == "class" else _fact_sums(chosen, period_kind, "class")
+    class_sums = _fact_sums(chosen, period_kind, "class")
+    sums = class_sums if grouping != "branch" else _fact_sums(chosen, period_kind, "branch")
+    cars, cars_total = (_car_utilisation(chosen, period_kind, car_limit) if grouping == "car"
+                        else ({}, 0))
     if clock:
         timings["queries"] = clock() - started
 
@@ -559,10 +614,16 @@ def build(date_from: date, date_to: date, *, period_kind: str = "week",
     names = _group_names(grouping)
     utilisation = Table("Utilisation (% of fleet hours booked)", ["", *labels, "Whole range"],
                         kind="percent")
-    for g in sorted(by_group, key=lambda g: names.get(g, str(g))):
-        hired, fleet = series(by_group[g], "booked_seconds"), series(by_group[g], "fleet_seconds")
-        utilisation.rows.append([names.get(g, f"#{g}"),
-                                 *[_percent(h, f) for h, f in zip(hired, fleet)],
+    if grouping == "car":
+        # Least used first (the order the database chose them in).
+        lines = [(names.get(car_id, f"#{car_id}"), [b for b, _ in values], [f for _, f in values])
+                 for car_id, values in cars.items()]
+    else:
+        lines = sorted(((names.get(g, f"#{g}"), series(rows, "booked_seconds"),
+                         series(rows, "fleet_seconds")) for g, rows in by_group.items()),
+                       key=lambda line: line[0])
+    for name, hired, fleet in lines:
+        utilisation.rows.append([name, *[_percent(h, f) for h, f in zip(hired, fleet)],
                                  _percent(sum(hired), sum(fleet))])
     overall = Table("Whole fleet", ["", *labels, "Whole range"], kind="percent")
     hired, fleet = series(per_period, "booked_seconds"), series(per_period, "fleet_seconds")
@@ -594,7 +655,7 @@ def build(date_from: date, date_to: date, *, period_kind: str = "week",
         outcomes.rows.append([name, *cells, sum(cells)])
 
     return Report(chosen, grouping, period_kind, utilisation, overall, by_method, by_class,
-                  outcomes, as_of, timings)
+                  outcomes, as_of, timings, cars_total)
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -370,18 +370,16 @@ def reports_page():
     try:
         form, start, end, period, grouping = _report_params(form)
         as_of = reports.ensure_fresh(start, end, today=_today(), now=utcnow())
+        # Per car, the page shows the least-used cars (the ones to act on); the CSV has all.
         report = reports.build(start, end, period_kind=period, grouping=grouping, as_of=as_of,
+                               car_limit=current_app.config["REPORT_MAX_ROWS_SHOWN"],
                                clock=time.perf_counter)
     except reports.ReportError as exc:
         add_errors(form, exc.errors)
         return render_template("admin/reports.html", form=form, report=None), 422
-    # Per car, the page shows the least-used cars (the ones to act on); the CSV has them all.
-    least_used = sorted(report.utilisation.rows,
-                        key=lambda row: (row[-1] is None, row[-1] or 0.0, row[0]))
     return render_template("admin/reports.html", form=form, report=report,
                            charts=_report_charts(report), query=request.args.to_dict(),
-                           confirm=ConfirmForm(formdata=None),
-                           least_used=least_used[:current_app.config["REPORT_MAX_ROWS_SHOWN"]])
+                           confirm=ConfirmForm(formdata=None))
 
 
 @bp.post("/reports/refresh")

@@ -10,7 +10,7 @@ from .licence import LicenceCheck, LicenceCheckStatus
 from .mail import OutboundEmail
 from .payments import Payment, PaymentStateChange, StripeEvent
 from .pricing import DurationTier, Extra, OneWayFee, Season
-from .reporting import ReportFact, ReportRefresh
+from .reporting import ReportFact, ReportGroupFact, ReportRefresh
 from .types import utcnow
 from .users import CustomerProfile, LicenceStatus, Role, User
 
@@ -19,7 +19,7 @@ __all__ = [
     "HireStateChange", "InvalidTransition", "LicenceStatus", "MaintenanceBlock", "OCCUPYING_STATES",
     "Occupancy", "OutboundEmail", "Payment", "Role", "TRANSITIONS", "User", "utcnow",
     "LicenceCheck", "LicenceCheckStatus",
-    "CarPhoto", "ReportFact", "ReportRefresh",
+    "CarPhoto", "ReportFact", "ReportGroupFact", "ReportRefresh",
     "DurationTier", "Extra", "OneWayFee", "Season",
     "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund",
     "PaymentStateChange", "StripeEvent",

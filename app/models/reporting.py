@@ -65,6 +65,33 @@ class ReportFact(db.Model):
     damage_pence: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ReportGroupFact(db.Model):
+    """The same figures added up per class and branch (what most reports read): a few dozen
+    rows per period, however many cars and hires there are."""
+
+    __tablename__ = "report_group_facts"
+    __table_args__ = (
+        CheckConstraint("period_kind IN ('week', 'month')", name="period_kind_known"),
+    )
+
+    period_kind: Mapped[str] = mapped_column(String(5), primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    car_class_id: Mapped[int] = mapped_column(ForeignKey("car_classes.id", ondelete="CASCADE"),
+                                              primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    booked_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    fleet_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    bookings: Mapped[int] = mapped_column(default=0)
+    cancellations: Mapped[int] = mapped_column(default=0)
+    no_shows: Mapped[int] = mapped_column(default=0)
+    revenue_card_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue_crypto_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+    late_returns: Mapped[int] = mapped_column(default=0)
+    damage_charges: Mapped[int] = mapped_column(default=0)
+    damage_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class ReportRefresh(db.Model):
     """A rebuild of the report facts for the periods covering [date_from, date_to]."""
 

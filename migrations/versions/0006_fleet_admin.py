@@ -63,6 +63,26 @@ def upgrade():
     sa.ForeignKeyConstraint(['car_id'], ['cars.id'], name=op.f('fk_report_facts_car_id_cars'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('period_kind', 'period_start', 'car_id', name=op.f('pk_report_facts'))
     )
+    op.create_table('report_group_facts',
+    sa.Column('period_kind', sa.String(length=5), nullable=False),
+    sa.Column('period_start', sa.Date(), nullable=False),
+    sa.Column('car_class_id', sa.Integer(), nullable=False),
+    sa.Column('branch_id', sa.Integer(), nullable=False),
+    sa.Column('booked_seconds', sa.BigInteger(), nullable=False),
+    sa.Column('fleet_seconds', sa.BigInteger(), nullable=False),
+    sa.Column('bookings', sa.Integer(), nullable=False),
+    sa.Column('cancellations', sa.Integer(), nullable=False),
+    sa.Column('no_shows', sa.Integer(), nullable=False),
+    sa.Column('revenue_card_pence', sa.BigInteger(), nullable=False),
+    sa.Column('revenue_crypto_pence', sa.BigInteger(), nullable=False),
+    sa.Column('late_returns', sa.Integer(), nullable=False),
+    sa.Column('damage_charges', sa.Integer(), nullable=False),
+    sa.Column('damage_pence', sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("period_kind IN ('week', 'month')", name=op.f('ck_report_group_facts_period_kind_known')),
+    sa.ForeignKeyConstraint(['branch_id'], ['branches.id'], name=op.f('fk_report_group_facts_branch_id_branches'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['car_class_id'], ['car_classes.id'], name=op.f('fk_report_group_facts_car_class_id_car_classes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('period_kind', 'period_start', 'car_class_id', 'branch_id', name=op.f('pk_report_group_facts'))
+    )
     op.create_table('report_refreshes',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('date_from', sa.Date(), nullable=False),
@@ -124,6 +144,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_report_refreshes_finished_at'))
 
     op.drop_table('report_refreshes')
+    op.drop_table('report_group_facts')
     op.drop_table('report_facts')
     with op.batch_alter_table('cars', schema=None) as batch_op:
         batch_op.drop_column('retired_at')
