@@ -236,3 +236,10 @@ def test_refused_licence_blocks_hand_over(staff_client):
 def test_customer_cannot_reach_counter(client, auth):
     auth.sign_in_as("customer")
     assert client.get("/counter/").status_code == 403
+
+
+def test_forged_version_is_a_clear_4xx_not_a_500(staff_client):
+    hire = _pickup_hire(staff_client.branch)
+    r = post(staff_client, f"/counter/hires/{hire.reference}/pickup/id-check",
+             {"id_matches": "y", "version": "9" * 400_000})
+    assert r.status_code == 422

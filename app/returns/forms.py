@@ -16,11 +16,13 @@ REQUIRED = "This field is required."
 
 class VersionedForm(FlaskForm):
     """Carries the record version the tablet saw (optimistic locking)."""
-    version = HiddenField()
+    version = HiddenField(validators=[Length(max=9)])
 
     @property
     def version_number(self) -> int | None:
-        return int(self.version.data) if (self.version.data or "").isdigit() else None
+        data = self.version.data or ""
+        # Bounded before int(): a huge digit string would raise (and is no version we issued).
+        return int(data) if data.isascii() and data.isdigit() and len(data) <= 9 else None
 
 
 class IdCheckForm(VersionedForm):
