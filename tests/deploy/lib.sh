@@ -147,8 +147,9 @@ box_create() {
     cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
     chroot "$root" update-ca-certificates >/dev/null 2>&1
   fi
-  # Test speed only: an apt cache and a wheelhouse shared by every box of every run (bind-mounted).
-  mkdir -p "$ACME_CACHE/apt-archives/partial" "$ACME_CACHE/wheels"
+  # Test speed only: an apt cache per box name and a wheelhouse, kept between runs (bind-mounted;
+  # apt locks its cache, so boxes that run at the same time cannot share one).
+  mkdir -p "$ACME_CACHE/apt-archives/$name/partial" "$ACME_CACHE/wheels"
 
   ip netns add "$ns"
   ip link add "acmet-$name" type veth peer name eth0 netns "$ns"
@@ -168,7 +169,7 @@ box_boot() {
   # CAP_NET_ADMIN: the box manages its own firewall (in its own network namespace only).
   systemd-nspawn --register=no --keep-unit --quiet -b -D "$root" -M "$name" --capability=CAP_NET_ADMIN \
     --network-namespace-path="/run/netns/$(box_ns "$name")" \
-    --bind="$ACME_CACHE/apt-archives:/var/cache/apt/archives" \
+    --bind="$ACME_CACHE/apt-archives/$name:/var/cache/apt/archives" \
     --bind-ro="$ACME_CACHE/wheels:/var/cache/acme/wheels" \
     >>"$ACME_RUN/$name.console" 2>&1 </dev/null &
   echo $! >"$ACME_RUN/$name.pid"
