@@ -37,13 +37,16 @@ def test_a_quote_locks_the_rate_its_source_time_and_the_exact_wei(app, chain_env
     now = utcnow()
     quote = crypto.create_quote(hire, now)
     rate = app.config["CRYPTO_FIXED_RATE_PENCE_PER_ETH"]
-    assert quote.amount_pence == hire.total_pence
+    # No card to hold the deposit on: the price and the refundable deposit are paid together.
+    assert hire.deposit_pence > 0
+    assert quote.amount_pence == hire.total_pence + hire.deposit_pence
+    assert quote.deposit_pence == hire.deposit_pence
     assert quote.rate_pence_per_eth == rate and quote.rate_source == app.config["CRYPTO_RATE_SOURCE"]
     assert quote.rate_at == now
     assert quote.expires_at == now + timedelta(minutes=app.config["QUOTE_MINUTES"])
     # Exact integer arithmetic, rounded up so the ETH always covers the price.
-    assert quote.amount_wei == -(-hire.total_pence * ETH // rate)
-    assert quote.amount_wei * rate >= hire.total_pence * ETH > (quote.amount_wei - 1) * rate
+    assert quote.amount_wei == -(-quote.amount_pence * ETH // rate)
+    assert quote.amount_wei * rate >= quote.amount_pence * ETH > (quote.amount_wei - 1) * rate
     assert len(quote.booking_ref) == 66
     # Asking again while it holds gives the same price; the rate changing does not move it.
     app.config["CRYPTO_FIXED_RATE_PENCE_PER_ETH"] = rate * 2

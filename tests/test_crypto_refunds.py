@@ -133,13 +133,14 @@ def test_request_crypto_refund_is_idempotent_and_bounded_by_what_was_paid(app, c
     refund = crypto.request_crypto_refund(hire, half, "cancelled: policy refund", staff)
     again = crypto.request_crypto_refund(hire, half, "cancelled: policy refund", staff)
     assert again.id == refund.id
-    assert refund.amount_wei == quote.amount_wei * half // hire.total_pence
+    # What was paid in ETH is the price and the deposit that came with it.
+    assert refund.amount_wei == quote.amount_wei * half // quote.amount_pence
     assert refund.state == "awaiting_address" and refund.suggested_address == chain_env.customer.address
     assert refund.payment.kind == "refund" and refund.payment.amount_pence == half
     assert refund.payment.requested_by_id == staff.id
     with pytest.raises(crypto.CryptoError):
-        crypto.request_crypto_refund(hire, hire.total_pence, "too much", staff)
-    rest = crypto.request_crypto_refund(hire, hire.total_pence - half, "the rest", staff)
+        crypto.request_crypto_refund(hire, quote.amount_pence, "too much", staff)
+    rest = crypto.request_crypto_refund(hire, quote.amount_pence - half, "the rest", staff)
     assert refund.amount_wei + rest.amount_wei == quote.amount_wei  # every wei back, no more
     assert len(db.session.scalars(select(Payment).where(Payment.kind == "refund")).all()) == 2
 

@@ -130,6 +130,19 @@ def test_deposit_released_in_full_cancels_the_hold(stripe_app, client, customer,
     assert payments_of(hire, "capture") == []
 
 
+def test_cancelling_after_the_hold_was_placed_releases_it_on_the_card(stripe_app, client, customer, standin):
+    from app.booking.services import cancel_hire
+    hire = paid_hire(client, standin, customer, start=utcnow() + timedelta(hours=20))
+    hold = services.place_deposit_hold(hire)  # the scheduled job, a day before pickup
+    assert db.session.get(Payment, hold.id).state == "authorised"
+    cancel_hire(hire, by=hire.customer, now=utcnow())
+    db.session.expire_all()
+    # The customer's card is not left with £250 reserved for a hire that will not happen.
+    assert standin.get(hold.provider_ref)["status"] == "canceled"
+    assert db.session.get(Payment, hold.id).state == "cancelled"
+    assert [p.amount_pence for p in payments_of(hire, "release")] == [hold.amount_pence]
+
+
 def test_declined_deposit_hold_is_shown_to_customer_and_staff(stripe_app, client, customer, standin,
                                                               auth):
     hire = held_hire(customer)

@@ -628,6 +628,9 @@ def cancel_hire(hire: Hire, *, by: User, now: datetime) -> int:
     if refund > 0 and not _request_refund(hire, refund, reason, by,
                                           key=f"hire:{hire.id}:cancel-refund"):
         refund = 0  # payments could not give it back: staff follow up from the history
+    if was_paid:
+        from ..payments.services import release_deposit
+        release_deposit(hire, by, reason="booking cancelled: deposit returned in full", now=now)
     from . import emails
     emails.queue_cancelled(hire, refund_pence=refund, paid=was_paid)
     return refund

@@ -35,8 +35,11 @@ def tick(now_iso: str | None = None) -> dict:
     from .chain import request_scan
     holds = place_due_deposit_holds(now)
     scanning = request_scan(now)
+    # The counter's returns whose money has settled since (jobs, chain confirmations) close.
+    from ..returns.services import close_settled_returns
+    closed = close_settled_returns(now)
     return {"expired": len(expired), "reminders": len(reminders), "deposit_holds": len(holds),
-            "chain_scan": scanning}
+            "chain_scan": scanning, "closed": len(closed)}
 
 
 class DevTicker(threading.Thread):

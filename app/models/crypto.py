@@ -62,6 +62,7 @@ class CryptoQuote(db.Model):
     __table_args__ = (
         CheckConstraint(f"state IN {QUOTE_STATES!r}", name="state_known"),
         CheckConstraint("amount_pence > 0", name="amount_positive"),
+        CheckConstraint("deposit_pence >= 0", name="deposit_not_negative"),
         CheckConstraint("rate_pence_per_eth > 0", name="rate_positive"),
         CheckConstraint("expires_at > created_at", name="expires_after_created"),
     )
@@ -72,7 +73,10 @@ class CryptoQuote(db.Model):
     booking_ref: Mapped[str] = mapped_column(String(66), unique=True)
     chain_id: Mapped[int] = mapped_column(BigInteger)  # chain ids exceed 32 bits
     contract_address: Mapped[str] = mapped_column(String(42))
-    amount_pence: Mapped[int]  # the fiat price of record at the time of the quote
+    amount_pence: Mapped[int]  # the fiat price of record at the time of the quote, deposit included
+    # The refundable deposit inside amount_pence: there is no card to hold it on, so it is paid
+    # with the price and returned less any charges when the car comes back.
+    deposit_pence: Mapped[int] = mapped_column(default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(3), default="GBP")
     rate_pence_per_eth: Mapped[int]
     rate_source: Mapped[str] = mapped_column(String(120))

@@ -14,6 +14,11 @@ The rules follow BTCPay Server's invoices:
 - paid after the quote expired: "late", staff review; never accepted at the old rate;
 - one transaction can never pay two bookings: a transaction naming several goes to review;
 - paying a quote (or a hire) already paid: the whole payment is refunded.
+
+There is no card to hold a deposit on, so a quote asks for the price plus the hire's
+refundable deposit. Once paid, the deposit is a `deposit_hold` Payment (already received,
+so "succeeded") under the rental charge; the counter keeps what the return costs and sends
+the rest back (`services.capture_deposit`), and a cancellation returns all of it.
 """
 
 from __future__ import annotations
@@ -154,14 +159,16 @@ def create_quote(hire: Hire, now: datetime) -> CryptoQuote:
     if latest is not None and latest.state != "open":
         raise CryptoError("A payment for this booking has already arrived.")
     rate = current_rate(now)
+    amount_pence = hire.total_pence + hire.deposit_pence
     expires_at = now + timedelta(minutes=cfg["QUOTE_MINUTES"])
     if hire.hold_expires_at is not None:
         expires_at = min(expires_at, hire.hold_expires_at)
     quote = CryptoQuote(
         hire_id=hire.id, booking_ref="0x" + secrets.token_hex(32), chain_id=cfg["CHAIN_ID"],
-        contract_address=cfg["CHAIN_CONTRACT_ADDRESS"], amount_pence=hire.total_pence,
-        currency=hire.currency, rate_pence_per_eth=rate.pence_per_eth, rate_source=rate.source,
-        rate_at=rate.at, amount_wei=wei_for_pence(hire.total_pence, rate.pence_per_eth),
+        contract_address=cfg["CHAIN_CONTRACT_ADDRESS"], amount_pence=amount_pence,
+        deposit_pence=hire.deposit_pence, currency=hire.currency,
+        rate_pence_per_eth=rate.pence_per_eth, rate_source=rate.source,
+        rate_at=rate.at, amount_wei=wei_for_pence(amount_pence, rate.pence_per_eth),
         created_at=now, expires_at=expires_at, state="open",
     )
     db.session.add(quote)
@@ -389,8 +396,12 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
         payment.state = "settled"
         payment.outcome = ("exact" if excess == 0 else "overpaid" if excess > 0 else "within_tolerance")
         quote.state = "paid"
-        charge = _record_charge(payment, quote, "succeeded", max(value_pence, quote.amount_pence), now,
+        paid_pence = max(value_pence, quote.amount_pence)
+        charge = _record_charge(payment, quote, "succeeded", paid_pence - quote.deposit_pence, now,
                                 f"paid in ETH ({payment.outcome})")
+        if quote.deposit_pence:
+            _record_deposit(payment, quote, charge, quote.deposit_pence,
+                            payment.amount_wei * quote.deposit_pence // paid_pence, now)
         if excess >= current_app.config["CRYPTO_MIN_REFUND_WEI"]:
             result.refund = _new_refund(
                 hire, excess, pence_for_wei(excess, quote.rate_pence_per_eth),
@@ -434,6 +445,31 @@ def _record_charge(payment: ChainPayment, quote: CryptoQuote, state: str, amount
     return charge
 
 
+def _record_deposit(payment: ChainPayment, quote: CryptoQuote, charge: Payment, pence: int, wei: int,
+                    now: datetime) -> Payment:
+    """The deposit that came with the price: held by us (not the card network) until the return."""
+    deposit = Payment(
+        hire_id=quote.hire_id, method="crypto", kind="deposit_hold", state="pending",
+        amount_pence=pence, currency=quote.currency, parent=charge,
+        idempotency_key=f"crypto:{payment.tx_hash}:{payment.log_index}:deposit",
+        provider_ref=payment.tx_hash, reason="deposit",
+        details={"purpose": "deposit", "wei": str(wei), "quote_id": quote.id,
+                 "rate_pence_per_eth": quote.rate_pence_per_eth},
+        created_at=now,
+    )
+    db.session.add(deposit)
+    deposit.move_to("succeeded", why="deposit received in ETH with the price; returned less charges "
+                                      "after the hire", now=now)
+    return deposit
+
+
+def deposit_of(hire: Hire) -> Optional[Payment]:
+    """The deposit paid in ETH with the price, if any."""
+    return db.session.scalar(select(Payment).where(
+        Payment.hire_id == hire.id, Payment.method == "crypto", Payment.kind == "deposit_hold",
+        Payment.state == "succeeded").order_by(Payment.id.desc()).limit(1))
+
+
 def confirm_paid_hire(hire: Hire, now: datetime) -> None:
     """held -> confirmed through booking's `confirm_hire` (commits; emails once)."""
     from ..booking.services import confirm_hire
@@ -470,29 +506,41 @@ def _new_refund(hire: Hire, amount_wei: int, amount_pence: int, reason: str, *, 
 
 
 def refundable(hire: Hire) -> tuple[int, int, str]:
-    """(wei still refundable, the pence it was worth, the payer to suggest) for the hire."""
+    """(wei still refundable, the pence it was worth, the payer to suggest) for the hire.
+
+    What was received (price and deposit) less what went back and what the counter kept
+    of the deposit.
+    """
     accepted = [p for p in hire_payments(hire)
                 if p.state in ("settled", "returned") and p.payment is not None
                 and p.payment.kind == "charge" and p.payment.state == "succeeded"]
+    charge_ids = {p.payment.id for p in accepted}
+    money_rows = db.session.scalars(select(Payment).where(
+        Payment.hire_id == hire.id, Payment.method == "crypto", Payment.state == "succeeded",
+        Payment.kind.in_(("deposit_hold", "capture")))).all()
+    deposits = [p for p in money_rows if p.kind == "deposit_hold" and p.parent_id in charge_ids]
+    kept = [p for p in money_rows if p.kind == "capture"]
     received_wei = sum(p.amount_wei for p in accepted)
-    received_pence = sum(p.payment.amount_pence for p in accepted)
+    received_pence = (sum(p.payment.amount_pence for p in accepted)
+                      + sum(p.amount_pence for p in deposits))
     refunded = db.session.scalars(select(CryptoRefund).where(
         CryptoRefund.hire_id == hire.id, CryptoRefund.state != "failed")).all()
-    refunded_wei = sum(r.amount_wei for r in refunded)
-    refunded_pence = sum(r.amount_pence for r in refunded)
+    refunded_wei = sum(r.amount_wei for r in refunded) + sum(int(p.details.get("wei", 0)) for p in kept)
+    refunded_pence = sum(r.amount_pence for r in refunded) + sum(p.amount_pence for p in kept)
     payer = accepted[-1].payer if accepted else ""
     return received_wei - refunded_wei, received_pence - refunded_pence, payer
 
 
 def request_crypto_refund(hire: Hire, amount_pence: int, reason: str, by: Optional[User], *,
-                          idempotency_key: Optional[str] = None,
-                          now: Optional[datetime] = None) -> CryptoRefund:
+                          idempotency_key: Optional[str] = None, now: Optional[datetime] = None,
+                          parent: Optional[Payment] = None) -> CryptoRefund:
     """Give back `amount_pence` of what the customer paid in ETH. Commits; emails the customer.
 
     The ETH amount is the same share of the ETH received as `amount_pence` is of its value
     at the rate the customer paid (so a full refund returns every wei). It is sent only once
     the customer confirms the address (never blindly to the sender). The same request
     twice (same hire, amount and reason, or the same `idempotency_key`) makes one refund.
+    `parent` names what is given back (the deposit); by default, the latest charge.
     """
     from ..models import utcnow
     now = now or utcnow()
@@ -508,8 +556,8 @@ def request_crypto_refund(hire: Hire, amount_pence: int, reason: str, by: Option
     if amount_pence > pence_left:
         raise CryptoError(f"At most {pence_left} pence paid in crypto is left to refund.")
     amount_wei = wei_left if amount_pence == pence_left else wei_left * amount_pence // pence_left
-    charge = next((p.payment for p in reversed(hire_payments(hire))
-                   if p.payment is not None and p.payment.state == "succeeded"), None)
+    charge = parent or next((p.payment for p in reversed(hire_payments(hire))
+                             if p.payment is not None and p.payment.state == "succeeded"), None)
     refund = _new_refund(hire, amount_wei, amount_pence, reason, key=key, charge=charge,
                          chain_payment=None, by=by, now=now)
     refund.suggested_address = payer
@@ -586,8 +634,15 @@ def accept_reviewed(payment_id: int, by: User, now: datetime) -> ChainPayment:
     payment.state = "settled"
     payment.reviewed_by_id, payment.reviewed_at = by.id, now
     payment.quote.state = "paid"
-    payment.payment.move_to("succeeded", why=f"accepted by staff after review ({payment.outcome})",
-                            now=now, by=by)
+    charge = payment.payment
+    # What came beyond the price is the deposit, up to the quote's.
+    deposit = min(payment.quote.deposit_pence,
+                  max(charge.amount_pence - (payment.quote.amount_pence - payment.quote.deposit_pence), 0))
+    if deposit:
+        charge.amount_pence -= deposit
+        _record_deposit(payment, payment.quote, charge, deposit,
+                        payment.amount_wei * deposit // (charge.amount_pence + deposit), now)
+    charge.move_to("succeeded", why=f"accepted by staff after review ({payment.outcome})", now=now, by=by)
     record(by, "crypto_payment.accepted", payment, old, {"state": "settled", "hire": hire.reference})
     db.session.flush()
     confirm_paid_hire(hire, now)

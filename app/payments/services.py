@@ -32,6 +32,7 @@ from ..models import Hire, HireState, InvalidTransition, Payment, StripeEvent, U
 
 S = HireState
 CARD = "card"
+CRYPTO = "crypto"
 # details["purpose"] of a card charge: the rental through Checkout, or a later charge on
 # the saved card (damage, fuel, late return...).
 CHECKOUT = "checkout"
@@ -764,7 +765,7 @@ def record_hold_released(hold_id: int, *, now: datetime, event_id: str = "", why
     db.session.commit()
 
 
-def capture_deposit(hire: Hire, amount_pence: int, by: User, *, now: Optional[datetime] = None,
+def capture_deposit(hire: Hire, amount_pence: int, by: Optional[User], *, now: Optional[datetime] = None,
                     reason: str = "") -> Payment:
     """Take `amount_pence` of the deposit hold (0: none) and release the rest; a job calls Stripe.
 
@@ -774,12 +775,14 @@ def capture_deposit(hire: Hire, amount_pence: int, by: User, *, now: Optional[da
     now = now or utcnow()
     hold = latest_hold(hire)
     children = [p for p in payments_of(hire) if hold is not None and p.parent_id == hold.id
-                and p.kind in ("capture", "release")]
+                and p.kind in ("capture", "release", "refund")]
     if children:
         captured = sum(p.amount_pence for p in children if p.kind == "capture")
         if captured != amount_pence:
             raise PaymentError("The deposit has already been settled.")
         return hold
+    if hold is not None and hold.method == CRYPTO and hold.state == "succeeded":
+        return _settle_crypto_deposit(hire, hold, amount_pence, by, now=now, reason=reason)
     if hold is None or hold.state != "authorised":
         raise PaymentError("There is no deposit hold on the card to capture.")
     if not 0 <= amount_pence <= hold.amount_pence:
@@ -789,26 +792,77 @@ def capture_deposit(hire: Hire, amount_pence: int, by: User, *, now: Optional[da
         rows.append(Payment(hire_id=hire.id, method=CARD, kind="capture", amount_pence=amount_pence,
                             currency=hold.currency, parent_id=hold.id, state="pending",
                             idempotency_key=f"hire:{hire.id}:deposit:{hold.id}:capture",
-                            reason=reason or "deposit kept", requested_by_id=by.id, created_at=now,
-                            details={"purpose": "deposit"}))
+                            reason=reason or "deposit kept", requested_by_id=by.id if by else None,
+                            created_at=now, details={"purpose": "deposit"}))
     if amount_pence < hold.amount_pence:
         rows.append(Payment(hire_id=hire.id, method=CARD, kind="release",
                             amount_pence=hold.amount_pence - amount_pence, currency=hold.currency,
                             parent_id=hold.id, state="pending",
                             idempotency_key=f"hire:{hire.id}:deposit:{hold.id}:release",
-                            reason="deposit released", requested_by_id=by.id, created_at=now,
-                            details={"purpose": "deposit"}))
+                            reason="deposit released", requested_by_id=by.id if by else None,
+                            created_at=now, details={"purpose": "deposit"}))
     for row in rows:
-        row.note(f"requested by {by.full_name}", now=now, by=by)
+        row.note(f"requested by {by.full_name if by else 'the system'}", now=now, by=by)
         db.session.add(row)
-    audit.record(by, "payment.deposit_settled", hire,
-                 new={"captured_pence": amount_pence,
-                      "released_pence": hold.amount_pence - amount_pence, "reason": reason}, at=now)
+    if by is not None:
+        audit.record(by, "payment.deposit_settled", hire,
+                     new={"captured_pence": amount_pence,
+                          "released_pence": hold.amount_pence - amount_pence, "reason": reason}, at=now)
     db.session.commit()
     from ..jobs import enqueue
     from ..jobs.payments import settle_deposit
     enqueue(settle_deposit, hold.id)
     return hold
+
+
+def _settle_crypto_deposit(hire: Hire, hold: Payment, amount_pence: int, by: Optional[User], *,
+                           now: datetime, reason: str) -> Payment:
+    """The deposit was paid in ETH with the price: keep `amount_pence` of it and send the rest
+    back through the crypto refund path (to an address the customer confirms)."""
+    from . import crypto
+    if not 0 <= amount_pence <= hold.amount_pence:
+        raise PaymentError(f"Keep between {money(0)} and {money(hold.amount_pence, hold.currency)}.")
+    if amount_pence > 0:
+        wei = int(hold.details.get("wei", 0)) * amount_pence // hold.amount_pence
+        kept = Payment(hire_id=hire.id, method=CRYPTO, kind="capture", amount_pence=amount_pence,
+                       currency=hold.currency, parent_id=hold.id, state="pending",
+                       idempotency_key=f"hire:{hire.id}:deposit:{hold.id}:capture",
+                       reason=reason or "deposit kept", requested_by_id=by.id if by else None,
+                       created_at=now, details={"purpose": "deposit", "wei": str(wei)})
+        db.session.add(kept)
+        kept.move_to("succeeded", why="kept from the deposit paid in ETH", now=now, by=by)
+    if by is not None:
+        audit.record(by, "payment.deposit_settled", hire,
+                     new={"captured_pence": amount_pence, "returned_pence": hold.amount_pence - amount_pence,
+                          "method": CRYPTO, "reason": reason}, at=now)
+    db.session.commit()
+    rest = hold.amount_pence - amount_pence
+    if rest > 0:
+        try:
+            crypto.request_crypto_refund(hire, rest, reason or "deposit returned", by,
+                                         idempotency_key=f"hire:{hire.id}:deposit:{hold.id}:return",
+                                         now=now, parent=hold)
+        except crypto.CryptoError as exc:
+            raise PaymentError(str(exc)) from exc
+    return hold
+
+
+def release_deposit(hire: Hire, by: Optional[User], *, reason: str,
+                    now: Optional[datetime] = None) -> Optional[Payment]:
+    """The hire ended before the car went out (cancelled, refused at pickup): give the whole
+    deposit back. A card hold is released; a deposit paid in ETH is refunded. Safe to repeat;
+    never raises (what cannot be done is logged for staff)."""
+    now = now or utcnow()
+    hold = latest_hold(hire)
+    if hold is None or not ((hold.method == CARD and hold.state == "authorised")
+                            or (hold.method == CRYPTO and hold.state == "succeeded")):
+        return None
+    try:
+        return capture_deposit(hire, 0, by, now=now, reason=reason)
+    except PaymentError as exc:
+        db.session.rollback()
+        log().warning("deposit not released", hire_id=hire.id, error=exc.message)
+        return None
 
 
 def record_deposit_settled(hold_id: int, intent: dict, *, now: datetime) -> None:
@@ -970,6 +1024,9 @@ def describe(payment: Payment) -> str:
         ("capture", "deposit"): "Deposit kept",
         ("release", "deposit"): "Deposit released",
     }
+    if payment.method == CRYPTO and payment.kind in ("deposit_hold", "capture"):
+        return {"deposit_hold": "Deposit paid in ETH with the price",
+                "capture": "Deposit kept (crypto)"}[payment.kind]
     label = labels.get((payment.kind, _purpose(payment)))
     if label is None:
         label = {"refund": "Refund", "charge": "Payment", "deposit_hold": "Deposit hold",

@@ -299,7 +299,9 @@ def refuse_at_pickup(hire: Hire, *, by: User, now: datetime, reason: str) -> Non
         db.session.rollback()
         raise AlreadyProcessed("Another tablet changed this hire a moment ago; reload it.")
     from ..payments.refunds import request_refund
+    from ..payments.services import release_deposit
     request_refund(hire, hire.total_pence, f"refused at pickup: {reason}", by)
+    release_deposit(hire, by, reason="refused at pickup: deposit returned in full", now=now)
 
 
 def _payments_call(name: str, hire: Hire, **kwargs):
@@ -416,8 +418,11 @@ def _email_receipt(hire: Hire, insp: Inspection, settlement: rules.Settlement) -
     from ..mail import queue_email
     lines = [f"  {l['label']}: {money(0 if l['waived_reason'] else l['amount_pence'])}"
              + (f" (waived: {l['waived_reason']})" if l["waived_reason"] else "") for l in insp.charge_lines]
+    from ..payments.crypto import deposit_of
+    paid_in_eth = deposit_of(hire) is not None
     money_lines = [("Taken from your deposit", settlement.capture_from_hold_pence),
-                   ("Deposit released", settlement.release_pence),
+                   ("Deposit returned in ETH (we email you to confirm the address)" if paid_in_eth
+                    else "Deposit released", settlement.release_pence),
                    ("Charged to your card", settlement.charge_card_pence),
                    ("Refunded to you", settlement.refund_pence)]
     body = (f"Hello {hire.customer.full_name},\n\nThank you for returning {hire.car.make} {hire.car.model} "
@@ -467,6 +472,13 @@ def _settle_money(hire: Hire, settlement: rules.Settlement, *, by: User) -> list
         from ..payments.refunds import request_refund
         request_refund(hire, settlement.refund_pence, "early return: unused days", by)
     return problems
+
+
+def close_settled_returns(now: datetime) -> list[int]:
+    """Scheduler: close returned hires whose settlement finished since (a card capture done by a
+    job, a crypto deposit refund confirmed on chain). Returns the ids closed."""
+    returned = db.session.scalars(select(Hire).where(Hire.state == S.RETURNED.value).order_by(Hire.id)).all()
+    return [hire.id for hire in returned if close_if_settled(hire, now=now)]
 
 
 def close_if_settled(hire: Hire, *, now: datetime) -> bool:
