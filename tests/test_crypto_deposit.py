@@ -69,6 +69,9 @@ def test_the_deposit_is_paid_with_the_price_and_kept_apart_from_it(app, chain_en
     assert (deposit.method, deposit.state, deposit.amount_pence) == ("crypto", "succeeded", hire.deposit_pence)
     assert deposit.parent_id == charge.id
     assert payments.amount_due_pence(hire) == 0
+    # At pickup the counter finds the deposit already in hand: no card hold is asked for.
+    assert payments.ensure_deposit_hold(hire, by=factories.make_user("staff")).id == deposit.id
+    assert len(rows(hire, "deposit_hold")) == 1
     assert crypto.refundable(hire)[:2] == (quote.amount_wei, hire.total_pence + hire.deposit_pence)
     labels = [payments.describe(p) for p in payments.payments_of(hire)]
     assert "Deposit paid in ETH with the price" in labels

@@ -688,8 +688,13 @@ def place_deposit_hold(hire: Hire, *, now: Optional[datetime] = None,
 def ensure_deposit_hold(hire: Hire, *, by: Optional[User] = None,
                         now: Optional[datetime] = None) -> Optional[Payment]:
     """At pickup: the active hold, or a new one on the saved card (again after a decline:
-    the customer is at the counter). Never raises: with no saved card (paid by crypto) or no
-    deposit, returns None and the counter takes the deposit another way."""
+    the customer is at the counter). A deposit paid in ETH with the price is returned as it is.
+    Never raises: with no saved card and no deposit paid, returns None and the counter takes
+    the deposit another way."""
+    from .crypto import deposit_of
+    paid_in_eth = deposit_of(hire)
+    if paid_in_eth is not None:
+        return paid_in_eth
     try:
         return place_deposit_hold(hire, now=now, by=by)
     except PaymentError as exc:
