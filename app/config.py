@@ -57,7 +57,9 @@ class Config:
     PASSWORD_MIN_LENGTH = 12
     PASSWORD_MIN_ZXCVBN_SCORE = 3  # 0..4, zxcvbn's scale
     PASSWORD_RESET_MAX_AGE_SECONDS = 60 * 60
-    SIGNIN_RATE_LIMIT = "5 per minute"
+    SIGNIN_RATE_LIMIT = "5 per minute"  # per client address
+    # Per account, whatever the address: password guessing spread over many addresses.
+    SIGNIN_ACCOUNT_RATE_LIMIT = "20 per hour"
     PASSWORD_RESET_RATE_LIMIT = "5 per hour"
     RATELIMIT_HEADERS_ENABLED = True
     SESSION_COOKIE_HTTPONLY = True

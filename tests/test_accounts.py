@@ -441,6 +441,23 @@ def test_sign_in_is_rate_limited(app, client):
     assert client.get(SIGN_IN_URL).status_code == 200  # only attempts are limited, not the page
 
 
+def test_sign_in_is_limited_per_account_across_addresses(app, client):
+    """Guessing one person's password from many addresses is stopped too."""
+    app.config["SIGNIN_ACCOUNT_RATE_LIMIT"] = "3 per hour"
+    user, other = factories.make_user(), factories.make_user()
+    for n in range(3):
+        response = post_form(client, SIGN_IN_URL, {"email": user.email.upper(), "password": "not-the-password-1"},
+                             environ_base={"REMOTE_ADDR": f"203.0.113.{n + 1}"})
+        assert response.status_code == 422
+    response = post_form(client, SIGN_IN_URL, {"email": f" {user.email} ", "password": factories.PASSWORD},
+                         environ_base={"REMOTE_ADDR": "203.0.113.99"})
+    assert response.status_code == 429 and not is_signed_in(client)
+    # Another account from the same address is not affected.
+    response = post_form(client, SIGN_IN_URL, {"email": other.email, "password": factories.PASSWORD},
+                         environ_base={"REMOTE_ADDR": "203.0.113.99"})
+    assert response.status_code == 303 and is_signed_in(client)
+
+
 @pytest.mark.parametrize("target", ["/account/password", "/book/?from=2030-01-01"])
 def test_sign_in_follows_a_local_next(app, client, target):
     user = factories.make_user()

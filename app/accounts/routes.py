@@ -68,6 +68,8 @@ def sign_up():
 @bp.route("/sign-in", methods=["GET", "POST"])
 @allow("public")
 @limiter.limit(lambda: current_app.config["SIGNIN_RATE_LIMIT"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["SIGNIN_ACCOUNT_RATE_LIMIT"], methods=["POST"],
+               key_func=lambda: "account:" + (request.form.get("email") or "").strip().lower()[:254])
 def sign_in():
     if current_user.is_authenticated:
         return redirect(_home_for(current_user))
