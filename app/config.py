@@ -189,6 +189,9 @@ class Config:
     CHAIN_REFUND_MAX_GAS = 100_000  # a refund to an address that needs more is not sent
     # Quotes: fiat stays the price of record; the ETH amount is locked for QUOTE_MINUTES.
     QUOTE_MINUTES = 15
+    # A hold whose crypto payment is already on its way (seen on chain, or reported sent by the
+    # wallet) is kept this much longer so that the confirmations can arrive.
+    CRYPTO_IN_FLIGHT_GRACE_MINUTES = 30
     # The rate: a configured fixed rate, named as such on every quote (no rate feed is
     # reachable offline). Pence per 1 ETH: 250_000 is GBP 2,500.00 per ETH.
     CRYPTO_FIXED_RATE_PENCE_PER_ETH = int(os.environ.get("CRYPTO_FIXED_RATE_PENCE_PER_ETH",

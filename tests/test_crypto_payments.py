@@ -344,3 +344,36 @@ def test_the_watcher_reads_long_ranges_in_steps_and_remembers_where_it_stopped(a
     db.session.expire_all()
     assert {h.state for h in hires} == {HireState.CONFIRMED.value}
     assert len(db.session.scalars(select(ChainPayment)).all()) == 3
+
+
+def test_a_hold_whose_payment_is_on_the_chain_waits_for_its_confirmations(app, chain_env):
+    from app.booking.services import expire_held_hires
+    now = utcnow()
+    paying, idle = held_hire(), held_hire()
+    for hire in (paying, idle):
+        hire.hold_expires_at = now + timedelta(minutes=10)
+    db.session.commit()
+    quote = crypto.create_quote(paying, now)
+    chain_env.pay(quote, quote.amount_wei)
+    chain_env.scan()  # seen, not yet confirmed
+    later = now + timedelta(minutes=11)
+    assert expire_held_hires(later) == [idle.id]  # the unpaid one lets its car go
+    db.session.expire_all()
+    assert paying.state == HireState.HELD.value
+    settle_fully(chain_env)
+    db.session.expire_all()
+    assert paying.state == HireState.CONFIRMED.value  # paid, not lost to the clock
+
+
+def test_the_grace_for_a_payment_on_its_way_is_bounded(app, chain_env):
+    from app.booking.services import expire_held_hires
+    now = utcnow()
+    hire = held_hire()
+    hire.hold_expires_at = now + timedelta(minutes=10)
+    db.session.commit()
+    quote = crypto.create_quote(hire, now)
+    chain_env.pay(quote, quote.amount_wei)
+    chain_env.scan()
+    grace = app.config["CRYPTO_IN_FLIGHT_GRACE_MINUTES"]
+    assert expire_held_hires(now + timedelta(minutes=10 + grace - 1)) == []
+    assert expire_held_hires(now + timedelta(minutes=10 + grace + 1)) == [hire.id]

@@ -747,8 +747,12 @@ def expire_held_hires(now: datetime, *, batch: int = 500) -> list[int]:
     """Expire unpaid holds whose time is up, freeing their cars. Safe to run twice or at once."""
     q = (select(Hire).where(Hire.state == S.HELD.value, Hire.hold_expires_at <= now)
          .order_by(Hire.id).limit(batch).with_for_update(skip_locked=True))
+    from ..payments.crypto import crypto_payment_in_flight
+    grace = timedelta(minutes=current_app.config["CRYPTO_IN_FLIGHT_GRACE_MINUTES"])
     expired = []
     for hire in db.session.scalars(q):
+        if hire.hold_expires_at + grace > now and crypto_payment_in_flight(hire, now):
+            continue  # its payment is on the chain: let the confirmations arrive
         hire.transition(S.EXPIRED, by=None, now=now,
                         why=f"not paid within {current_app.config['HOLD_MINUTES']} minutes")
         expired.append(hire.id)
