@@ -451,7 +451,7 @@ def _record_deposit(payment: ChainPayment, quote: CryptoQuote, charge: Payment, 
     deposit = Payment(
         hire_id=quote.hire_id, method="crypto", kind="deposit_hold", state="pending",
         amount_pence=pence, currency=quote.currency, parent=charge,
-        idempotency_key=f"crypto:{payment.tx_hash}:{payment.log_index}:deposit",
+        idempotency_key=f"deposit:{payment.tx_hash}:{payment.log_index}",
         provider_ref=payment.tx_hash, reason="deposit",
         details={"purpose": "deposit", "wei": str(wei), "quote_id": quote.id,
                  "rate_pence_per_eth": quote.rate_pence_per_eth},

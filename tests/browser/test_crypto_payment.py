@@ -24,7 +24,8 @@ from tests.browser.conftest import PHONE, TABLET, browser_sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
-CONFIRMATIONS = 2
+# Enough blocks (one a second) that the "seen" stage lasts several of the page's 1-second polls.
+CONFIRMATIONS = 5
 SETTLE_TIMEOUT_MS = 30_000
 
 INJECTED_WALLET = """
