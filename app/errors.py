@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Flask, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from .extensions import db, htmx
@@ -22,6 +24,18 @@ MESSAGES = {
     500: ("Something went wrong", "We are sorry: something went wrong on our side. It has been logged."),
     503: ("Temporarily unavailable", "Part of the service is down for a moment. Please try again shortly."),
 }
+
+
+class FieldErrors(Exception):
+    """A service's refusal, with a message per form field ("" for the form as a whole).
+
+    Each area raises its own subclass (AccountError, FleetError...); routes put the messages
+    beside their fields with `web.add_errors` and answer 422 (or 409 for a clash).
+    """
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
 
 
 def wants_json() -> bool:
@@ -43,6 +57,19 @@ def error_response(code: int, detail: str | None = None):
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.teardown_appcontext
+    def end_session(exc: BaseException | None) -> None:
+        """Close the request's session before Flask-SQLAlchemy does (teardowns run in reverse):
+        when PostgreSQL restarted meanwhile, the rollback of closing fails on the dead
+        connection; the answer is already made, so drop the connection instead of failing it."""
+        try:
+            db.session.remove()
+        except DBAPIError as e:
+            log().warning("database connection lost by the end of the request",
+                          error=str(e).splitlines()[0])
+            db.session().invalidate()  # the scoped proxy does not offer it
+            db.session.remove()
+
     @app.errorhandler(CSRFError)
     def csrf_error(e: CSRFError):
         return error_response(400, "Your form expired or was not sent from this site. "
@@ -64,6 +91,19 @@ def register_error_handlers(app: Flask) -> None:
     def database_down(e: OperationalError):
         db.session.rollback()
         log().error("database unavailable", error=str(e).splitlines()[0])
+        # The page shows who is signed in; (re)loading that user needs the database, which is
+        # down (the rollback above expired a loaded one): answer this page as to a visitor.
+        # Flask-Login keeps the request's user in g; the session cookie is left as it is.
+        g._login_user = app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+        return error_response(ServiceUnavailable.code)
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def queue_down(e: Exception):
+        """Redis (the job queue) unreachable: what was committed waits for the scheduler's
+        tick to queue its job again (app/jobs/recovery.py); the person may simply retry."""
+        db.session.rollback()
+        log().error("redis unavailable", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         return error_response(ServiceUnavailable.code)
 
     @app.errorhandler(Exception)

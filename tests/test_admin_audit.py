@@ -106,3 +106,23 @@ def test_csv_export_matches_the_filters_and_is_safe_in_spreadsheets(client, auth
     # A cell that would start a formula is defused; the JSON column starts with "{" anyway.
     assert moved[6].startswith("{") and "HYPERLINK" in moved[6]
     assert not any(cell.startswith("=") for row in rows for cell in row)
+
+
+def test_filters_with_control_characters_or_unknown_actions_are_refused_with_a_message(client, auth):
+    auth.sign_in_as("admin")
+    _seed()
+    for params in ({"person": "al\x00ice"}, {"hire": "\x00"}, {"car": "AB12\x00CDE"}):
+        response = client.get("/admin/audit", query_string=params, headers={"HX-Request": "true"})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 422, params
+        assert "Remove the control characters." in page
+        assert page.lstrip().startswith('<div id="audit-results"')
+        assert "4 records" in page  # the refused filter is left out
+        csv_response = client.get("/admin/audit.csv", query_string=params)
+        assert csv_response.status_code == 422
+        assert "Remove the control characters." in csv_response.get_data(as_text=True)
+    response = client.get("/admin/audit", query_string={"action": "car.\x00stolen"})
+    assert response.status_code == 422 and "Not a valid choice" in response.get_data(as_text=True)
+    response = client.get("/admin/audit", query_string={"date_from": "2031-02-01", "date_to": "2031-01-01"})
+    assert response.status_code == 422
+    assert "The end date is before the start date." in response.get_data(as_text=True)

@@ -67,11 +67,20 @@ def test_class_rates_are_checked(client, auth):
 
 def test_duration_tiers(client, auth):
     auth.sign_in_as("admin")
+    car = factories.make_car()
+    hire = factories.make_hire(car=car, days=7)
+    frozen = (list(hire.price_lines), hire.total_pence)
+    week_before = booking.price(car, _trip(car, days=7), {}, young_driver=False)
     response = post_form(client, "/admin/prices/tier/new",
                          {"tier-new-min_days": "7", "tier-new-percent_off": "10"}, token_from="/admin/prices")
     assert response.status_code == 303
     tier = db.session.scalar(select(DurationTier))
     assert (tier.min_days, tier.percent_off) == (7, 10)
+    # New quotes for a week get the discount; the booking made before keeps its price.
+    week_after = booking.price(car, _trip(car, days=7), {}, young_driver=False)
+    assert week_after.total_pence < week_before.total_pence
+    hire = db.session.get(Hire, hire.id)
+    assert (hire.price_lines, hire.total_pence) == frozen
     response = post_form(client, "/admin/prices/tier/new",
                          {"tier-new-min_days": "7", "tier-new-percent_off": "95"}, token_from="/admin/prices")
     page = response.get_data(as_text=True)

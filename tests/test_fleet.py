@@ -94,12 +94,21 @@ def test_duplicates_are_refused_in_any_case_or_spacing(client, auth):
     auth.sign_in_as("admin")
     existing = factories.make_car(plate="AB12CDE", vin="WVWZZZ1KZAW000999")
     cls, branch = existing.car_class, existing.home_branch
-    response = add_car(client, car_form(cls, branch, plate="ab 12cde", vin="wvwzzz1kzaw000999"))
-    page = response.get_data(as_text=True)
-    assert response.status_code == 422
-    assert "AB12 CDE is already in the fleet." in page
-    assert "That VIN belongs to AB12 CDE already." in page
+    for plate, vin in (("ab 12cde", "wvwzzz1kzaw000999"), (" Ab-12 cDe ", "WVW ZZZ 1KZ AW0 00999"),
+                       ("AB12  CDE", "wvw-zzz-1kz-aw0-00999")):
+        response = add_car(client, car_form(cls, branch, plate=plate, vin=vin))
+        page = response.get_data(as_text=True)
+        assert response.status_code == 422, plate
+        assert "AB12 CDE is already in the fleet." in page
+        assert "That VIN belongs to AB12 CDE already." in page
     assert db.session.scalar(select(db.func.count(Car.id))) == 1
+    # Editing another car onto the same plate or VIN, typed another way, is refused too.
+    other = factories.make_car(plate="CD34EFG")
+    response = post_form(client, f"/fleet/cars/{other.id}/edit", car_form(
+        cls, branch, plate="cd34 efg", vin="wvw zzz1kzaw000999", odometer_miles="99999"))
+    assert response.status_code == 422
+    assert "That VIN belongs to AB12 CDE already." in response.get_data(as_text=True)
+    assert db.session.get(Car, other.id).vin != "WVWZZZ1KZAW000999"
 
 
 def test_every_field_is_checked_with_a_clear_message(client, auth):
@@ -184,6 +193,20 @@ def test_the_list_filters_and_sorts(client, auth):
     assert plates(status="all", sort="year", order="desc") == ["BB22 BBB", "CC33 CCC", "AA11 AAA"]
     assert plates(status="retired") == ["CC33 CCC"]
     assert plates(q="%") == []  # LIKE wildcards are matched literally
+
+
+def test_a_search_with_control_characters_says_so_and_shows_the_unfiltered_list(client, auth):
+    """A NUL in the search is refused with a message (PostgreSQL cannot even be asked it)."""
+    auth.sign_in_as("staff")
+    factories.make_car(plate="AA11AAA", make="Fiat")
+    for url, headers in (("/fleet/?q=fi%00at", {}), ("/fleet/?q=%1b", {"HX-Request": "true"})):
+        response = client.get(url, headers=headers)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 422, url
+        assert "Search: Remove the control characters." in page
+        assert "AA11 AAA" in page
+    assert client.get("/fleet/?fuel=coal").status_code == 422
+    assert client.get("/fleet/hires/AB%00C").status_code == 404
 
 
 def test_typing_in_the_filter_returns_just_the_results(client, auth):

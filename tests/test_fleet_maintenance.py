@@ -74,6 +74,20 @@ def test_block_fields_are_checked(client, auth, fleet):
     assert db.session.scalar(select(db.func.count(MaintenanceBlock.id))) == 0
 
 
+def test_the_note_may_have_several_lines_but_no_control_characters(client, auth, fleet):
+    auth.sign_in_as("staff")
+    car = fleet["car"]
+    bad = post_form(client, f"/fleet/cars/{car.id}/maintenance",
+                    {**_block_form(), "note": "Brake\x00pads"}, token_from=f"/fleet/cars/{car.id}")
+    assert bad.status_code == 422
+    assert "Remove the control characters." in bad.get_data(as_text=True)
+    good = post_form(client, f"/fleet/cars/{car.id}/maintenance",
+                     {**_block_form(), "note": "Brake pads\r\nand discs\tfront"},
+                     token_from=f"/fleet/cars/{car.id}")
+    assert good.status_code == 303
+    assert db.session.scalar(select(MaintenanceBlock.note)) == "Brake pads\r\nand discs\tfront"
+
+
 def test_a_block_over_a_confirmed_hire_lists_it_with_a_one_click_move(app, client, auth, fleet):
     auth.sign_in_as("staff")
     car, spare = fleet["car"], fleet["spare"]

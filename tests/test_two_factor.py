@@ -37,6 +37,25 @@ def test_staff_password_alone_does_not_sign_in(client):
     assert "Enter your code" in page
 
 
+@pytest.mark.parametrize("role", ["staff", "admin"])
+def test_staff_and_admins_cannot_get_round_the_second_factor(client, role):
+    """Not enrolled yet: the password leads to enrolment, and nothing else is open meanwhile."""
+    user = factories.make_user(role)
+    response = _password_step(client, user)
+    assert response.headers["Location"].endswith("/account/two-factor/set-up")
+    for url in ("/counter/", "/fleet/", "/admin/", "/account/two-factor/recovery-codes"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/account/sign-in" in response.headers["Location"], url
+    response = client.get("/account/two-factor")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/set-up")
+    # Enrolled: the password alone still signs nobody in.
+    factories.enrol_two_factor(user)
+    other = client.application.test_client()
+    response = _password_step(other, user)
+    assert response.headers["Location"].endswith("/account/two-factor")
+    assert other.get("/fleet/").status_code == 302
+
+
 def test_correct_code_signs_staff_in_and_wrong_code_says_why(client):
     user = factories.enrol_two_factor(factories.make_user("staff"))
     _password_step(client, user)

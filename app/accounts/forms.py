@@ -7,22 +7,9 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, EmailField, PasswordField, StringField, TelField
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, Optional, ValidationError
 
+from ..form_fields import REQUIRED, PlainText
+from ..form_fields import strip as _clean
 from . import validators as v
-
-REQUIRED = "This field is required."
-
-
-def _clean(value):
-    return value.strip() if isinstance(value, str) else value
-
-
-class _PlainText:
-    """Refuse control characters in free text."""
-
-    def __call__(self, form, field):
-        error = v.plain_text_error(field.data or "")
-        if error:
-            raise ValidationError(error)
 
 
 def _password_field(label: str) -> PasswordField:
@@ -31,16 +18,16 @@ def _password_field(label: str) -> PasswordField:
 
 class ProfileFields(FlaskForm):
     full_name = StringField("Full name", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(min=2, max=120), _PlainText()])
+        DataRequired(REQUIRED), Length(min=2, max=120), PlainText()])
     date_of_birth = DateField("Date of birth", validators=[
         InputRequired("Enter your date of birth.")])
     phone = TelField("Phone", filters=[_clean], validators=[DataRequired(REQUIRED), Length(max=20)])
     address_line1 = StringField("Address", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(max=100), _PlainText()])
+        DataRequired(REQUIRED), Length(max=100), PlainText()])
     address_line2 = StringField("Address line 2", filters=[_clean], validators=[
-        Optional(), Length(max=100), _PlainText()])
+        Optional(), Length(max=100), PlainText()])
     town = StringField("Town or city", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(max=60), _PlainText()])
+        DataRequired(REQUIRED), Length(max=60), PlainText()])
     postcode = StringField("Postcode", filters=[_clean], validators=[
         DataRequired(REQUIRED), Length(max=10)])
     licence_number = StringField("Driving licence number", filters=[_clean], validators=[

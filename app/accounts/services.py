@@ -18,6 +18,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..errors import FieldErrors
 from ..extensions import db
 from ..mail import queue_email
 from ..models import CustomerProfile, LicenceStatus, Role, User, utcnow
@@ -29,12 +30,8 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
 RESET_SALT = "password-reset"
 
 
-class AccountError(Exception):
+class AccountError(FieldErrors):
     """Refusal with a message per field ("" key: for the whole form)."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -178,13 +175,56 @@ def _set_password(user: User, password: str, now: datetime) -> None:
     user.end_all_sessions()
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=RESET_SALT)
+# --- emailed single-use links (password reset here; staff invitations in app/admin) ----------
+
+@dataclass(frozen=True)
+class LinkRefusals:
+    """What to tell someone whose link cannot be used, by reason."""
+    expired: str
+    invalid: str
+    used: str
+
+
+def _link_serializer(salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
+
+
+def make_link_token(user: User, *, salt: str) -> str:
+    """A signed token for an emailed link, bound to the user's session token.
+
+    Using the link rotates that token (as does any password change or "sign out
+    everywhere"), so the link works once, and a newer link makes older ones stop working.
+    """
+    return _link_serializer(salt).dumps({"uid": user.id, "st": user.session_token})
+
+
+def user_for_link_token(token: str, *, salt: str, max_age: int, refusals: LinkRefusals) -> User:
+    """The active user a link token names, or AccountError saying why it cannot be used."""
+    try:
+        payload: dict[str, Any] = _link_serializer(salt).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise AccountError({"": refusals.expired})
+    except BadSignature:
+        raise AccountError({"": refusals.invalid})
+    user = db.session.get(User, payload.get("uid"))
+    if user is None or not user.active or user.session_token != payload.get("st"):
+        raise AccountError({"": refusals.used})
+    return user
+
+
+def public_url(path: str) -> str:
+    """An absolute address on the portal, for links in emails."""
+    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}{path}"
+
+
+RESET_REFUSALS = LinkRefusals(
+    expired="That reset link has expired. Ask for a new one.",
+    invalid="That reset link is not valid. Ask for a new one.",
+    used="That reset link has already been used. Ask for a new one.")
 
 
 def make_reset_token(user: User) -> str:
-    # Bound to the session token, which a reset rotates: the link works once.
-    return _serializer().dumps({"uid": user.id, "st": user.session_token})
+    return make_link_token(user, salt=RESET_SALT)
 
 
 def request_password_reset(email: str) -> None:
@@ -193,7 +233,7 @@ def request_password_reset(email: str) -> None:
     if user is None or not user.active:
         return
     token = make_reset_token(user)
-    link = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/account/reset/{token}"
+    link = public_url(f"/account/reset/{token}")
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"] // 60
     queue_email(
         key=f"user:{user.id}:reset:{token[-16:]}",
@@ -206,17 +246,8 @@ def request_password_reset(email: str) -> None:
 
 
 def user_for_reset_token(token: str) -> User:
-    max_age = current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"]
-    try:
-        payload: dict[str, Any] = _serializer().loads(token, max_age=max_age)
-    except SignatureExpired:
-        raise AccountError({"": "That reset link has expired. Ask for a new one."})
-    except BadSignature:
-        raise AccountError({"": "That reset link is not valid. Ask for a new one."})
-    user = db.session.get(User, payload.get("uid"))
-    if user is None or not user.active or user.session_token != payload.get("st"):
-        raise AccountError({"": "That reset link has already been used. Ask for a new one."})
-    return user
+    return user_for_link_token(token, salt=RESET_SALT, refusals=RESET_REFUSALS,
+                               max_age=current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"])
 
 
 def reset_password(token: str, password: str, *, now: datetime) -> User:

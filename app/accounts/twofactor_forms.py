@@ -7,13 +7,9 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
+from ..form_fields import REQUIRED
+from ..form_fields import strip as _clean
 from . import validators as v
-
-REQUIRED = "This field is required."
-
-
-def _clean(value):
-    return value.strip() if isinstance(value, str) else value
 
 
 class TwoFactorCodeForm(FlaskForm):
@@ -49,7 +45,3 @@ class AcceptInviteForm(NewPasswordForm):
 
     def user_inputs(self) -> list[str]:
         return self._inputs
-
-
-class ConfirmForm(FlaskForm):
-    """A button that changes something: only the CSRF token to check."""

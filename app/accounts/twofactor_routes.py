@@ -16,12 +16,13 @@ from werkzeug.wrappers import Response
 
 from ..admin import services as staff_services
 from ..extensions import db, limiter
+from ..form_fields import ConfirmForm
 from ..models import User, utcnow
 from ..security import allow
 from ..web import add_errors, form_status, see_other
 from . import bp, twofactor
 from .services import AccountError
-from .twofactor_forms import AcceptInviteForm, ConfirmForm, NewPasswordForm, TwoFactorCodeForm
+from .twofactor_forms import AcceptInviteForm, NewPasswordForm, TwoFactorCodeForm
 
 PENDING = "two_factor_pending"
 # Pages a staff member with an expired password may still use.

@@ -3,78 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, EmailField, IntegerField, SelectField, StringField)
+from wtforms import BooleanField, DateField, EmailField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional as Opt
 from wtforms.validators import ValidationError
 
-from ..accounts.validators import plain_text_error
+from ..form_fields import REQUIRED, InRange, Money, PlainText, WholeNumberField
+from ..form_fields import strip as _clean
 
-REQUIRED = "This field is required."
-MONEY_RE = re.compile(r"^£?\s*(\d{1,7})(?:\.(\d{1,2}))?$")
 CODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
 
 
-def _clean(value):
-    return value.strip() if isinstance(value, str) else value
-
-
-def parse_pounds(text: str) -> Optional[int]:
-    """"45", "45.5", "£45.50", "1,200" -> pence; None if it is not an amount."""
-    match = MONEY_RE.match((text or "").replace(",", "").strip())
-    if not match:
-        return None
-    return int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
-
-
-def pounds(pence: Optional[int]) -> str:
-    return "" if pence is None else f"{pence // 100}.{pence % 100:02d}"
-
-
-class _PlainText:
-    def __call__(self, form, field):
-        error = plain_text_error(field.data or "")
-        if error:
-            raise ValidationError(error)
-
-
-class _Money:
-    """A required (or optional) amount in pounds and pence."""
-
-    def __init__(self, optional: bool = False):
-        self.optional = optional
-
-    def __call__(self, form, field):
-        if self.optional and not field.data:
-            return
-        if parse_pounds(field.data or "") is None:
-            raise ValidationError("Enter an amount in pounds, like 45 or 45.50.")
-
-
-class WholeNumberField(IntegerField):
-    """An integer (negative allowed) whose parse error says what to type."""
-
-    def process_formdata(self, valuelist):
-        raw = (valuelist[0] if valuelist else "").strip().replace(",", "")
-        if not raw:
-            self.data = None
-            return
-        try:
-            self.data = int(raw)
-        except ValueError:
-            self.data = None
-            raise ValueError("Enter a whole number, like 10.")
-
-
-class InRange:
-    def __init__(self, low: int, high: int, message: str):
-        self.low, self.high, self.message = low, high, message
-
-    def __call__(self, form, field):
-        if field.data is not None and not self.low <= field.data <= self.high:
-            raise ValidationError(self.message)
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
 
 
 # --- staff ---------------------------------------------------------------------------------
@@ -85,7 +27,7 @@ ROLE_CHOICES = [("staff", "Staff (counter and fleet)"), ("admin", "Admin (also s
 class StaffFields(FlaskForm):
     full_name = StringField("Full name", filters=[_clean], validators=[
         DataRequired(REQUIRED), Length(min=2, max=120, message="Enter 2 to 120 characters."),
-        _PlainText()])
+        PlainText()])
     role = SelectField("Role", choices=ROLE_CHOICES)
     branch_id = SelectField("Branch", coerce=int, validate_choice=False)
 
@@ -103,37 +45,33 @@ class StaffForm(StaffFields):
     pass
 
 
-class ConfirmForm(FlaskForm):
-    """A button that changes something: only the CSRF token to check."""
-
-
 # --- prices --------------------------------------------------------------------------------
 
 class ClassRatesForm(FlaskForm):
     daily_rate = StringField("Daily rate (£)", filters=[_clean], validators=[
-        DataRequired("Enter the daily rate."), _Money()])
+        DataRequired("Enter the daily rate."), Money()])
     deposit = StringField("Deposit (£)", filters=[_clean], validators=[
-        DataRequired("Enter the deposit (0 for none)."), _Money()])
-    mileage_allowance_per_day = WholeNumberField("Miles a day", validators=[
+        DataRequired("Enter the deposit (0 for none)."), Money()])
+    mileage_allowance_per_day = WholeNumberField("Miles a day", example=10, validators=[
         InputRequired("Enter the daily mileage allowance."),
         InRange(0, 10_000, "Enter from 0 to 10,000 miles a day.")])
 
 
 class TierForm(FlaskForm):
-    min_days = WholeNumberField("From (days)", validators=[
+    min_days = WholeNumberField("From (days)", example=7, validators=[
         InputRequired("Enter the number of days."), InRange(2, 365, "Enter from 2 to 365 days.")])
-    percent_off = WholeNumberField("Discount (%)", validators=[
+    percent_off = WholeNumberField("Discount (%)", example=10, validators=[
         InputRequired("Enter the discount."), InRange(1, 90, "Enter from 1% to 90%.")])
 
 
 class SeasonForm(FlaskForm):
-    code = StringField("Code", filters=[_clean, lambda s: s.lower() if isinstance(s, str) else s],
+    code = StringField("Code", filters=[_clean, _lower],
                        validators=[DataRequired(REQUIRED), Length(max=24)])
     name = StringField("Name", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(max=60), _PlainText()])
+        DataRequired(REQUIRED), Length(max=60), PlainText()])
     starts_on = DateField("First day", validators=[InputRequired("Enter the first day.")])
     ends_on = DateField("Last day", validators=[InputRequired("Enter the last day.")])
-    percent = WholeNumberField("Change (%)", validators=[
+    percent = WholeNumberField("Change (%)", example=20, validators=[
         InputRequired("Enter the change, e.g. 20 or -10."),
         InRange(-99, 200, "Enter from -99% to 200%.")])
 
@@ -143,19 +81,19 @@ class SeasonForm(FlaskForm):
 
 
 class ExtraForm(FlaskForm):
-    code = StringField("Code", filters=[_clean, lambda s: s.lower() if isinstance(s, str) else s],
+    code = StringField("Code", filters=[_clean, _lower],
                        validators=[DataRequired(REQUIRED), Length(max=24)])
     name = StringField("Name", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(max=60), _PlainText()])
+        DataRequired(REQUIRED), Length(max=60), PlainText()])
     description = StringField("Description", filters=[_clean], validators=[
-        Opt(), Length(max=200), _PlainText()])
+        Opt(), Length(max=200), PlainText()])
     per_day = StringField("Per day (£)", filters=[_clean], validators=[
-        DataRequired("Enter the price per day."), _Money()])
-    cap = StringField("Cap per hire (£)", filters=[_clean], validators=[_Money(optional=True)])
-    max_quantity = WholeNumberField("Most per hire", validators=[
+        DataRequired("Enter the price per day."), Money()])
+    cap = StringField("Cap per hire (£)", filters=[_clean], validators=[Money(optional=True)])
+    max_quantity = WholeNumberField("Most per hire", example=1, validators=[
         InputRequired(REQUIRED), InRange(1, 9, "Enter from 1 to 9.")])
     group = StringField("Exclusive group", filters=[_clean], validators=[Opt(), Length(max=24)])
-    sort_order = WholeNumberField("Order", default=0, validators=[
+    sort_order = WholeNumberField("Order", default=0, example=10, validators=[
         Opt(), InRange(0, 999, "Enter from 0 to 999.")])
     active = BooleanField("Offered to customers", default=True)
 
@@ -172,7 +110,7 @@ class OneWayFeeForm(FlaskForm):
     from_branch_id = SelectField("From", coerce=int, validate_choice=False)
     to_branch_id = SelectField("To", coerce=int, validate_choice=False)
     fee = StringField("Fee (£)", filters=[_clean], validators=[
-        DataRequired("Enter the fee (0 for none)."), _Money()])
+        DataRequired("Enter the fee (0 for none)."), Money()])
 
     def set_branches(self, branches) -> None:
         choices = [(0, "Choose a branch")] + [(b.id, b.name) for b in branches]
@@ -186,9 +124,12 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    person = StringField("Person", filters=[_clean], validators=[Opt(), Length(max=254)])
-    hire = StringField("Hire reference", filters=[_clean], validators=[Opt(), Length(max=12)])
-    car = StringField("Car plate", filters=[_clean], validators=[Opt(), Length(max=12)])
+    person = StringField("Person", filters=[_clean], validators=[Opt(), Length(max=254),
+                                                                  PlainText()])
+    hire = StringField("Hire reference", filters=[_clean], validators=[Opt(), Length(max=12),
+                                                                        PlainText()])
+    car = StringField("Car plate", filters=[_clean], validators=[Opt(), Length(max=12),
+                                                                  PlainText()])
     action = SelectField("Action", default="")
     date_from = DateField("From", validators=[Opt()])
     date_to = DateField("To", validators=[Opt()])

@@ -34,6 +34,7 @@ from flask import current_app
 from sqlalchemy import (ColumnElement, Integer, String, and_, case, cast, delete, func, insert,
                         literal, select, text, true, union_all)
 
+from ..errors import FieldErrors
 from ..extensions import db
 from ..jobs import enqueue, task
 from ..models import (Branch, Car, CarClass, Hire, HireState, Payment, ReportFact, ReportGroupFact,
@@ -59,10 +60,8 @@ FACT_COLUMNS = ("booked_seconds", "fleet_seconds", "bookings", "cancellations", 
 REFRESH_CHUNK_PERIODS = 13
 
 
-class ReportError(Exception):
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
+class ReportError(FieldErrors):
+    """A report that cannot be made as asked (a bad range), with messages by form field."""
 
 
 @dataclass(frozen=True)

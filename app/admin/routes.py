@@ -16,13 +16,13 @@ from flask_login import current_user
 
 from ..accounts import twofactor
 from ..extensions import db
+from ..form_fields import ConfirmForm, parse_pounds, pounds
 from ..jobs import enqueue
 from ..models import CarClass, utcnow
 from ..web import add_errors, form_status, render, see_other
 from . import audit_log, bp, charts, reports, services
-from .forms import (AuditFilterForm, ClassRatesForm, ConfirmForm, ExtraForm, InviteForm,
-                    OneWayFeeForm, ReportForm, SeasonForm, StaffForm, TierForm, parse_pounds,
-                    pounds)
+from .forms import (AuditFilterForm, ClassRatesForm, ExtraForm, InviteForm, OneWayFeeForm,
+                    ReportForm, SeasonForm, StaffForm, TierForm)
 from .services import AdminError, ClassRates, StaffData
 
 
@@ -309,25 +309,31 @@ def delete_rate(kind: str, row_id: int):
 # --- audit log -------------------------------------------------------------------------------
 
 def _audit_filters():
+    """The filters asked for; one that failed its check (and says so) is left out."""
     form = AuditFilterForm(request.args)
     form.action.choices = [("", "Any action")] + [(a, a) for a in audit_log.actions()]
     valid = form.validate()
+
+    def value(field) -> str:
+        return "" if field.errors else (field.data or "")
+
+    dates_ok = not (form.date_from.errors or form.date_to.errors)
     filters = audit_log.AuditFilters(
-        person=form.person.data or "", hire=form.hire.data or "", car=form.car.data or "",
-        action=form.action.data or "",
-        date_from=form.date_from.data if valid else None,
-        date_to=form.date_to.data if valid else None,
+        person=value(form.person), hire=value(form.hire), car=value(form.car),
+        action=value(form.action),
+        date_from=form.date_from.data if dates_ok else None,
+        date_to=form.date_to.data if dates_ok else None,
         page=form.page.data if isinstance(form.page.data, int) and form.page.data > 0 else 1)
-    return form, filters
+    return form, filters, valid
 
 
 @bp.get("/audit")
 def audit():
     """Who changed what: filter by person, hire, car, action and date."""
-    form, filters = _audit_filters()
+    form, filters, valid = _audit_filters()
     result = audit_log.search(filters)
     query = {k: v for k, v in request.args.items() if k != "page"}
-    return render("admin/audit.html", "admin/partials/_audit_results.html",
+    return render("admin/audit.html", "admin/partials/_audit_results.html", 200 if valid else 422,
                   form=form, result=result,
                   page_url=lambda n: url_for("admin.audit", **{**query, "page": n}),
                   csv_url=url_for("admin.audit_csv", **query))
@@ -336,7 +342,10 @@ def audit():
 @bp.get("/audit.csv")
 def audit_csv():
     """The matching audit records as CSV."""
-    _, filters = _audit_filters()
+    form, filters, valid = _audit_filters()
+    if not valid:
+        abort(422, " ".join(f"{getattr(form, name).label.text}: {' '.join(messages)}"
+                            for name, messages in form.errors.items()))
     name = f"acme-audit-{_today().isoformat()}.csv"
     # Built in full (in batches) while the request's session is open; an audit log of this
     # size fits in memory comfortably.

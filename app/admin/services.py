@@ -18,13 +18,14 @@ from datetime import datetime
 from typing import Any, Optional
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..accounts import validators as v
-from ..accounts.services import AccountError, find_user_by_email, hash_password
+from ..accounts.services import (AccountError, LinkRefusals, find_user_by_email, hash_password,
+                                 make_link_token, public_url, user_for_link_token)
 from ..audit import changes, record
+from ..errors import FieldErrors
 from ..extensions import db
 from ..mail import queue_email
 from ..models import Branch, CarClass, Role, User
@@ -33,12 +34,8 @@ INVITE_SALT = "staff-invite"
 STAFF_ROLES = (Role.STAFF.value, Role.ADMIN.value)
 
 
-class AdminError(Exception):
+class AdminError(FieldErrors):
     """Refusal with a message per field ("" key: for the whole form)."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
 
 
 # --- staff ------------------------------------------------------------------------------
@@ -117,18 +114,20 @@ def resend_invite(user: User, *, by: User) -> None:
     _send_invite(user, by=by)
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=INVITE_SALT)
+INVITE_REFUSALS = LinkRefusals(
+    expired="That invitation has expired. Ask an admin to send a new one.",
+    invalid="That invitation link is not valid. Check you copied all of it.",
+    used="That invitation has already been used or replaced. Sign in, or ask an admin for a "
+         "new one.")
 
 
 def make_invite_token(user: User) -> str:
-    # Bound to the session token, which accepting rotates: the link works once.
-    return _serializer().dumps({"uid": user.id, "st": user.session_token})
+    return make_link_token(user, salt=INVITE_SALT)
 
 
 def _send_invite(user: User, *, by: User) -> None:
     token = make_invite_token(user)
-    link = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/account/invite/{token}"
+    link = public_url(f"/account/invite/{token}")
     hours = current_app.config["STAFF_INVITE_MAX_AGE_SECONDS"] // 3600
     queue_email(
         key=f"user:{user.id}:invite:{token[-16:]}",
@@ -143,18 +142,10 @@ def _send_invite(user: User, *, by: User) -> None:
 
 def user_for_invite(token: str) -> User:
     """The invited user the link is for, or AccountError saying why it cannot be used."""
-    try:
-        payload: dict[str, Any] = _serializer().loads(
-            token, max_age=current_app.config["STAFF_INVITE_MAX_AGE_SECONDS"])
-    except SignatureExpired:
-        raise AccountError({"": "That invitation has expired. Ask an admin to send a new one."})
-    except BadSignature:
-        raise AccountError({"": "That invitation link is not valid. Check you copied all of it."})
-    user = db.session.get(User, payload.get("uid"))
-    if (user is None or not user.active or not invite_pending(user)
-            or user.session_token != payload.get("st")):
-        raise AccountError({"": "That invitation has already been used or replaced. "
-                                "Sign in, or ask an admin for a new one."})
+    user = user_for_link_token(token, salt=INVITE_SALT, refusals=INVITE_REFUSALS,
+                               max_age=current_app.config["STAFF_INVITE_MAX_AGE_SECONDS"])
+    if not invite_pending(user):
+        raise AccountError({"": INVITE_REFUSALS.used})
     return user
 
 

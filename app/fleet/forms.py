@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from typing import Optional
-
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import (DateTimeLocalField, HiddenField, IntegerField, SelectField, StringField,
@@ -12,61 +9,16 @@ from wtforms import (DateTimeLocalField, HiddenField, IntegerField, SelectField,
 from wtforms.validators import DataRequired, InputRequired, Length, Optional as Opt
 from wtforms.validators import ValidationError
 
+from ..form_fields import InRange, Money, PlainText, WholeNumberField, parse_pounds, pounds
+from ..form_fields import strip as _clean
 from ..models.fleet import FUEL_TYPES, MAINTENANCE_KINDS, TRANSMISSIONS
 from . import validators as v
 from .services import SORTS, STATUS_FILTERS, CarData
 
-REQUIRED = "This field is required."
-MONEY_RE = re.compile(r"^£?\s*(\d{1,7})(?:\.(\d{1,2}))?$")
-
-
-def _clean(value):
-    return value.strip() if isinstance(value, str) else value
-
-
-def parse_pounds(text: str) -> Optional[int]:
-    """"45", "45.5", "£45.50" -> pence; None if it is not an amount."""
-    match = MONEY_RE.match((text or "").replace(",", "").strip())
-    if not match:
-        return None
-    pounds, pence = match.group(1), (match.group(2) or "0").ljust(2, "0")
-    return int(pounds) * 100 + int(pence)
-
-
-def pounds(pence: Optional[int]) -> str:
-    return "" if pence is None else f"{pence // 100}.{pence % 100:02d}"
-
-
-class WholeNumberField(IntegerField):
-    """An integer field whose parse error says what to type."""
-
-    def process_formdata(self, valuelist):
-        raw = (valuelist[0] if valuelist else "").strip().replace(",", "")
-        if not raw:
-            self.data = None
-            return
-        try:
-            self.data = int(raw)
-        except ValueError:
-            self.data = None
-            raise ValueError("Enter a whole number, like 5.")
-
-
-class _InRange:
-    """low <= value <= high; says nothing about a value that did not parse (that has its message)."""
-
-    def __init__(self, low: int, high: int, message: str):
-        self.low, self.high, self.message = low, high, message
-
-    def __call__(self, form, field):
-        if field.data is not None and not self.low <= field.data <= self.high:
-            raise ValidationError(self.message)
-
-
 def _whole(label: str, low: int, high: int, unit: str = "") -> IntegerField:
     return WholeNumberField(label, validators=[
         InputRequired(f"Enter the {label.split(' (')[0].lower()}."),
-        _InRange(low, high, f"Enter from {_number(low)} to {_number(high)}{unit}.")])
+        InRange(low, high, f"Enter from {_number(low)} to {_number(high)}{unit}.")])
 
 
 def _number(n: int) -> str:
@@ -94,8 +46,9 @@ class CarForm(FlaskForm):
     odometer_miles = _whole("Odometer (miles)", 0, 1_000_000, " miles")
     home_branch_id = SelectField("Home branch", coerce=int, validate_choice=False,
                                  validators=[InputRequired("Choose a branch.")])
-    daily_rate_override = StringField("Daily rate override (£)", filters=[_clean],
-                                      validators=[Opt(), Length(max=12)])
+    daily_rate_override = StringField("Daily rate override (£)", filters=[_clean], validators=[
+        Opt(), Length(max=12),
+        Money(message="Enter an amount in pounds, like 45 or 45.50, or leave it empty.")])
     photos = MultipleFileField("Photos", render_kw={"accept": "image/jpeg,image/png,image/webp"})
 
     def set_choices(self, classes, branches) -> None:
@@ -131,10 +84,6 @@ class CarForm(FlaskForm):
         if not field.data:
             raise ValidationError("Choose a branch.")
 
-    def validate_daily_rate_override(self, field):
-        if field.data and parse_pounds(field.data) is None:
-            raise ValidationError("Enter an amount in pounds, like 45 or 45.50, or leave it empty.")
-
     def to_data(self) -> CarData:
         rate = self.daily_rate_override.data
         return CarData(
@@ -166,17 +115,13 @@ class PhotoUploadForm(FlaskForm):
         return [f.read() for f in (self.photos.data or []) if getattr(f, "filename", "")]
 
 
-class ConfirmForm(FlaskForm):
-    """A button that changes something: only the CSRF token to check."""
-
-
 class FleetFilterForm(FlaskForm):
     """The fleet list's filters (GET, so no CSRF token)."""
 
     class Meta:
         csrf = False
 
-    q = StringField("Search", filters=[_clean], validators=[Opt(), Length(max=60)])
+    q = StringField("Search", filters=[_clean], validators=[Opt(), Length(max=60), PlainText()])
     car_class = SelectField("Class", coerce=int, validate_choice=False, default=0)
     branch = SelectField("Branch", coerce=int, validate_choice=False, default=0)
     fuel = SelectField("Fuel", choices=[("", "Any fuel")] + [(f, f.title()) for f in FUEL_TYPES],
@@ -198,13 +143,14 @@ class FleetFilterForm(FlaskForm):
         self.branch.choices = [(0, "Any branch")] + [(b.id, b.name) for b in branches]
 
     def filters(self):
+        """What to search for; a value that failed its check (and says so) is left out."""
         from .services import FleetFilters
 
         def pick(value, allowed, default):
             return value if value in allowed else default
 
         return FleetFilters(
-            q=(self.q.data or "")[:60], car_class_id=self.car_class.data or None,
+            q="" if self.q.errors else (self.q.data or "")[:60], car_class_id=self.car_class.data or None,
             branch_id=self.branch.data or None, fuel_type=pick(self.fuel.data, FUEL_TYPES, ""),
             transmission=pick(self.transmission.data, TRANSMISSIONS, ""),
             status=pick(self.status.data, STATUS_FILTERS, "available"),

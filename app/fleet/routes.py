@@ -12,11 +12,11 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..extensions import db
+from ..form_fields import ConfirmForm
 from ..models import Car, Hire, MaintenanceBlock, utcnow
 from ..web import add_errors, form_status, render, see_other
 from . import bp, services
-from .forms import (CarForm, ConfirmForm, FleetFilterForm, MaintenanceForm, MoveHireForm,
-                    PhotoUploadForm)
+from .forms import CarForm, FleetFilterForm, MaintenanceForm, MoveHireForm, PhotoUploadForm
 from .services import FleetError, MaintenanceCollision, RetireRefused
 from .validators import format_plate
 
@@ -45,12 +45,12 @@ def cars():
     classes, branches = services.choices()
     form = FleetFilterForm(request.args)
     form.set_choices(classes, branches)
-    form.validate()
+    valid = form.validate()
     result = services.search_cars(form.filters())
     query = {k: v for k, v in request.args.items() if k != "page"}
-    return render("fleet/cars.html", "fleet/partials/_results.html", form=form, result=result,
-                  page_url=lambda n: url_for("fleet.cars", **{**query, "page": n}),
-                  format_plate=format_plate)
+    return render("fleet/cars.html", "fleet/partials/_results.html", 200 if valid else 422,
+                  form=form, result=result, format_plate=format_plate,
+                  page_url=lambda n: url_for("fleet.cars", **{**query, "page": n}))
 
 
 @bp.route("/cars/new", methods=["GET", "POST"])
@@ -258,6 +258,8 @@ def remove_maintenance(block_id: int):
 
 
 def _hire_or_404(reference: str) -> Hire:
+    if not (reference.isascii() and reference.isalnum()):
+        abort(404)  # no reference looks like that (and PostgreSQL refuses a NUL in a query)
     hire = db.session.scalar(select(Hire).where(Hire.reference == reference.upper()))
     if hire is None:
         abort(404)

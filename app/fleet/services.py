@@ -16,8 +16,8 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
-from ..accounts.validators import plain_text_error
 from ..audit import changes, record
+from ..errors import FieldErrors
 from ..extensions import db
 from ..mail import queue_email
 from ..models import (OCCUPYING_STATES, Branch, Car, CarClass, CarPhoto, Hire, HireState,
@@ -30,14 +30,11 @@ OCCUPYING = tuple(s.value for s in OCCUPYING_STATES)
 # Hires staff may move to another car: paid for and not yet picked up. A held hire is
 # mid-payment (it is confirmed or expires within minutes); an active one is on the road.
 MOVABLE = (HireState.CONFIRMED.value,)
+NOTE_MAX_LENGTH = 300  # MaintenanceBlock.note
 
 
-class FleetError(Exception):
+class FleetError(FieldErrors):
     """Refusal with a message per field ("" key: for the whole form)."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
 
 
 class RetireRefused(FleetError):
@@ -406,11 +403,9 @@ def add_block(car: Car, *, kind: str, starts_at: datetime, ends_at: datetime, no
     elif ends_at - starts_at > timedelta(days=current_app.config["MAINTENANCE_MAX_DAYS"]):
         errors["ends_at"] = (f"A block can last at most {current_app.config['MAINTENANCE_MAX_DAYS']}"
                              " days; retire the car if it is gone for good.")
-    note_error = plain_text_error(note) if note else None
+    note_error = v.note_error(note, max_length=NOTE_MAX_LENGTH)
     if note_error:
         errors["note"] = note_error
-    elif len(note) > 300:
-        errors["note"] = "Keep the note under 300 characters."
     if car.status == "retired":
         errors[""] = "This car is retired."
     if errors:
