@@ -75,7 +75,8 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     from .accounts.services import load_user
     login_manager.user_loader(load_user)
 
-    from .security import enforce_access
+    from .security import enforce_access, refuse_nul_bytes
+    app.before_request(refuse_nul_bytes)
     app.before_request(enforce_access)
 
     from .errors import register_error_handlers

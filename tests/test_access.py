@@ -172,3 +172,38 @@ def test_deactivated_user_session_is_refused(app, client, auth):
     factories.db.session.commit()
     response = client.get("/counter/")
     assert response.status_code == 302 and "/account/sign-in" in response.headers["Location"]
+
+
+def _with_nul_in_path(url: str) -> str | None:
+    """The url with a NUL inside its last word-like path segment (None if it has none)."""
+    path, _, query = url.partition("?")
+    parts = path.split("/")
+    for i in range(len(parts) - 1, -1, -1):
+        if len(parts[i]) >= 2 and parts[i].isalnum() and not parts[i].isdigit():
+            parts[i] = parts[i][:1] + "%00" + parts[i][1:]
+            return "/".join(parts) + (f"?{query}" if query else "")
+    return None
+
+
+@pytest.mark.parametrize("role", [ANON, CUSTOMER, STAFF])
+def test_a_nul_anywhere_in_a_request_is_a_clear_400_on_every_route(app, role):
+    """PostgreSQL cannot hold a NUL in text: one in an address, a query or a form field is
+    refused up front with a message, for every route and role (never a 500 from a search box)."""
+    client = _signed_in_client(app, role)
+    failures = []
+    for endpoint, (method, url, _allowed) in EXPECTED.items():
+        if endpoint == "accounts.sign_out":
+            continue
+        sep = "&" if "?" in url else "?"
+        attempts = [(method, f"{url}{sep}q=A%00B", None)]
+        if (in_path := _with_nul_in_path(url)) is not None:
+            attempts.append((method, in_path, None))
+        if method == "POST":
+            attempts.append((method, url, {"q": "A\x00B", "email": "a\x00@example.com"}))
+        for verb, target, form in attempts:
+            app.config["WTF_CSRF_ENABLED"] = False
+            response = client.open(target, method=verb, data=form)
+            app.config["WTF_CSRF_ENABLED"] = True
+            if response.status_code != 400 or "(a NUL)" not in response.get_data(as_text=True):
+                failures.append(f"{role} {verb} {target} {form or ''}: {response.status_code}")
+    assert failures == []
