@@ -16,20 +16,11 @@ from app.payments import crypto
 from app.payments import services as payments
 from app.returns import services as counter
 from tests import factories
-from tests.conftest import AuthActions, csrf_token
-from tests.crypto_chain import CONFIRMATIONS, chain_env, settle_fully  # noqa: F401
+from tests.conftest import AuthActions
+from tests.crypto_chain import CONFIRMATIONS, chain_env  # noqa: F401
 from tests.test_counter import condition
-
-
-def paid_in_eth(env, **kw):
-    hire = factories.make_hire(state=HireState.HELD, **kw)
-    quote = crypto.create_quote(hire, utcnow())
-    env.pay(quote, quote.amount_wei)
-    env.scan()
-    settle_fully(env)
-    db.session.expire_all()
-    assert hire.state == HireState.CONFIRMED.value
-    return hire, quote
+from tests.test_counter_money import post, staff_client
+from tests.test_crypto_refunds import paid_hire
 
 
 def rows(hire, kind):
@@ -51,18 +42,8 @@ def send(env, refund, address):
     env.scan()
 
 
-def staff_client(app):
-    client = app.test_client()
-    AuthActions(client).sign_in_as("staff")
-    return client
-
-
-def post(client, url, data):
-    return client.post(url, data={"csrf_token": csrf_token(client, "/counter/"), **data})
-
-
 def test_the_deposit_is_paid_with_the_price_and_kept_apart_from_it(app, chain_env):
-    hire, quote = paid_in_eth(chain_env)
+    hire, quote = paid_hire(chain_env)
     [charge] = rows(hire, "charge")
     [deposit] = rows(hire, "deposit_hold")
     assert charge.amount_pence == hire.total_pence  # the price: what revenue reports count
@@ -86,7 +67,7 @@ def test_the_pay_page_says_what_the_eth_is_made_of(app, chain_env):
 
 
 def test_return_keeps_the_charges_and_sends_the_rest_of_the_deposit_back_in_eth(app, chain_env):
-    hire, quote = paid_in_eth(chain_env, start=utcnow() - timedelta(days=3), days=3)
+    hire, quote = paid_hire(chain_env, start=utcnow() - timedelta(days=3), days=3)
     # Picked up three days ago with a full tank and 100 miles on the clock.
     hire.transition(HireState.ACTIVE, by=None, why="picked up")
     db.session.add(Inspection(hire_id=hire.id, kind="pickup", odometer_miles=100, fuel_eighths=8,
@@ -129,7 +110,7 @@ def test_return_keeps_the_charges_and_sends_the_rest_of_the_deposit_back_in_eth(
 
 
 def test_cancelling_a_crypto_hire_returns_the_whole_deposit_and_the_policy_refund(app, chain_env):
-    hire, quote = paid_in_eth(chain_env, start=utcnow() + timedelta(days=10))
+    hire, quote = paid_hire(chain_env, start=utcnow() + timedelta(days=10))
     staff = factories.make_user("staff")
     from app.booking.services import cancel_hire
     assert cancel_hire(hire, by=hire.customer, now=utcnow()) == hire.total_pence  # free cancellation
@@ -142,7 +123,7 @@ def test_cancelling_a_crypto_hire_returns_the_whole_deposit_and_the_policy_refun
 
 
 def test_refusal_at_pickup_of_a_crypto_hire_returns_price_and_deposit_once(app, chain_env):
-    hire, quote = paid_in_eth(chain_env, start=utcnow() + timedelta(hours=1))
+    hire, quote = paid_hire(chain_env, start=utcnow() + timedelta(hours=1))
     staff = factories.make_user("staff")
     counter.refuse_at_pickup(hire, by=staff, now=utcnow(), reason="licence expired")
     found = refunds(hire)

@@ -16,8 +16,8 @@ from tests import factories
 from tests.crypto_chain import CONFIRMATIONS, ETH, chain_env, settle_fully  # noqa: F401
 
 
-def paid_hire(env, extra_wei=0):
-    hire = factories.make_hire(state=HireState.HELD)
+def paid_hire(env, extra_wei=0, **hire_fields):
+    hire = factories.make_hire(state=HireState.HELD, **hire_fields)
     quote = crypto.create_quote(hire, utcnow())
     env.pay(quote, quote.amount_wei + extra_wei)
     env.scan()
