@@ -33,7 +33,9 @@ class FieldErrors(Exception):
     beside their fields with `web.add_errors` and answer 422 (or 409 for a clash).
     """
 
-    def __init__(self, errors: dict[str, str]):
+    def __init__(self, errors: dict[str, str] | str):
+        if isinstance(errors, str):
+            errors = {"": errors}
         super().__init__("; ".join(errors.values()))
         self.errors = errors
 

@@ -18,16 +18,14 @@ from datetime import date, datetime, timedelta
 from typing import Mapping, Sequence
 from zoneinfo import ZoneInfo
 
+from ..errors import FieldErrors
+
 MINUTES_PER_PERIOD = 24 * 60
 WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class PricingError(Exception):
+class PricingError(FieldErrors):
     """The request cannot be priced (unknown extra, too many of one, two cover levels...)."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from sqlalchemy import and_, exists, func, literal, literal_column, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
 
+from ..errors import FieldErrors
 from ..extensions import db
 from ..filters import money
 from ..logging_setup import log
@@ -43,14 +44,8 @@ ALTERNATIVES_SHOWN = 3
 
 # --- errors --------------------------------------------------------------------------------
 
-class BookingError(Exception):
+class BookingError(FieldErrors):
     """Refusal with a message per form field ("" key: for the whole form)."""
-
-    def __init__(self, errors: dict[str, str] | str):
-        if isinstance(errors, str):
-            errors = {"": errors}
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
 
     @property
     def message(self) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..audit import record
+from ..errors import FieldErrors
 from ..extensions import db
 from ..fleet import photos as photo_files
 from ..logging_setup import log
@@ -38,14 +39,8 @@ THUMB_SIDE = 320
 SIGNATURE_MAX_BYTES = 512 * 1024
 
 
-class CounterError(Exception):
+class CounterError(FieldErrors):
     """Refusal with a message per form field ("" key: for the whole step)."""
-
-    def __init__(self, errors: dict[str, str] | str):
-        if isinstance(errors, str):
-            errors = {"": errors}
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
 
 
 class AlreadyProcessed(CounterError):
