@@ -90,6 +90,12 @@ def test_reset_link_arrives_by_smtp_and_works_once(mail_app, mail_client, smtp_s
     [row] = emails()
     assert (row.state, row.attempts) == ("sent", 1)
     path = reset_path_from(message)
+    # The link is signed, not encrypted: it must not carry what keeps the user signed in.
+    import base64
+    payload = path.rsplit("/", 1)[1].split(".")[0]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    db.session.refresh(user)
+    assert user.session_token not in decoded
 
     page = mail_client.get(path)
     assert page.status_code == 200 and 'name="password"' in page.get_data(as_text=True)

@@ -6,6 +6,8 @@ Plain functions over the session; they take what they need (`today`, `now`) and 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -194,8 +196,14 @@ def make_link_token(user: User, *, salt: str) -> str:
 
     Using the link rotates that token (as does any password change or "sign out
     everywhere"), so the link works once, and a newer link makes older ones stop working.
+    The link carries a digest of the token, never the token itself (the payload is signed,
+    not encrypted: anyone holding the email could read it).
     """
-    return _link_serializer(salt).dumps({"uid": user.id, "st": user.session_token})
+    return _link_serializer(salt).dumps({"uid": user.id, "st": _session_digest(user)})
+
+
+def _session_digest(user: User) -> str:
+    return hashlib.sha256(f"link:{user.session_token}".encode()).hexdigest()
 
 
 def user_for_link_token(token: str, *, salt: str, max_age: int, refusals: LinkRefusals) -> User:
@@ -207,7 +215,8 @@ def user_for_link_token(token: str, *, salt: str, max_age: int, refusals: LinkRe
     except BadSignature:
         raise AccountError({"": refusals.invalid})
     user = db.session.get(User, payload.get("uid"))
-    if user is None or not user.active or user.session_token != payload.get("st"):
+    if user is None or not user.active or not hmac.compare_digest(_session_digest(user),
+                                                                   str(payload.get("st", ""))):
         raise AccountError({"": refusals.used})
     return user
 
