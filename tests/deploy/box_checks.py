@@ -2,8 +2,10 @@
 
 Run by tests/deploy/run.sh from this machine against the booted Debian hosts (not part of the
 ordinary suite: the file name does not match test_*.py). Phases, picked with -k:
-  live      HTTPS pages, /healthz, a worker processing a job, redirect, headers, firewall ...
-  restart   SIGKILL Gunicorn's master, a Gunicorn worker, an RQ worker: systemd brings them back
+  live      HTTPS pages, /healthz, a worker processing a job, redirect, headers, firewall,
+            the scheduler's minutely tick, the chain watcher (where a chain is configured) ...
+  restart   SIGKILL Gunicorn's master, a Gunicorn worker, an RQ worker (and the chain
+            watcher where it runs): systemd brings them back
   backup    back up, drop a table, restore.yml, compare row counts and the hires checksum
 The driver exports where the hosts are (ACME_* variables below).
 """
@@ -27,6 +29,9 @@ WEB_IP = os.environ.get("ACME_WEB_IP", "10.77.0.2")
 DB_IP = os.environ.get("ACME_DB_IP", WEB_IP)
 SSH_KEY = os.environ.get("ACME_SSH_KEY", "")
 WORKER_HOST = os.environ.get("ACME_WORKER_HOST", "")
+WORKER_IP = os.environ.get("ACME_WORKER_IP", WEB_IP)
+# The two-host inventory configures a chain (no node behind it): the watcher must run there.
+EXPECT_CHAIN_WATCH = os.environ.get("ACME_EXPECT_CHAIN_WATCH", "") == "1"
 EXPECT_RELEASE = os.environ.get("ACME_EXPECT_RELEASE", "")
 EXPECT_MARKER = os.environ.get("ACME_EXPECT_MARKER", "")
 INVENTORY = os.environ.get("ACME_INVENTORY", "")
@@ -37,6 +42,7 @@ MARKER_PREFIX = "acme-deploy-test release:"
 READY_TIMEOUT_SECONDS = 180
 HTTP_TIMEOUT_SECONDS = 30
 RESTART_TIMEOUT_SECONDS = 60
+TICK_TIMEOUT_SECONDS = 75  # the scheduler's timer fires at every minute's :00
 UPLOAD_NAME = "deploy-test-photo.jpg"
 
 
@@ -226,6 +232,8 @@ def test_live_services_enabled_and_running():
     web_units = ["nginx", "acme-web.socket", "acme-web.service", "acme-workers.target",
                  "acme-worker@1.service", "acme-worker@2.service", "acme-tick.timer",
                  "acme-backup-uploads.timer", "nftables"]
+    if EXPECT_CHAIN_WATCH:
+        web_units.append("acme-chain-watch.service")
     db_units = ["postgresql", "redis-server", "acme-backup-db.timer", "nftables"]
     for ip, units in ((WEB_IP, web_units), (DB_IP, db_units)):
         out = ssh(ip, "systemctl is-enabled " + " ".join(units) + "; systemctl is-active "
@@ -253,6 +261,43 @@ def test_live_secrets_and_code_are_out_of_the_apps_reach():
     assert ssh(WEB_IP, "stat -c %U /srv/acme/current/app").stdout.strip() == "root"
     cannot_write = ssh(WEB_IP, "sudo -u acme test -w /srv/acme/current/app", check=False)
     assert cannot_write.returncode != 0
+
+
+def test_live_chain_watcher_runs_only_where_a_chain_is_configured():
+    unit = ssh(WORKER_IP, "systemctl cat acme-chain-watch.service").stdout
+    assert "payments chain-watch" in unit and "Restart=on-failure" in unit
+    state = ssh(WORKER_IP, "systemctl is-enabled acme-chain-watch.service; "
+                "systemctl is-active acme-chain-watch.service", check=False).stdout.split()
+    if not EXPECT_CHAIN_WATCH:
+        assert state == ["disabled", "inactive"]
+        return
+    assert state == ["enabled", "active"]
+    pid = main_pid(WORKER_IP, "acme-chain-watch.service")
+    user, args = ssh(WORKER_IP, f"ps -o user=,args= -p {pid}").stdout.strip().split(None, 1)
+    assert user == "acme" and "payments chain-watch" in args
+    # No node answers in the test: the watcher logs the failed scans and keeps going.
+    wait_until("the chain watcher to log a failed scan", lambda: "chain scan failed" in ssh(
+        WORKER_IP, "sudo journalctl -b -u acme-chain-watch.service -o cat").stdout)
+    assert main_pid(WORKER_IP, "acme-chain-watch.service") == pid
+
+
+def test_live_scheduler_ticks_every_minute():
+    """Last of the live checks: it may wait for the next minute's tick after a (re)boot."""
+    timer = ssh(WORKER_IP, "systemctl show -p TimersCalendar --value acme-tick.timer").stdout
+    assert "OnCalendar=*-*-* *:*:00" in timer, timer
+
+    def ticked_since_boot():
+        props = dict(line.split("=", 1) for line in ssh(
+            WORKER_IP, "systemctl show -p Result -p ExecMainStatus -p ExecMainStartTimestampMonotonic "
+            "acme-tick.service").stdout.split())
+        if props["ExecMainStartTimestampMonotonic"] in ("", "0"):
+            return None  # not run yet since boot (or skipped: no release was live yet)
+        assert props["Result"] == "success" and props["ExecMainStatus"] == "0", props
+        out = ssh(WORKER_IP, "sudo journalctl -b -u acme-tick.service -o cat").stdout
+        return re.search(r"Expired \d+ holds; \d+ reminders due\.", out)
+
+    wait_until("`flask acme tick` to run from acme-tick.timer", ticked_since_boot,
+               timeout=TICK_TIMEOUT_SECONDS, pause=2)
 
 
 # --- restart: systemd brings killed processes back ------------------------------------------------
@@ -288,6 +333,16 @@ def test_restart_of_an_rq_worker_after_sigkill():
         assert ping_worker()["host"] == WORKER_HOST
     finally:
         ssh(WEB_IP, "sudo systemctl start acme-worker@2.service")
+
+
+if EXPECT_CHAIN_WATCH:  # defined only where the watcher runs (nothing is skipped)
+    def test_restart_of_the_chain_watcher_after_sigkill():
+        before = main_pid(WORKER_IP, "acme-chain-watch.service")
+        assert before > 0
+        ssh(WORKER_IP, f"sudo kill -KILL {before}")
+        wait_until("systemd to restart acme-chain-watch",
+                   lambda: main_pid(WORKER_IP, "acme-chain-watch.service") not in (0, before))
+        assert ssh(WORKER_IP, "systemctl is-active acme-chain-watch.service").stdout.strip() == "active"
 
 
 # --- backup: the nightly backup restores what was there ---------------------------------------------

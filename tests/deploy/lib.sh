@@ -161,17 +161,63 @@ box_create() {
   echo "$ip" >"$ACME_RUN/$name.ip"
 }
 
+# --- each box's own cgroup ------------------------------------------------------------------------
+# With --keep-unit and no systemd on this machine, nspawn puts the box's systemd under the
+# cgroup nspawn itself runs in (".../payload"). Two boxes started from the same cgroup would
+# share one tree: one box's systemd then removes or kills the other's service cgroups
+# (seen: nftables.service "Failed at step CGROUP" on db1 after app1's nftables ran). So each
+# box is started from a cgroup of its own, in every hierarchy that tracks processes
+# (cgroup v1's name=systemd and the cgroup2 mount), and those are removed with the box.
+ACME_CGROUP="acme-deploy-test"
+box_cgroup_dirs() {  # the box's cgroup directories (they need not exist)
+  local name="$1" mnt
+  awk '($3 == "cgroup2") || ($3 == "cgroup" && $4 ~ /(^|,)name=systemd(,|$)/) {print $2}' /proc/mounts |
+    while read -r mnt; do
+      echo "$mnt/$ACME_CGROUP/$name"
+    done
+}
+box_cgroup_enter() {  # box_cgroup_enter NAME: move this (sub)shell into the box's own cgroups
+  local dir
+  for dir in $(box_cgroup_dirs "$1"); do
+    mkdir -p "$dir"
+    echo "$BASHPID" >"$dir/cgroup.procs"
+  done
+}
+box_cgroup_kill() {  # box_cgroup_kill NAME: SIGKILL whatever still runs in the box's cgroups
+  # (nspawn killed with SIGKILL leaves its container running: seen here.)
+  local dir pids _
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    pids=""
+    for dir in $(box_cgroup_dirs "$1"); do
+      [ -d "$dir" ] && pids+=" $(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')"
+    done
+    [ -n "${pids// /}" ] || return 0
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.5
+  done
+}
+box_cgroup_remove() {  # box_cgroup_remove NAME: remove the box's (empty by now) cgroups
+  local dir
+  for dir in $(box_cgroup_dirs "$1"); do
+    [ -d "$dir" ] || continue
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    rmdir "$(dirname "$dir")" 2>/dev/null || true   # the common parent, once no box is left
+  done
+}
+
 # box_boot NAME: boot it with systemd (in the background) and wait for SSH.
 box_boot() {
   local name="$1" root ip
   root=$(box_root "$name")
   ip=$(cat "$ACME_RUN/$name.ip")
   # CAP_NET_ADMIN: the box manages its own firewall (in its own network namespace only).
-  systemd-nspawn --register=no --keep-unit --quiet -b -D "$root" -M "$name" --capability=CAP_NET_ADMIN \
-    --network-namespace-path="/run/netns/$(box_ns "$name")" \
-    --bind="$ACME_CACHE/apt-archives/$name:/var/cache/apt/archives" \
-    --bind-ro="$ACME_CACHE/wheels:/var/cache/acme/wheels" \
-    >>"$ACME_RUN/$name.console" 2>&1 </dev/null &
+  (
+    box_cgroup_enter "$name"
+    exec systemd-nspawn --register=no --keep-unit --quiet -b -D "$root" -M "$name" --capability=CAP_NET_ADMIN \
+      --network-namespace-path="/run/netns/$(box_ns "$name")" \
+      --bind="$ACME_CACHE/apt-archives/$name:/var/cache/apt/archives" \
+      --bind-ro="$ACME_CACHE/wheels:/var/cache/acme/wheels"
+  ) >>"$ACME_RUN/$name.console" 2>&1 </dev/null &
   echo $! >"$ACME_RUN/$name.pid"
   wait_for_ssh "$name" "$ip"
 }
@@ -237,9 +283,11 @@ box_destroy() {
     fi
   fi
   rm -f "$ACME_RUN/$name.pid"
+  box_cgroup_kill "$name"
   # nspawn unmounts on exit; make sure nothing under the root is left mounted regardless.
   awk -v r="$root" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/mounts | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  box_cgroup_remove "$name"
   ip link del "acmet-$name" 2>/dev/null || true
   ip netns del "$(box_ns "$name")" 2>/dev/null || true
   rm -rf "$root"

@@ -9,8 +9,15 @@
 #        deploy a second release (requests keep flowing), rollback.yml, a broken release rolled
 #        back by deploy.yml; SIGKILL Gunicorn's master, a Gunicorn worker and an RQ worker;
 #        backup, drop a table, restore.yml, compare; power off and boot again; all checks again.
-#   two  web+worker on one host, db on another: the same, with a given TLS certificate.
-# Everything is torn down on exit, whatever happened. Exits non-zero on any failure.
+#   two  web+worker on one host, db on another: the same, with a given TLS certificate and a
+#        chain configured (so the chain watcher service runs on the worker host).
+# "all" runs both scenarios at the same time (their hosts have their own names and addresses);
+# DEPLOY_PARALLEL=0 runs them one after the other. The hosts use only the test network
+# (10.77.0.0/24 on a bridge of their own) and their own PostgreSQL and Redis: nothing listens
+# on this machine's loopback, so the app's test suite can run meanwhile.
+# Everything is torn down on exit (also on failure, Ctrl-C or SIGTERM): boxes, namespaces,
+# veths, the bridge, the NAT and FORWARD rules, ip_forward, mounts, cgroups. Exits non-zero on
+# any failure. Phase times: $ACME_CACHE/times.txt (printed at the end); logs: $ACME_CACHE/run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
@@ -25,7 +32,8 @@ source tests/deploy/lib.sh
 ANSIBLE_VENV="${ACME_ANSIBLE_VENV:-$ACME_CACHE/venv}"
 PYTHON="$REPO/.venv/bin/python"
 STARTED=$SECONDS
-BOXES=()
+ALL_BOXES=(box1 app1 db1)   # every box a scenario may boot (the teardown removes them all)
+SCENARIO_PIDS=() SCENARIO_LABELS=() SCENARIO_PGIDS=()
 
 mkdir -p "$ACME_CACHE"
 # One run at a time (they share the test network and the boxes' names).
@@ -50,19 +58,30 @@ teardown() {
   trap - EXIT INT TERM
   set +e
   log "teardown"
-  if [ -n "${HAMMER_PID:-}" ]; then kill -TERM "$HAMMER_PID" 2>/dev/null; fi
+  # Scenarios still running (a failure elsewhere, Ctrl-C), or whatever a finished one left
+  # behind: stop each process group with all it started (playbooks, checks, the hammer).
+  local pgid
+  for pgid in "${SCENARIO_PGIDS[@]}"; do
+    kill -TERM -- "-$pgid" 2>/dev/null
+  done
   if [ -n "${LINT_PID:-}" ] && kill -0 "$LINT_PID" 2>/dev/null; then
     pkill -TERM -P "$LINT_PID" 2>/dev/null
     kill -TERM "$LINT_PID" 2>/dev/null
   fi
-  for name in "${BOXES[@]}"; do
+  for pgid in "${SCENARIO_PGIDS[@]}"; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pgid" 2>/dev/null
+  done
+  for name in "${ALL_BOXES[@]}"; do
     box_destroy "$name"
   done
   net_down
   boxes_down
-  printf '\n%-48s %4d s\n' "whole deploy test" $((SECONDS - STARTED)) | tee -a "$TIMES" >&2
+  printf '%-48s %4d s\n' "whole deploy test" $((SECONDS - STARTED)) >>"$TIMES"
   echo >&2
-  cat "$TIMES" >&2
+  # Setup first, then each scenario's phases together (they ran side by side), then the whole.
+  { grep -v -e '^\[' -e '^whole' "$TIMES"; grep '^\[one\]' "$TIMES"; grep '^\[two\]' "$TIMES"
+    grep '^whole' "$TIMES"; } >&2
   if [ "$rc" = 0 ]; then
     echo "DEPLOY TEST PASSED" >&2
   else
@@ -78,7 +97,7 @@ trap 'exit 130' INT TERM
 log "preparing this machine"
 host_prereqs
 # Leftovers of a run that could not clean up (a killed shell): remove them first.
-for name in box1 app1 db1; do box_destroy "$name" 2>/dev/null || true; done
+for name in "${ALL_BOXES[@]}"; do box_destroy "$name" 2>/dev/null || true; done
 net_down
 boxes_down
 rm -rf "$ACME_RUN"
@@ -161,8 +180,12 @@ PY
   # so that the boxes need not fetch every package from PyPI on each deploy.
   # Built with Debian's Python (the ansible venv's), as on the boxes: markers such as
   # python_full_version < "3.11.3" must resolve the same way.
-  "$ANSIBLE_VENV/bin/python" -m pip wheel -q --disable-pip-version-check --find-links "$ACME_CACHE/wheels" \
-    -w "$ACME_CACHE/wheels" -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
+  # Offline first (a warm wheelhouse has them all: seconds); PyPI for what is missing.
+  local wheel=("$ANSIBLE_VENV/bin/python" -m pip wheel -q --disable-pip-version-check
+    --find-links "$ACME_CACHE/wheels" -w "$ACME_CACHE/wheels" -r "$tmp/requirements.txt" -c "$tmp/constraints.txt")
+  if ! "${wheel[@]}" --no-index >/dev/null 2>&1; then
+    "${wheel[@]}" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
+  fi
   rm -rf "$tmp"
 }
 # Installs from that wheelhouse only (the role's app_pip_find_links / app_pip_no_index).
@@ -208,7 +231,6 @@ scenario() {  # scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX PYPI [extr
   log "[$label] booting $boxes"
   for spec in $boxes; do
     name=${spec%%=*} ip=${spec#*=}
-    BOXES+=("$name")
     box_create "$name" "$ip"
   done
   pids=()
@@ -217,7 +239,8 @@ scenario() {  # scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX PYPI [extr
 
   export ACME_INVENTORY="inventories/test/$inventory" ACME_ANSIBLE_DIR="$REPO/ansible"
   export ACME_WEB_IP=$(cat "$ACME_RUN/$web.ip") ACME_DB_IP=$(cat "$ACME_RUN/$db.ip")
-  export ACME_BOX_URL="https://$ACME_WEB_IP" ACME_SSH_KEY ACME_WORKER_HOST="$web"
+  export ACME_BOX_URL="https://$ACME_WEB_IP" ACME_SSH_KEY ACME_WORKER_HOST="$web" ACME_WORKER_IP="$ACME_WEB_IP"
+  export ACME_GIVEN_CA="${ACME_GIVEN_CA:-}" ACME_EXPECT_CHAIN_WATCH="${ACME_EXPECT_CHAIN_WATCH:-0}"
   export ACME_EXTRA_ARGS="${extra[*]}"
 
   log "[$label] site.yml on fresh hosts"
@@ -230,7 +253,6 @@ scenario() {  # scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX PYPI [extr
   fi
   export ACME_EXPECT_RELEASE="$R1" ACME_EXPECT_MARKER=""
   timed "[$label] checks after converge" checks live
-  lint_result
 
   log "[$label] site.yml again: nothing may change"
   timed "[$label] idempotent re-run (site.yml)" playbook "$label-site-2" -i "$ACME_INVENTORY" site.yml -e "version=$ACME_RUN/artifacts/$R1.tar.gz" "${extra[@]}"
@@ -293,25 +315,51 @@ wait_all() {  # wait_all WHAT PID...: wait for these background jobs; fail if an
 }
 
 # --- run ------------------------------------------------------------------------------------------------
-# Lint in the background (it takes a minute or more), checked once the first hosts are up.
+# Lint in the background (it takes half a minute or more) while the artifacts are built.
 log "ansible-lint --profile production (in the background)"
 (cd ansible && timed "ansible-lint --profile production" ansible-lint --profile production --nocolor -q) \
-  >"$ACME_RUN/ansible-lint.log" 2>&1 &
+  >"$ACME_RUN/ansible-lint.log" 2>&1 </dev/null &
 LINT_PID=$!
 lint_result() {
-  if [ -n "${LINT_PID:-}" ]; then
-    local rc=0
-    wait "$LINT_PID" || rc=$?
-    LINT_PID=""
-    cat "$ACME_RUN/ansible-lint.log" >&2
-    [ $rc = 0 ] || { echo "ansible-lint --profile production failed" >&2; return 1; }
-  fi
+  local rc=0
+  wait "$LINT_PID" || rc=$?
+  LINT_PID=""
+  cat "$ACME_RUN/ansible-lint.log" >&2
+  [ $rc = 0 ] || { echo "ansible-lint --profile production failed" >&2; return 1; }
 }
 timed "release artifacts of the working tree" make_artifacts
+lint_result
+
+# The scenarios' hosts have their own addresses, names and inventories, so both run at the same
+# time (DEPLOY_PARALLEL=0: one after the other). Each runs in its own process group (set -m),
+# so that the teardown can stop it with everything it started; its output goes to
+# $ACME_RUN/<label>.out and, prefixed with its label, here.
+run_scenario() {  # run_scenario LABEL scenario-args...: start it in the background
+  local label="$1"
+  shift
+  # (A scenario that fails stops its hammer on the way out.)
+  ( trap '[ -z "${HAMMER_PID:-}" ] || kill -TERM "$HAMMER_PID" 2>/dev/null' EXIT
+    scenario "$label" "$@" ) </dev/null > >(tee "$ACME_RUN/$label.out" | sed -u "s/^/$label| /" >&2) 2>&1 &
+  SCENARIO_PIDS+=($!)
+  SCENARIO_PGIDS+=($!)   # set -m: a job's process group is its first process
+  SCENARIO_LABELS+=("$label")
+  if [ "${DEPLOY_PARALLEL:-1}" = 0 ]; then wait_scenarios; fi
+}
+FAILED_SCENARIOS=()
+wait_scenarios() {
+  local i rc
+  for i in "${!SCENARIO_PIDS[@]}"; do
+    rc=0
+    wait "${SCENARIO_PIDS[$i]}" || rc=$?
+    [ "$rc" = 0 ] || FAILED_SCENARIOS+=("${SCENARIO_LABELS[$i]} (exit $rc)")
+  done
+  SCENARIO_PIDS=() SCENARIO_LABELS=() SCENARIO_PGIDS=()
+}
+set -m
 
 if [ "$MODE" = one ] || [ "$MODE" = all ]; then
-  unset ACME_GIVEN_CA
-  scenario one single.yml "box1=$ACME_NET_PREFIX.2" box1 box1 pypi
+  ACME_GIVEN_CA="" ACME_EXPECT_CHAIN_WATCH=0 \
+    run_scenario one single.yml "box1=$ACME_NET_PREFIX.2" box1 box1 pypi
 fi
 
 if [ "$MODE" = two ] || [ "$MODE" = all ]; then
@@ -323,14 +371,19 @@ if [ "$MODE" = two ] || [ "$MODE" = all ]; then
   openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=acme.test" \
     -keyout "$tls/acme.key" -out "$tls/acme.csr" 2>/dev/null
   openssl x509 -req -in "$tls/acme.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
-    -extfile <(printf 'subjectAltName=DNS:acme.test,IP:%s.2\n' "$ACME_NET_PREFIX") -out "$tls/acme.crt" 2>/dev/null
+    -extfile <(printf 'subjectAltName=DNS:acme.test,IP:%s.3\n' "$ACME_NET_PREFIX") -out "$tls/acme.crt" 2>/dev/null
   "$PYTHON" - "$tls" <<'PY'
 import json, sys
 d = sys.argv[1]
 json.dump({"nginx_tls_certificate": open(f"{d}/acme.crt").read(),
            "nginx_tls_certificate_key": open(f"{d}/acme.key").read()}, open(f"{d}/given.json", "w"))
 PY
-  export ACME_GIVEN_CA="$tls/ca.crt"
-  scenario two two-hosts.yml "app1=$ACME_NET_PREFIX.2 db1=$ACME_NET_PREFIX.3" app1 db1 wheelhouse -e "@$tls/given.json"
+  # The two-host inventory configures a chain: the chain watcher must run on its worker host.
+  ACME_GIVEN_CA="$tls/ca.crt" ACME_EXPECT_CHAIN_WATCH=1 \
+    run_scenario two two-hosts.yml "app1=$ACME_NET_PREFIX.3 db1=$ACME_NET_PREFIX.4" app1 db1 wheelhouse -e "@$tls/given.json"
 fi
-lint_result
+wait_scenarios
+if [ "${#FAILED_SCENARIOS[@]}" -gt 0 ]; then
+  echo "failed: ${FAILED_SCENARIOS[*]}" >&2
+  exit 1
+fi
