@@ -43,10 +43,15 @@ def board():
     else:
         branch_id = current_user.branch_id
     query = request.args.get("q", "")[:60]
+    from ..accounts.validators import plain_text_error
+    query_error = plain_text_error(query)
+    if query_error:  # PostgreSQL cannot search for a NUL: say so and show the whole board
+        query = ""
     branches = db.session.scalars(select(Branch).order_by(Branch.name)).all()
-    return render("returns/board.html", "returns/partials/_board.html",
+    return render("returns/board.html", "returns/partials/_board.html", 422 if query_error else 200,
                   board=services.board(branch_id=branch_id, now=utcnow(), query=query),
-                  branches=branches, branch_id=branch_id, query=query, now=utcnow())
+                  branches=branches, branch_id=branch_id, query=query, query_error=query_error,
+                  now=utcnow())
 
 
 @bp.get("/hires/<reference>")
