@@ -47,6 +47,9 @@ class Config:
     JOB_MAX_RETRIES = 3
     JOB_RETRY_INTERVALS_SECONDS = [5, 30, 120]
     JOB_TIMEOUT_SECONDS = 120
+    # The tick queues again the job of work committed this long ago whose job RQ never got
+    # (Redis down at the time): app/jobs/recovery.py. Longer than the commit-to-enqueue gap.
+    JOB_RECOVERY_AFTER_SECONDS = 120
 
     # --- business rules ------------------------------------------------------------
     LEGAL_DRIVING_AGE = 18

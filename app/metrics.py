@@ -20,6 +20,10 @@ its own registry in memory.
 Job outcomes in RQ mode are counted in a Redis hash instead: RQ runs each job in a freshly
 forked "work horse", so per-process files would pile up one per job, and worker hosts may not
 be the web hosts. Redis is what the web and the workers share; a scrape reads the hash.
+Redis is an outside call like any other: a timeout, bounded retries, and an idempotency key
+(one per counted run, so a retry after a lost reply never counts twice). A Redis that stalls
+for a second on a loaded host loses no sample; only an outage longer than the retries does,
+and says so in the log.
 
 Who may scrape: staff and admins, or a request that reached Gunicorn directly over loopback
 (the Prometheus scraper on the host). In app/security.py terms the route is declared `public`
@@ -32,6 +36,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
+import uuid
 from typing import Iterable
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
@@ -49,6 +55,18 @@ UNMATCHED_ROUTE = "<unmatched>"
 JOB_OUTCOMES = ("success", "failure")
 # Headers a reverse proxy adds; their presence means the connection is not the client's own.
 FORWARDING_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+# Redis calls of the job counts and of the scrape: each try waits at most
+# METRICS_REDIS_TIMEOUT_SECONDS (app/config.py), then these pauses between tries.
+REDIS_RETRY_PAUSES_SECONDS = (0.2, 0.5)
+# How long a counted run's idempotency key is kept: far longer than the retries take.
+COUNTED_RUN_KEY_TTL_SECONDS = 600
+# Count one run once: the key of this run (KEYS[2]) is set first, and only if it was not.
+_COUNT_ONCE_LUA = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+end
+return 0
+"""
 
 bp = Blueprint("metrics", __name__)
 
@@ -102,20 +120,47 @@ def record_job_outcome(task_name: str, outcome: str) -> None:
     """Count one run of a background task. Never raises: metrics must not break a job."""
     try:
         if current_app.config["JOBS_MODE"] == "rq":
-            _redis().hincrby(current_app.config["METRICS_JOB_OUTCOMES_KEY"],
-                             f"{task_name}|{outcome}", 1)
+            key = current_app.config["METRICS_JOB_OUTCOMES_KEY"]
+            run = uuid.uuid4().hex  # the idempotency key of this count, kept over the retries
+            _with_retries(lambda client: client.eval(
+                _COUNT_ONCE_LUA, 2, key, f"{key}:counted:{run}", f"{task_name}|{outcome}",
+                COUNTED_RUN_KEY_TTL_SECONDS))
         else:
             JOB_RUNS.labels(task=task_name, outcome=outcome).inc()
-    except Exception as exc:  # Redis down, no app context...: lose one sample, keep the job
+    except Exception as exc:  # Redis down past the retries, no app context...: lose one sample
         log().warning("job outcome not counted", task=task_name, outcome=outcome,
                       error=type(exc).__name__)
 
 
+def _with_retries(call):
+    """`call(redis_client)` with a timeout per try and bounded retries on connection errors
+    and timeouts; the last error is raised."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    client = _redis()
+    for pause in (*REDIS_RETRY_PAUSES_SECONDS, None):
+        try:
+            return call(client)
+        except (RedisConnectionError, RedisTimeoutError):
+            if pause is None:
+                raise
+            time.sleep(pause)
+
+
+_clients: dict = {}
+
+
 def _redis():
+    """One client (one connection pool) per Redis URL and process, not a new connection per
+    count; redis-py makes a fresh pool after a fork, as in an RQ work horse."""
     from redis import Redis
+    url = current_app.config["REDIS_URL"]
     timeout = current_app.config["METRICS_REDIS_TIMEOUT_SECONDS"]
-    return Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=timeout,
-                          socket_connect_timeout=timeout)
+    client = _clients.get((url, timeout))
+    if client is None:
+        client = _clients[(url, timeout)] = Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return client
 
 
 # --- the scrape ---------------------------------------------------------------------------------
@@ -194,7 +239,8 @@ class _StateCollector:
     def _rq_job_outcomes(self) -> Iterable:
         redis_up = GaugeMetricFamily("acme_redis_up", "1 when the job outcome counters were read")
         try:
-            raw = _redis().hgetall(self.app.config["METRICS_JOB_OUTCOMES_KEY"])
+            raw = _with_retries(lambda client: client.hgetall(
+                self.app.config["METRICS_JOB_OUTCOMES_KEY"]))
         except Exception as exc:
             log().warning("metrics: job outcomes unreadable", error=type(exc).__name__)
             redis_up.add_metric([], 0)

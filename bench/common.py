@@ -243,11 +243,30 @@ def running_stack(env: dict, *, port: int | None = None, rq_worker: bool = True,
         r_log.close()
 
 
+WORKER_UNIT = ROOT / "ansible" / "roles" / "workers" / "templates" / "acme-worker@.service.j2"
+
+
+def rq_worker_class() -> tuple[str, str]:
+    """(worker class, where it came from): BENCH_RQ_WORKER_CLASS, else the deploy unit's
+    `--worker-class`, else RQ's plain forking worker."""
+    if os.environ.get("BENCH_RQ_WORKER_CLASS"):
+        return os.environ["BENCH_RQ_WORKER_CLASS"], "BENCH_RQ_WORKER_CLASS"
+    try:
+        match = re.search(r"--worker-class[ =](\S+)", WORKER_UNIT.read_text())
+    except OSError:
+        match = None
+    if match:
+        return match.group(1), "the deploy unit (acme-worker@.service.j2)"
+    return "rq.Worker", "RQ's default (the deploy unit names none)"
+
+
 def start_rq_worker(env: dict, log, level: str = "WARNING") -> subprocess.Popen:
-    """The production worker command: `rq worker --with-scheduler acme` (a forking worker)."""
+    """The production worker command: `rq worker --with-scheduler acme` (a forking worker),
+    with the deploy unit's worker class (see `rq_worker_class`)."""
+    worker_class, _ = rq_worker_class()
     return subprocess.Popen(
         [PYTHON, "-m", "rq.cli", "worker", "-u", env["REDIS_URL"], "--with-scheduler",
-         "--logging_level", level, "acme"],
+         "--worker-class", worker_class, "--logging_level", level, "acme"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -73,3 +73,28 @@ def test_settlement_captures_part_of_the_hold_and_releases_the_rest(stripe_app, 
         OutboundEmail.idempotency_key == f"hire:{hire.id}:return-receipt")).all()
     assert receipt.to_address == hire.customer.email
     assert "Fuel: 2/8 of a tank short" in receipt.body_text and "Deposit released: £" in receipt.body_text
+
+
+def test_a_refund_the_settlement_cannot_make_is_left_to_staff_not_an_error(stripe_app, client,
+                                                                          customer, standin):
+    """Back two days early, but most of the price was given back already: the unused days'
+    refund is more than is left. The return is recorded and staff are told; no 500."""
+    from app.payments.refunds import request_refund
+    hire = paid_hire(client, standin, customer, start=utcnow() - timedelta(days=1), days=3)
+    request_refund(hire, hire.total_pence - 100, "goodwill", None)  # £1 left to refund
+    staff = staff_client(stripe_app)
+    hire.transition(factories.HireState.ACTIVE, by=None, why="picked up")
+    db.session.add(Inspection(hire_id=hire.id, kind="pickup", odometer_miles=100, fuel_eighths=8,
+                              checklist={}, damages=[], waivers={}, charge_lines=[],
+                              condition_recorded_at=hire.start_at))
+    db.session.commit()
+    ref = hire.reference
+    assert post(staff, f"/counter/hires/{ref}/return/condition", condition(150, 8)).status_code == 303
+    insp = services.inspection(hire, "return")
+    answer = post(staff, f"/counter/hires/{ref}/return/settle", {"version": str(insp.version)})
+    assert answer.status_code == 303
+    page = staff.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "the payment needs attention" in page and "can be refunded" in page
+    db.session.expire_all()
+    assert hire.state == "returned"  # not closed: the money is not settled
+    assert [k for k in kinds(hire) if k[0] == "refund"] == [("refund", hire.total_pence - 100, "succeeded")]

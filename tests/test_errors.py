@@ -70,6 +70,118 @@ def test_database_down_gives_friendly_503(make_app, app):
     assert "Temporarily unavailable" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
+def test_database_down_for_a_signed_in_user_is_still_the_friendly_503(make_app, app, htmx):
+    """Loading the signed-in user needs the database too: the error page must not."""
+    broken = make_app(SQLALCHEMY_DATABASE_URI="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    client = broken.test_client()
+    with broken.test_request_context("/"):
+        from flask import session
+        session["_user_id"], session["_fresh"] = "1:token", True
+        cookie = broken.session_interface.get_signing_serializer(broken).dumps(dict(session))
+    client.set_cookie(broken.config["SESSION_COOKIE_NAME"], cookie)
+    response = client.get("/book/mine", headers={"HX-Request": "true"} if htmx else {})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert "Temporarily unavailable" in body and "Traceback" not in body
+
+
+class _PostgresThatCanGoDown:
+    """A TCP relay to the test database whose `down()` drops every connection and refuses
+    new ones: PostgreSQL stopping, as seen from the app."""
+
+    def __init__(self, url: str):
+        import socket
+        import threading
+        from sqlalchemy.engine import make_url
+        self.target = make_url(url)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = self.target.set(host="127.0.0.1", port=self.listener.getsockname()[1])
+        self.sockets: list = []
+        self.is_down = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.is_down:
+                client.close()
+                return
+            upstream = socket.create_connection((self.target.host, self.target.port or 5432))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def down(self):
+        import socket
+        self.is_down = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        except OSError:
+            pass
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+@pytest.mark.postgres
+def test_database_going_down_after_the_user_was_loaded_is_still_the_friendly_503(make_app, app):
+    """The handler's rollback expires the signed-in user: the page must not reload it."""
+    from flask_login import current_user
+
+    from app.extensions import db as database
+    from tests.conftest import AuthActions, _database_url
+    postgres = _PostgresThatCanGoDown(_database_url())
+    relayed = make_app(SQLALCHEMY_DATABASE_URI=postgres.url.render_as_string(hide_password=False))
+
+    def goes_down_midway():
+        assert current_user.is_authenticated  # the user is loaded
+        postgres.down()
+        database.session.execute(text("SELECT 1"))
+        return "unreachable"
+    _add_route(relayed, "/goes-down-midway", goes_down_midway)
+    client = relayed.test_client()
+    with relayed.app_context():
+        AuthActions(client).sign_in_as("customer")
+    response = client.get("/goes-down-midway")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert "Temporarily unavailable" in body and "Traceback" not in body
+
+
+@pytest.mark.postgres
+def test_a_database_restart_at_the_end_of_a_request_does_not_turn_its_answer_into_an_error(app):
+    """PostgreSQL restarting kills the request's connection: closing the session afterwards
+    (a rollback on a dead connection) must not fail the answer already made."""
+    def killed_at_the_end():
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()  # a transaction is open
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return "answered"
+    _add_route(app, "/killed-at-the-end", killed_at_the_end)
+    response = app.test_client().get("/killed-at-the-end")
+    assert response.status_code == 200 and response.get_data(as_text=True) == "answered"
+    # The next request gets a working connection.
+    assert db.session.execute(text("SELECT 1")).scalar() == 1
+
+
 def test_healthz_reports_each_dependency(make_app, app):
     ok = app.test_client().get("/healthz")
     assert ok.status_code == 200 and ok.json["checks"]["database"] == "ok"

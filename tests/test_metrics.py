@@ -152,6 +152,47 @@ def test_rq_job_outcomes_are_shared_through_redis(make_app, app):
     assert value(text, "acme_redis_up") == 1
 
 
+def _redis_whose_first_command_times_out(url: str, lose_reply: bool):
+    """A real Redis client whose first command times out: before Redis runs it (Redis
+    stalled on a loaded host) or after (the reply was lost)."""
+    from redis import Redis
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    client = Redis.from_url(url)
+    real = client.execute_command
+    client.calls = 0
+
+    def execute_command(*args, **options):
+        client.calls += 1
+        if client.calls == 1:
+            if lose_reply:
+                real(*args, **options)
+            raise RedisTimeoutError("Timeout reading from socket")
+        return real(*args, **options)
+
+    client.execute_command = execute_command
+    return client
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("lose_reply", [False, True], ids=["redis-stalled", "reply-lost"])
+def test_a_redis_timeout_while_counting_a_job_neither_loses_nor_doubles_it(
+        make_app, app, monkeypatch, lose_reply):
+    """The count is an outside call like any other: retried, and counted once."""
+    import app.metrics as metrics
+    tag = uuid.uuid4().hex[:8]
+    rq_app = make_app(JOBS_MODE="rq", METRICS_JOB_OUTCOMES_KEY=f"test:metrics:{tag}")
+    flaky = _redis_whose_first_command_times_out(TEST_REDIS_URL, lose_reply)
+    with rq_app.app_context():
+        monkeypatch.setattr(metrics, "_redis", lambda: flaky)
+        _metrics_probe_ok(1)  # as an RQ work horse runs it
+        monkeypatch.undo()
+        text = scrape(rq_app.test_client())
+        flaky.delete(f"test:metrics:{tag}")
+    flaky.close()
+    assert flaky.calls >= 2
+    assert value(text, "acme_job_runs_total", task="_metrics_probe_ok", outcome="success") == 1
+
+
 def test_hires_and_payments_by_state_are_read_at_scrape_time(client):
     car = factories.make_car()
     customer = factories.make_user()

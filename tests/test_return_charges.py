@@ -41,6 +41,8 @@ CASES = [
     ("cleaning", facts(needs_cleaning=True), {"cleaning": 4500}),
     ("damage", facts(damages=(Damage("left", 12_000, "dent in door"),)), {"damage1": 12_000}),
     ("early by a day and a half: one unused day at 50%", facts(returned_at=END - 36 * H), {"unused": -2000}),
+    ("handed over early, back before the start: the hire's 3 days at most",
+     facts(returned_at=START - 5 * 24 * H), {"unused": -6000}),
 ]
 
 

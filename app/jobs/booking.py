@@ -1,4 +1,5 @@
-"""The booking scheduler: expire unpaid holds, queue pickup and return-due reminders.
+"""The booking scheduler: expire unpaid holds, queue pickup and return-due reminders, and
+queue again the jobs that never reached RQ (app/jobs/recovery.py).
 
 `tick` is safe to run twice, or twice at once: expiry locks the rows it moves (skipping
 rows another run holds) and only moves hires still `held`; every email has its own
@@ -38,8 +39,12 @@ def tick(now_iso: str | None = None) -> dict:
     # The counter's returns whose money has settled since (jobs, chain confirmations) close.
     from ..returns.services import close_settled_returns
     closed = close_settled_returns(now)
+    # Work committed while Redis was down (its job never queued) gets its job now.
+    from .recovery import requeue_orphans
+    requeued = requeue_orphans(now)
     return {"expired": len(expired), "reminders": len(reminders), "deposit_holds": len(holds),
-            "chain_scan": scanning, "closed": len(closed)}
+            "chain_scan": scanning, "closed": len(closed),
+            "requeued": sum(len(ids) for ids in requeued.values())}
 
 
 class DevTicker(threading.Thread):

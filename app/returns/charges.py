@@ -113,11 +113,12 @@ def hire_days(start_at: datetime, end_at: datetime) -> int:
     return max(1, math.ceil((end_at - start_at) / DAY))
 
 
-def unused_days(end_at: datetime, returned_at: datetime) -> int:
-    """Whole 24-hour periods the customer paid for but did not use."""
+def unused_days(start_at: datetime, end_at: datetime, returned_at: datetime) -> int:
+    """Whole 24-hour periods of the hire the customer paid for but did not use: counted from
+    the return, or from the hire's start for a car handed over early and back before it."""
     if returned_at >= end_at:
         return 0
-    return int((end_at - returned_at) // DAY)
+    return int((end_at - max(returned_at, start_at)) // DAY)
 
 
 def compute_charges(facts: ReturnFacts, rates: Rates) -> list[Line]:
@@ -149,7 +150,7 @@ def compute_charges(facts: ReturnFacts, rates: Rates) -> list[Line]:
     for i, damage in enumerate(facts.damages, start=1):
         add(f"damage{i}", f"Damage ({damage.panel}): {damage.reason}", damage.amount_pence)
 
-    unused = unused_days(facts.end_at, facts.returned_at)
+    unused = unused_days(facts.start_at, facts.end_at, facts.returned_at)
     if unused:
         refund = unused * facts.day_rate_pence * rates.unused_day_refund_percent // 100
         add("unused", f"Early return: {unused} unused day(s)", -refund)

@@ -465,7 +465,14 @@ def _settle_money(hire: Hire, settlement: rules.Settlement, *, by: User) -> list
             db.session.commit()
     if settlement.refund_pence:
         from ..payments.refunds import request_refund
-        request_refund(hire, settlement.refund_pence, "early return: unused days", by)
+        try:
+            request_refund(hire, settlement.refund_pence, "early return: unused days", by)
+        except PaymentError as exc:  # e.g. more than is left to refund: staff resolve it
+            db.session.rollback()
+            problems.append(str(exc))
+            record(by, "return.payment_problem", hire, {},
+                   {"step": "refund", "problem": str(exc), "amount_pence": settlement.refund_pence})
+            db.session.commit()
     return problems
 
 

@@ -1,0 +1,119 @@
+"""Committed work whose job never reached the queue, queued again by the scheduler's tick.
+
+A request commits what a job will do, then enqueues the job (jobs read committed rows). When
+Redis is down at that moment (the person gets the friendly 503), or the process dies between
+the two, the row waits for a job that does not exist and nothing would ever move it: a refund
+never sent, a webhook event never applied. `requeue_orphans` (run by `tick`, every minute)
+finds the rows that have waited longer than JOB_RECOVERY_AFTER_SECONDS for which RQ holds no
+job (queued, scheduled for a retry, started, deferred, or failed: a failed job is visible and
+is retried by hand, not here) and enqueues their task again. Every task re-reads its row and
+does nothing when the work is done, and the outside calls carry fixed idempotency keys, so a
+job that turns up meanwhile costs one extra, harmless run.
+
+In-process modes (thread, sync) have no queue to lose a job in: nothing to do there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Callable
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..extensions import db
+from ..logging_setup import log
+
+
+def waiting_rows(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
+    """{what: (task, ids)} of the rows that have waited for their task since before
+    JOB_RECOVERY_AFTER_SECONDS ago, whether or not a job exists for them."""
+    from ..models import LicenceCheck, OutboundEmail, Payment, StripeEvent
+    from ..models.licence import LicenceCheckStatus
+    from ..payments.services import CARD, CHECKOUT, SAVED_CARD
+    from . import licence, mail, payments
+
+    before = now - timedelta(seconds=current_app.config["JOB_RECOVERY_AFTER_SECONDS"])
+    pending_card = db.session.scalars(select(Payment).where(
+        Payment.method == CARD, Payment.state == "pending", Payment.created_at <= before,
+        Payment.kind.in_(("charge", "refund", "deposit_hold"))).order_by(Payment.id)).all()
+
+    def purpose(p: Payment) -> str:
+        return (p.details or {}).get("purpose", "")
+
+    found = {
+        "card payment waiting for its Checkout Session": (payments.create_checkout_session, [
+            p.id for p in pending_card if p.kind == "charge" and purpose(p) == CHECKOUT
+            and not p.checkout_session_id]),
+        "saved-card charge not sent to Stripe": (payments.charge_saved_card, [
+            p.id for p in pending_card if p.kind == "charge" and purpose(p) == SAVED_CARD
+            and not p.provider_ref]),
+        "card refund not sent to Stripe": (payments.create_refund, [
+            p.id for p in pending_card if p.kind == "refund" and not p.provider_ref]),
+        "deposit hold not sent to Stripe": (payments.authorise_deposit, [
+            p.id for p in pending_card if p.kind == "deposit_hold" and not p.provider_ref]),
+        "Stripe event not applied": (payments.process_stripe_event, list(db.session.scalars(
+            select(StripeEvent.id).where(StripeEvent.processed_at.is_(None),
+                                         StripeEvent.received_at <= before)
+            .order_by(StripeEvent.id)))),
+        "licence check not asked": (licence.check_licence, list(db.session.scalars(
+            select(LicenceCheck.id).where(LicenceCheck.status == LicenceCheckStatus.PENDING.value,
+                                          LicenceCheck.requested_at <= before)
+            .order_by(LicenceCheck.id)))),
+        "email not sent": (mail.send_email, list(db.session.scalars(
+            select(OutboundEmail.id).where(OutboundEmail.state == "queued",
+                                           OutboundEmail.created_at <= before)
+            .order_by(OutboundEmail.id)))),
+    }
+    db.session.rollback()  # read only; hold no transaction open over the Redis calls
+    return found
+
+
+def jobs_in_rq() -> set[tuple[str, object]]:
+    """(task name, first argument) of every job RQ holds for our queue, in any live or
+    failed state."""
+    from rq.registry import (DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry,
+                             StartedJobRegistry)
+
+    from . import queue
+    q = queue()
+    ids = set(q.job_ids)
+    for registry in (ScheduledJobRegistry, StartedJobRegistry, DeferredJobRegistry,
+                     FailedJobRegistry):
+        ids.update(registry(queue=q).get_job_ids())
+    held = set()
+    for job in q.job_class.fetch_many(sorted(ids), connection=q.connection):
+        if job is not None:
+            held.add((job.func_name.rsplit(".", 1)[-1], job.args[0] if job.args else None))
+    return held
+
+
+def orphans(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
+    """The waiting rows for which RQ holds no job: {what: (task, ids)}, empty ones left out."""
+    if current_app.config["JOBS_MODE"] != "rq":
+        return {}
+    held = jobs_in_rq()
+    out = {}
+    for what, (task_fn, ids) in waiting_rows(now).items():
+        lost = [i for i in ids if (task_fn.__name__, i) not in held]
+        if lost:
+            out[what] = (task_fn, lost)
+    return out
+
+
+# Tasks whose callers give their jobs fixed ids (app/mail.py, app/accounts/licence.py).
+JOB_IDS = {"send_email": "email-{}", "check_licence": "licence-check-{}"}
+
+
+def requeue_orphans(now: datetime) -> dict[str, list[int]]:
+    """Enqueue the task of every orphaned row again. Returns {what: ids} of those queued."""
+    from . import enqueue
+    queued: dict[str, list[int]] = {}
+    for what, (task_fn, ids) in orphans(now).items():
+        job_id = JOB_IDS.get(task_fn.__name__)
+        for row_id in ids:
+            enqueue(task_fn, row_id, job_id=job_id.format(row_id) if job_id else None)
+        queued[what] = ids
+        log().warning("work found without its job: queued again", what=what, ids=ids[:20],
+                      count=len(ids))
+    return queued

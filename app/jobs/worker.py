@@ -1,0 +1,39 @@
+"""The RQ worker the workers run: `rq worker --worker-class app.jobs.worker.Worker acme`.
+
+RQ forks a fresh "work horse" for every job. With RQ's plain worker the horse then imports
+the app and builds it (`worker_app()`) before it can start: about 2 s of CPU per job on a
+small host, far more than most jobs' own work (measured: 20 trivial jobs took 93 s with the
+plain worker and 9 s with this one on the benchmark machine, bench/README.md). This worker
+imports the tasks and builds the app once, in the parent, so every horse starts with them.
+
+The parent holds no database connection across a fork (the engine's pool is emptied after
+the app is built; horses open their own). A new release needs the workers restarted, which
+the deploy does (ansible/roles/app/tasks/switch.yml restarts acme-workers.target).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from rq.worker import Worker as RQWorker
+
+# Every module that defines tasks (@task): imported before forking.
+TASK_MODULES = ("app.jobs.booking", "app.jobs.chain", "app.jobs.licence", "app.jobs.mail",
+                "app.jobs.payments", "app.admin.reports", "app.ops")
+
+
+def preload() -> None:
+    """Import the tasks and build the worker's app; leave no database connection open."""
+    for name in TASK_MODULES:
+        importlib.import_module(name)
+    from ..extensions import db
+    from . import worker_app
+    app = worker_app()
+    with app.app_context():
+        db.engine.dispose()
+
+
+class Worker(RQWorker):
+    def work(self, *args, **kwargs):
+        preload()
+        return super().work(*args, **kwargs)
