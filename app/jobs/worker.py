@@ -2,9 +2,9 @@
 
 RQ forks a fresh "work horse" for every job. With RQ's plain worker the horse then imports
 the app and builds it (`worker_app()`) before it can start: about 2 s of CPU per job on a
-small host, far more than most jobs' own work (measured: 20 trivial jobs took 93 s with the
-plain worker and 9 s with this one on the benchmark machine, bench/README.md). This worker
-imports the tasks and builds the app once, in the parent, so every horse starts with them.
+small host, far more than most jobs' own work (on the benchmark machine two plain workers ran
+0.4 trivial jobs a second, two of these 22: bench/README.md). This worker imports the tasks
+and builds the app once, in the parent, so every horse starts with them.
 
 The parent holds no database connection across a fork (the engine's pool is emptied after
 the app is built; horses open their own). A new release needs the workers restarted, which
