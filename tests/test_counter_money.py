@@ -28,6 +28,15 @@ def post(client, url, data):
     return client.post(url, data={"csrf_token": csrf_token(client, "/counter/"), **data})
 
 
+def picked_up(hire) -> None:
+    """The hire went out at its start with a full tank and 100 miles on the clock."""
+    hire.transition(factories.HireState.ACTIVE, by=None, why="picked up")
+    db.session.add(Inspection(hire_id=hire.id, kind="pickup", odometer_miles=100, fuel_eighths=8,
+                              checklist={}, damages=[], waivers={}, charge_lines=[],
+                              condition_recorded_at=hire.start_at))
+    db.session.commit()
+
+
 def kinds(hire) -> list[tuple[str, int, str]]:
     db.session.expire_all()
     return [(p.kind, p.amount_pence, p.state) for p in db.session.scalars(
@@ -53,11 +62,7 @@ def test_settlement_captures_part_of_the_hold_and_releases_the_rest(stripe_app, 
     hold = payments.place_deposit_hold(hire)
     staff = staff_client(stripe_app)
     # It was picked up three days ago with a full tank and 100 miles on the clock.
-    hire.transition(factories.HireState.ACTIVE, by=None, why="picked up")
-    db.session.add(Inspection(hire_id=hire.id, kind="pickup", odometer_miles=100, fuel_eighths=8,
-                              checklist={}, damages=[], waivers={}, charge_lines=[],
-                              condition_recorded_at=hire.start_at))
-    db.session.commit()
+    picked_up(hire)
     ref = hire.reference
     assert post(staff, f"/counter/hires/{ref}/return/condition", condition(300, 6)).status_code == 303
     insp = services.inspection(hire, "return")
@@ -83,11 +88,7 @@ def test_a_refund_the_settlement_cannot_make_is_left_to_staff_not_an_error(strip
     hire = paid_hire(client, standin, customer, start=utcnow() - timedelta(days=1), days=3)
     request_refund(hire, hire.total_pence - 100, "goodwill", None)  # £1 left to refund
     staff = staff_client(stripe_app)
-    hire.transition(factories.HireState.ACTIVE, by=None, why="picked up")
-    db.session.add(Inspection(hire_id=hire.id, kind="pickup", odometer_miles=100, fuel_eighths=8,
-                              checklist={}, damages=[], waivers={}, charge_lines=[],
-                              condition_recorded_at=hire.start_at))
-    db.session.commit()
+    picked_up(hire)
     ref = hire.reference
     assert post(staff, f"/counter/hires/{ref}/return/condition", condition(150, 8)).status_code == 303
     insp = services.inspection(hire, "return")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.jobs import chain as chain_jobs
 from app.jobs.booking import tick
-from app.models import HireState, Inspection, OutboundEmail, Payment, utcnow
+from app.models import HireState, OutboundEmail, Payment, utcnow
 from app.models.crypto import CryptoRefund
 from app.payments import crypto
 from app.payments import services as payments
@@ -19,7 +19,7 @@ from tests import factories
 from tests.conftest import AuthActions
 from tests.crypto_chain import CONFIRMATIONS, chain_env  # noqa: F401
 from tests.test_counter import condition
-from tests.test_counter_money import post, staff_client
+from tests.test_counter_money import picked_up, post, staff_client
 from tests.test_crypto_refunds import paid_hire
 
 
@@ -69,11 +69,7 @@ def test_the_pay_page_says_what_the_eth_is_made_of(app, chain_env):
 def test_return_keeps_the_charges_and_sends_the_rest_of_the_deposit_back_in_eth(app, chain_env):
     hire, quote = paid_hire(chain_env, start=utcnow() - timedelta(days=3), days=3)
     # Picked up three days ago with a full tank and 100 miles on the clock.
-    hire.transition(HireState.ACTIVE, by=None, why="picked up")
-    db.session.add(Inspection(hire_id=hire.id, kind="pickup", odometer_miles=100, fuel_eighths=8,
-                              checklist={}, damages=[], waivers={}, charge_lines=[],
-                              condition_recorded_at=hire.start_at))
-    db.session.commit()
+    picked_up(hire)
     staff = staff_client(app)
     ref = hire.reference
     assert post(staff, f"/counter/hires/{ref}/return/condition", condition(300, 6)).status_code == 303
