@@ -400,8 +400,7 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
         charge = _record_charge(payment, quote, "succeeded", paid_pence - quote.deposit_pence, now,
                                 f"paid in ETH ({payment.outcome})")
         if quote.deposit_pence:
-            _record_deposit(payment, quote, charge, quote.deposit_pence,
-                            payment.amount_wei * quote.deposit_pence // paid_pence, now)
+            _record_deposit(payment, quote, charge, quote.deposit_pence, paid_pence, now)
         if excess >= current_app.config["CRYPTO_MIN_REFUND_WEI"]:
             result.refund = _new_refund(
                 hire, excess, pence_for_wei(excess, quote.rate_pence_per_eth),
@@ -445,9 +444,11 @@ def _record_charge(payment: ChainPayment, quote: CryptoQuote, state: str, amount
     return charge
 
 
-def _record_deposit(payment: ChainPayment, quote: CryptoQuote, charge: Payment, pence: int, wei: int,
-                    now: datetime) -> Payment:
-    """The deposit that came with the price: held by us (not the card network) until the return."""
+def _record_deposit(payment: ChainPayment, quote: CryptoQuote, charge: Payment, pence: int,
+                    paid_pence: int, now: datetime) -> Payment:
+    """The deposit that came with the price: held by us (not the card network) until the return.
+    Its ETH is the same share of the payment as `pence` is of the `paid_pence` it was worth."""
+    wei = payment.amount_wei * pence // paid_pence
     deposit = Payment(
         hire_id=quote.hire_id, method="crypto", kind="deposit_hold", state="pending",
         amount_pence=pence, currency=quote.currency, parent=charge,
@@ -461,13 +462,6 @@ def _record_deposit(payment: ChainPayment, quote: CryptoQuote, charge: Payment, 
     deposit.move_to("succeeded", why="deposit received in ETH with the price; returned less charges "
                                       "after the hire", now=now)
     return deposit
-
-
-def deposit_of(hire: Hire) -> Optional[Payment]:
-    """The deposit paid in ETH with the price, if any."""
-    return db.session.scalar(select(Payment).where(
-        Payment.hire_id == hire.id, Payment.method == "crypto", Payment.kind == "deposit_hold",
-        Payment.state == "succeeded").order_by(Payment.id.desc()).limit(1))
 
 
 def confirm_paid_hire(hire: Hire, now: datetime) -> None:
@@ -640,8 +634,7 @@ def accept_reviewed(payment_id: int, by: User, now: datetime) -> ChainPayment:
                   max(charge.amount_pence - (payment.quote.amount_pence - payment.quote.deposit_pence), 0))
     if deposit:
         charge.amount_pence -= deposit
-        _record_deposit(payment, payment.quote, charge, deposit,
-                        payment.amount_wei * deposit // (charge.amount_pence + deposit), now)
+        _record_deposit(payment, payment.quote, charge, deposit, charge.amount_pence + deposit, now)
     charge.move_to("succeeded", why=f"accepted by staff after review ({payment.outcome})", now=now, by=by)
     record(by, "crypto_payment.accepted", payment, old, {"state": "settled", "hire": hire.reference})
     db.session.flush()

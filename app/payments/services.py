@@ -639,6 +639,16 @@ def latest_hold(hire: Hire) -> Optional[Payment]:
     return holds[-1] if holds else None
 
 
+def _paid_in_eth(hold: Optional[Payment]) -> bool:
+    return hold is not None and hold.method == CRYPTO and hold.state == "succeeded"
+
+
+def eth_deposit(hire: Hire) -> Optional[Payment]:
+    """The deposit paid in ETH with the price (received, so "succeeded"); None for card hires."""
+    hold = latest_hold(hire)
+    return hold if _paid_in_eth(hold) else None
+
+
 def place_deposit_hold(hire: Hire, *, now: Optional[datetime] = None,
                        by: Optional[User] = None) -> Optional[Payment]:
     """Put the deposit on the saved card as a hold (manual capture); the job calls Stripe.
@@ -691,8 +701,7 @@ def ensure_deposit_hold(hire: Hire, *, by: Optional[User] = None,
     the customer is at the counter). A deposit paid in ETH with the price is returned as it is.
     Never raises: with no saved card and no deposit paid, returns None and the counter takes
     the deposit another way."""
-    from .crypto import deposit_of
-    paid_in_eth = deposit_of(hire)
+    paid_in_eth = eth_deposit(hire)
     if paid_in_eth is not None:
         return paid_in_eth
     try:
@@ -786,7 +795,7 @@ def capture_deposit(hire: Hire, amount_pence: int, by: Optional[User], *, now: O
         if captured != amount_pence:
             raise PaymentError("The deposit has already been settled.")
         return hold
-    if hold is not None and hold.method == CRYPTO and hold.state == "succeeded":
+    if _paid_in_eth(hold):
         return _settle_crypto_deposit(hire, hold, amount_pence, by, now=now, reason=reason)
     if hold is None or hold.state != "authorised":
         raise PaymentError("There is no deposit hold on the card to capture.")
@@ -859,8 +868,7 @@ def release_deposit(hire: Hire, by: Optional[User], *, reason: str,
     never raises (what cannot be done is logged for staff)."""
     now = now or utcnow()
     hold = latest_hold(hire)
-    if hold is None or not ((hold.method == CARD and hold.state == "authorised")
-                            or (hold.method == CRYPTO and hold.state == "succeeded")):
+    if hold is None or not (hold.state == "authorised" or _paid_in_eth(hold)):
         return None
     try:
         return capture_deposit(hire, 0, by, now=now, reason=reason)

@@ -413,8 +413,8 @@ def _email_receipt(hire: Hire, insp: Inspection, settlement: rules.Settlement) -
     from ..mail import queue_email
     lines = [f"  {l['label']}: {money(0 if l['waived_reason'] else l['amount_pence'])}"
              + (f" (waived: {l['waived_reason']})" if l["waived_reason"] else "") for l in insp.charge_lines]
-    from ..payments.crypto import deposit_of
-    paid_in_eth = deposit_of(hire) is not None
+    from ..payments.services import eth_deposit
+    paid_in_eth = eth_deposit(hire) is not None
     money_lines = [("Taken from your deposit", settlement.capture_from_hold_pence),
                    ("Deposit returned in ETH (we email you to confirm the address)" if paid_in_eth
                     else "Deposit released", settlement.release_pence),
