@@ -109,6 +109,9 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
 
     from .filters import register_filters
     register_filters(app)
+
+    from .pagecache import init_page_cache
+    init_page_cache(app)
     return app
 
 

@@ -265,10 +265,19 @@ class Config:
     METRICS_JOB_OUTCOMES_KEY = "acme:metrics:job_runs"
     METRICS_REDIS_TIMEOUT_SECONDS = 1.0  # a scrape or a job never waits longer on it
 
+    # --- public page cache (issue 9, app/pagecache.py) -----------------------------
+    # The search page and a car's price page, for visitors who are not signed in, are kept
+    # this long in each worker's memory (0: off). An anonymous search may show a car up to
+    # this long after someone held it; holding it always re-checks in the database.
+    PUBLIC_PAGE_CACHE_SECONDS = 2.0
+    PUBLIC_PAGE_CACHE_ENTRIES = 512  # per worker, least recently used dropped first
+    PUBLIC_PAGE_CACHE_MAX_BYTES = 256 * 1024  # a larger answer is not kept
+
 
 class TestConfig(Config):
     ENV_NAME = "test"
     TESTING = True
+    PUBLIC_PAGE_CACHE_SECONDS = 0  # tests change data and look again; tests/test_pagecache.py turns it on
     SECRET_KEY = "test-secret-key-not-for-production"
     JOBS_MODE = "sync"
     MAIL_BACKEND = "outbox"

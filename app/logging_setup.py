@@ -33,8 +33,7 @@ def configure_logging(app: Flask) -> None:
     @app.before_request
     def bind_request_id() -> None:
         # Nginx passes its own id on; otherwise we make one.
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = incoming if incoming.isalnum() and len(incoming) <= 40 else uuid.uuid4().hex
+        rid = request_id(request.headers.get(REQUEST_ID_HEADER, ""))
         g.request_id = rid
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid, path=request.path,
@@ -44,6 +43,11 @@ def configure_logging(app: Flask) -> None:
     def send_request_id(response):
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         return response
+
+
+def request_id(incoming: str) -> str:
+    """The id of a request: Nginx's when it sent a sane one, else a new one."""
+    return incoming if incoming.isalnum() and len(incoming) <= 40 else uuid.uuid4().hex
 
 
 def log():

@@ -5,6 +5,8 @@ What is measured:
   its `_count` is the request count by route and status) and `flask_http_request_total
   {method, status}`. `route` is the endpoint name (`booking.quote`), never the raw path, so a
   URL full of ids or junk cannot create new series; unmatched URLs are `<unmatched>`.
+- public pages answered from the page cache (app/pagecache.py), which Flask never sees:
+  `acme_page_cache_total{route, result}`, result `hit` or `stored`.
 - job outcomes: `acme_job_runs_total{task, outcome}` with outcome `success` or `failure`,
   one per run attempt (a job that fails, is retried and then succeeds counts one of each).
 - state, read at scrape time with one `GROUP BY` each: `acme_hires{state}` and
@@ -75,6 +77,10 @@ bp = Blueprint("metrics", __name__)
 _job_registry = CollectorRegistry()
 JOB_RUNS = Counter("acme_job_runs", "Background job runs by task and outcome",
                    ("task", "outcome"), registry=_job_registry)
+# Public pages answered from (hit) or kept in (stored) app/pagecache.py's cache, by route.
+_page_cache_registry = CollectorRegistry()
+PAGE_CACHE = Counter("acme_page_cache", "Public page cache hits and stores by route",
+                     ("route", "result"), registry=_page_cache_registry)
 
 
 def multiprocess() -> bool:
@@ -198,8 +204,10 @@ def scrape():
     extra = generate_latest(state).decode()
     # Job outcomes come from one place: Redis in RQ mode, else this process (or, under
     # Gunicorn, every worker's files, already in `body`).
-    if not multiprocess() and current_app.config["JOBS_MODE"] != "rq":
-        extra += generate_latest(_job_registry).decode()
+    if not multiprocess():
+        if current_app.config["JOBS_MODE"] != "rq":
+            extra += generate_latest(_job_registry).decode()
+        extra += generate_latest(_page_cache_registry).decode()
     response = Response(body + extra, content_type=CONTENT_TYPE_PLAIN_0_0_4)
     response.headers["Cache-Control"] = "no-store"
     return response

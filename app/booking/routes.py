@@ -16,6 +16,7 @@ from werkzeug.datastructures import MultiDict
 from ..extensions import db
 from ..filters import money
 from ..models import Branch, CarClass, Hire, User, utcnow
+from ..pagecache import public_cache
 from ..security import allow
 from ..web import add_errors, render, see_other
 from . import bp, services
@@ -94,6 +95,7 @@ def _extras_errors(form, exc: BookingError, extras) -> None:
 
 @bp.get("/")
 @allow("public")
+@public_cache
 def search():
     """Find free cars; htmx re-asks as the customer types and swaps only the results."""
     branches = _branches()
@@ -120,6 +122,7 @@ def search():
 
 @bp.get("/cars/<int:car_id>")
 @allow("public")
+@public_cache
 def quote(car_id: int):
     """One car's itemised price; choosing extras re-asks (htmx) and swaps the breakdown."""
     form, trip, extras, chosen = _parse(TripForm, request.args, _branches())
