@@ -186,6 +186,20 @@ class Stack:
         return [int(p) for p in out.split()]
 
 
+def worker_memory(stack: Stack) -> dict[int, float]:
+    """Each Gunicorn worker's resident memory in MB, by pid."""
+    sizes = {}
+    for pid in stack.gunicorn_workers():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            continue
+        kb = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        if kb:
+            sizes[pid] = round(int(kb.group(1)) / 1024, 1)
+    return sizes
+
+
 def app_env(database_url: str, redis_url: str, **extra) -> dict:
     """The app's environment, as production sets it (ansible/roles/app defaults)."""
     env = {
@@ -337,7 +351,8 @@ class WrkResult:
 
 def wrk(url: str, *, connections: int, seconds: int, threads: int = 2, script: str | None = None,
         script_args: list[str] | None = None, env: dict | None = None,
-        timeout_s: int = 30, until=None, poll_seconds: float = 5) -> WrkResult:
+        timeout_s: int = 30, until=None, poll_seconds: float = 5,
+        headers: dict[str, str] | None = None) -> WrkResult:
     """Run wrk against `url` with bench/wrk/report.lua (or `script`, which must include it).
 
     wrk always runs for its whole duration; with `until` (a function polled every
@@ -345,6 +360,8 @@ def wrk(url: str, *, connections: int, seconds: int, threads: int = 2, script: s
     """
     cmd = [WRK, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s",
            "-s", str(BENCH / "wrk" / (script or "report.lua")), url]
+    for name, value in (headers or {}).items():
+        cmd[1:1] = ["-H", f"{name}: {value}"]
     if script_args:
         cmd += ["--", *script_args]
     env = {**os.environ, "BENCH_WRK_DIR": str(BENCH / "wrk"), **(env or {})}

@@ -14,7 +14,7 @@ Both use prometheus_client only: the master must not import the app (a HUP reloa
 new workers importing the new release).
 
 Environment: BENCH_BIND (default 127.0.0.1:8009), PROMETHEUS_MULTIPROC_DIR (required),
-BENCH_WORKERS / BENCH_THREADS to override, BENCH_MAX_REQUESTS=0 to turn worker recycling off.
+BENCH_WORKERS / BENCH_THREADS to override, BENCH_MAX_REQUESTS=N to recycle workers every N requests.
 """
 
 import os
@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEPLOY_DEFAULTS = os.path.join(HERE, "..", "ansible", "roles", "app", "defaults", "main.yml")
 
 FALLBACK = {"worker_class": "gthread", "threads": 4, "timeout": 30, "graceful_timeout": 30,
-            "keepalive": 5, "max_requests": 1000, "max_requests_jitter": 100, "backlog": 2048}
+            "keepalive": 5, "max_requests": 0, "max_requests_jitter": 0, "backlog": 2048}
 
 
 def _deploy_settings() -> dict:

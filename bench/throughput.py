@@ -15,6 +15,11 @@ process. Two measurements, both with 50 concurrent clients:
   Target: p95 < 50 ms. (The saturation run's latencies are printed too; with closed-loop clients
   they are only 50 / throughput, Little's law, and carry no target.)
 
+Answers to visitors who are not signed in come from the public page cache (app/pagecache.py)
+once a worker has rendered them; `--no-page-cache` measures the pages rendered every time
+(FLASK_PUBLIC_PAGE_CACHE_SECONDS=0). The Gunicorn workers' memory is read after the warm-up
+and at the end (worker recycling is off in production: this is where a leak would show).
+
 Exit status 1 when a target is missed.
 """
 
@@ -59,11 +64,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="saturation rounds (median kept)")
     parser.add_argument("--latency-seconds", type=int, default=30, help="per think-time run")
     parser.add_argument("--reuse-db", action="store_true", help="keep the database of a last run")
+    parser.add_argument("--no-page-cache", action="store_true",
+                        help="render every page (the public page cache off)")
     options = parser.parse_args()
 
     print(f"machine: {common.machine()}")
     db_url = common.os.environ.get("BENCH_DATABASE_URL", common.DEFAULT_DB)
-    env = common.app_env(db_url, common.os.environ.get("BENCH_REDIS_URL", common.DEFAULT_REDIS))
+    extra = {"FLASK_PUBLIC_PAGE_CACHE_SECONDS": "0"} if options.no_page_cache else {}
+    env = common.app_env(db_url, common.os.environ.get("BENCH_REDIS_URL", common.DEFAULT_REDIS),
+                         **extra)
     if not options.reuse_db:
         common.recreate_database(db_url)
     app = common.build_app(env)
@@ -91,6 +100,7 @@ def main() -> int:
         for name in paths:  # warm every worker's caches and connection pool
             common.drain(stack)
             common.wrk(stack.base_url + paths[name], connections=CLIENTS, seconds=3, threads=2)
+        memory_before = common.worker_memory(stack)
         # Interleaved rounds, the median kept: this machine's other load comes and goes.
         runs: dict[str, list] = {name: [] for name in paths}
         for _ in range(options.rounds):
@@ -105,6 +115,7 @@ def main() -> int:
                 seconds=options.latency_seconds, threads=2, script="think.lua",
                 env={"THINK_MIN_MS": str(THINK_MS[0]), "THINK_MAX_MS": str(THINK_MS[1])})
         scrape = stack.scrape()
+        memory_after = common.worker_memory(stack)
 
     bare_rps = results["bare"].rps
     failures = []
@@ -132,6 +143,12 @@ def main() -> int:
                               "non-2xx/3xx")))
     print(f"\n5xx: wrk {five_xx}, /metrics {server_5xx:.0f}; socket errors: "
           f"{[r.errors for r in all_results if any(r.errors.values())] or 'none'}")
+    hits = common.metric(scrape, "acme_page_cache_total", result="hit")
+    rendered = common.metric(scrape, "flask_http_request_duration_seconds_count")
+    print(f"page cache: {hits:.0f} answers from the cache, {rendered:.0f} rendered by Flask"
+          f"{' (cache off)' if options.no_page_cache else ''}")
+    growth = ", ".join(f"{memory_before.get(pid, '?')} -> {mb}" for pid, mb in sorted(memory_after.items()))
+    print(f"Gunicorn workers' memory (RSS MB, after the warm-up -> at the end): {growth}")
     for failure in failures:
         print(f"TARGET MISSED: {failure}")
     print("RESULT:", "FAIL" if failures else "PASS")
