@@ -45,12 +45,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import random
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -59,12 +57,12 @@ import threading
 import time
 import traceback
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

@@ -10,11 +10,10 @@ from flask import session
 from sqlalchemy import event
 
 from app.extensions import db
-from app.security import allow
 from app.pagecache import public_cache
-from tests import factories
+from app.security import allow
 from tests.conftest import CSRF_RE, AuthActions
-from tests.test_booking import local_day, shop, trip_args  # noqa: F401  (shop is a fixture)
+from tests.test_booking import local_day, shop, trip_args  # noqa: F401  (shop: a fixture)
 
 TTL = 30.0
 
@@ -44,8 +43,8 @@ def cached(make_app):
     return app
 
 
-def search_url(shop, days: int = 10) -> str:
-    args = trip_args(shop, local_day(days), local_day(days + 3))
+def search_url(fleet, days: int = 10) -> str:
+    args = trip_args(fleet, local_day(days), local_day(days + 3))
     return "/book/?" + "&".join(f"{k}={v}" for k, v in args.items())
 
 
@@ -56,7 +55,7 @@ def get(app, url: str, **kwargs):
     return response, app.sql[before:]
 
 
-def test_a_repeated_anonymous_search_is_answered_without_the_database(cached, shop):
+def test_a_repeated_anonymous_search_is_answered_without_the_database(cached, shop):  # noqa: F811
     url = search_url(shop)
     first, first_sql = get(cached, url)
     again, again_sql = get(cached, url)
@@ -71,7 +70,7 @@ def test_a_repeated_anonymous_search_is_answered_without_the_database(cached, sh
     assert again.headers["X-Frame-Options"] == "DENY"
 
 
-def test_a_price_change_shows_once_the_seconds_are_over(cached, shop):
+def test_a_price_change_shows_once_the_seconds_are_over(cached, shop):  # noqa: F811
     url = f"/book/cars/{shop.car.id}?" + search_url(shop).split("?", 1)[1]
     before, _ = get(cached, url)
     shop.compact.daily_rate_pence = 12345
@@ -83,7 +82,7 @@ def test_a_price_change_shows_once_the_seconds_are_over(cached, shop):
     assert "£123.45" in after.get_data(as_text=True)
 
 
-def test_signed_in_visitors_never_get_or_leave_a_cached_page(cached, shop):
+def test_signed_in_visitors_never_get_or_leave_a_cached_page(cached, shop):  # noqa: F811
     url = search_url(shop)
     anonymous, _ = get(cached, url)
     customer = cached.test_client()
@@ -103,7 +102,7 @@ def test_signed_in_visitors_never_get_or_leave_a_cached_page(cached, shop):
     assert sql and "Sign out" not in fresh.get_data(as_text=True)
 
 
-def test_htmx_swaps_and_whole_pages_are_kept_apart(cached, shop):
+def test_htmx_swaps_and_whole_pages_are_kept_apart(cached, shop):  # noqa: F811
     url = search_url(shop)
     page, _ = get(cached, url)
     swap, sql = get(cached, url, headers={"HX-Request": "true"})
@@ -113,7 +112,7 @@ def test_htmx_swaps_and_whole_pages_are_kept_apart(cached, shop):
     assert get(cached, url)[0].get_data() == page.get_data()
 
 
-def test_wrong_input_is_kept_too_but_each_question_has_its_own_answer(cached, shop):
+def test_wrong_input_is_kept_too_but_each_question_has_its_own_answer(cached, shop):  # noqa: F811
     bad = "/book/?pickup_branch=999&pickup_at=tomorrow"
     first, _ = get(cached, bad)
     assert first.status_code == 422
@@ -123,7 +122,7 @@ def test_wrong_input_is_kept_too_but_each_question_has_its_own_answer(cached, sh
     assert other.status_code == 200 and sql
 
 
-def test_posts_other_pages_and_answers_that_start_a_session_are_never_kept(cached, shop):
+def test_posts_other_pages_and_answers_that_start_a_session_are_never_kept(cached, shop):  # noqa: F811
     hits = []
 
     @cached.get("/__remember-me")
@@ -150,7 +149,7 @@ def test_posts_other_pages_and_answers_that_start_a_session_are_never_kept(cache
     assert browser.get(url).status_code == 200 and len(cached.sql) > before
 
 
-def test_the_cache_holds_at_most_its_entries(make_app, shop):
+def test_the_cache_holds_at_most_its_entries(make_app, shop):  # noqa: F811
     app = counting_sql(make_app(PUBLIC_PAGE_CACHE_SECONDS=TTL, PUBLIC_PAGE_CACHE_ENTRIES=2))
     first, second, third = (search_url(shop, days) for days in (10, 11, 12))
     for url in (first, second, third):
@@ -159,7 +158,7 @@ def test_the_cache_holds_at_most_its_entries(make_app, shop):
     assert get(app, first)[1], "the least recently used entry was dropped"
 
 
-def test_hits_are_counted_in_the_metrics(cached, shop):
+def test_hits_are_counted_in_the_metrics(cached, shop):  # noqa: F811
     def counts() -> dict[str, float]:
         metrics = cached.test_client().get("/metrics").get_data(as_text=True)
         return {result: float(value) for result, value in re.findall(
@@ -173,7 +172,7 @@ def test_hits_are_counted_in_the_metrics(cached, shop):
     assert after.get("stored", 0) - before.get("stored", 0) == 1
 
 
-def test_off_when_the_setting_is_zero(make_app, shop):
+def test_off_when_the_setting_is_zero(make_app, shop):  # noqa: F811
     app = counting_sql(make_app(PUBLIC_PAGE_CACHE_SECONDS=0))
     url = search_url(shop)
     get(app, url)

@@ -23,13 +23,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 LANDING = re.compile(r"/(pay|book/hires)/AC[A-Z0-9]{8}$")
 
 
-def _fits_width(page: Page, width: int) -> None:
-    assert page.evaluate("document.scrollingElement.scrollWidth") <= width
-
-
-@pytest.mark.parametrize("size", [PHONE, TABLET], ids=["phone", "tablet"])
-def test_search_quote_confirm_then_cancel(live_server, new_page, size):
-    width, height = size
+def golf_and_octavia():
+    """A branch with a compact (Golf, £39 a day) and an estate (Octavia, £54), the rate
+    tables, and a customer (returned) who may book."""
     branch = factories.make_branch("LHR")
     compact = factories.make_car_class("compact", daily_rate_pence=3900)
     estate = factories.make_car_class("estate", daily_rate_pence=5400)
@@ -37,7 +33,17 @@ def test_search_quote_confirm_then_cancel(live_server, new_page, size):
     factories.make_car(car_class=estate, branch=branch, make="Skoda", model="Octavia")
     seed_rate_tables()
     db.session.commit()
-    user = factories.make_user("customer")
+    return factories.make_user("customer")
+
+
+def _fits_width(page: Page, width: int) -> None:
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= width
+
+
+@pytest.mark.parametrize("size", [PHONE, TABLET], ids=["phone", "tablet"])
+def test_search_quote_confirm_then_cancel(live_server, new_page, size):
+    width, height = size
+    user = golf_and_octavia()
 
     page = new_page(width, height)
     browser_sign_in(page, live_server.url, user.email)

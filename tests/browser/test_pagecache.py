@@ -9,13 +9,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from app.booking.seed import seed_rate_tables
-from app.extensions import db
 from app.metrics import _page_cache_registry
 from tests import factories
 from tests.test_booking import FMT, local_day
 
 from .conftest import TABLET
+from .test_booking import golf_and_octavia
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
@@ -27,14 +26,7 @@ def hits(route: str) -> float:
 
 def test_a_visitor_gets_cached_answers_then_signs_in_to_book(make_live_server, new_page):
     server = make_live_server(PUBLIC_PAGE_CACHE_SECONDS=300)
-    branch = factories.make_branch("LHR")
-    compact = factories.make_car_class("compact", daily_rate_pence=3900)
-    estate = factories.make_car_class("estate", daily_rate_pence=5400)
-    factories.make_car(car_class=compact, branch=branch, make="Volkswagen", model="Golf")
-    factories.make_car(car_class=estate, branch=branch, make="Skoda", model="Octavia")
-    seed_rate_tables()
-    db.session.commit()
-    user = factories.make_user("customer")
+    user = golf_and_octavia()
 
     page = new_page(*TABLET)
     page.goto(f"{server.url}/book/")
