@@ -129,3 +129,44 @@ def test_two_scheduler_runs_at_once_expire_each_hold_once(app, make_app, shop):
     changes = db.session.scalar(select(func.count()).select_from(Hire).join(Hire.state_changes)
                                 .where(Hire.id.in_(held)))
     assert changes == len(held)  # one expiry each (make_hire records no creation row)
+
+
+@pytest.mark.postgres
+def test_one_customer_confirming_many_cars_at_once_gets_at_most_the_allowed_holds(app, make_app,
+                                                                                  shop):
+    served = make_app(SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 10, "max_overflow": 10,
+                                                 "pool_timeout": 120, "pool_pre_ping": True})
+    allowed = served.config["MAX_HOLDS_PER_CUSTOMER"]
+    tabs = allowed + 6
+    cars = [shop.car] + [factories.make_car(car_class=shop.compact, branch=shop.lhr, make="Ford",
+                                            model=f"Focus{i}") for i in range(tabs - 1)]
+    customer = factories.make_user("customer")
+    args = trip_args(shop, local_day(10), local_day(12))
+    racers = []
+    for car in cars:  # one browser tab per car, each at its confirm step
+        client = _signed_in_client(served, customer)
+        page = client.get(f"/book/cars/{car.id}/review", query_string=args)
+        assert page.status_code == 200
+        racers.append((client, car.id, dict(HIDDEN_RE.findall(page.get_data(as_text=True)))))
+
+    barrier = threading.Barrier(tabs)
+
+    def race(racer):
+        client, car_id, form = racer
+        barrier.wait(timeout=120)
+        response = client.post(f"/book/cars/{car_id}/confirm", data=form)
+        return response.status_code, response.get_data(as_text=True)
+
+    with ThreadPoolExecutor(max_workers=tabs) as pool:
+        results = list(pool.map(race, racers))
+    with served.app_context():
+        db.engine.dispose()
+
+    statuses = sorted(status for status, _ in results)
+    assert statuses.count(303) == allowed, statuses
+    refused = [body for status, body in results if status != 303]
+    assert all(status == 422 for status, _ in results if status != 303), statuses
+    assert all("waiting for payment" in body for body in refused)
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count(Hire.id)).where(
+        Hire.customer_id == customer.id, Hire.state == HireState.HELD.value)) == allowed

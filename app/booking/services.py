@@ -468,6 +468,11 @@ def create_hold(*, customer: User, car_id: int, trip: Trip, extras: Mapping[str,
     duplicate = same_booking(customer, car.id, trip)
     if duplicate is not None:  # the same booking sent again from an older page or tab
         return duplicate
+    # One hold at a time per customer: tabs confirming at once would all count the same holds.
+    # FOR NO KEY UPDATE (PostgreSQL; SQLite writes one at a time anyway) lets rows that only
+    # refer to the customer be written meanwhile; it is released at the commit below.
+    db.session.execute(select(User.id).where(User.id == customer.id)
+                       .with_for_update(key_share=True))
     holds = db.session.scalar(select(func.count(Hire.id)).where(
         Hire.customer_id == customer.id, Hire.state == S.HELD.value, Hire.hold_expires_at > now))
     if holds >= cfg["MAX_HOLDS_PER_CUSTOMER"]:
