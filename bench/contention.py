@@ -201,9 +201,8 @@ def main() -> int:
     if lost:
         print(f"NOTE: {lost} attempt(s) never reached a view (wrk: {result.errors.get('read', 0)} "
               f"socket read errors; Gunicorn recycled workers {restarts} times for max_requests). "
-              "The likely cause is a request sent on a keep-alive connection that a recycling "
-              "worker was closing: no 5xx and no booking, but a browser (or Nginx: 502) would "
-              "show an error. Counted, not a target of this benchmark.")
+              "Neither Gunicorn's log nor /metrics saw it: no 5xx and no booking. Counted, not a "
+              "target of this benchmark; bench/README.md says what is known.")
     for failure in failures:
         print(f"TARGET MISSED: {failure}")
     print("RESULT:", "FAIL" if failures else "PASS")
