@@ -29,6 +29,6 @@ def queue_email(*, key: str, to: str, subject: str, body: str,
         db.session.rollback()
         return db.session.scalars(
             select(OutboundEmail).where(OutboundEmail.idempotency_key == key)).one()
-    from .jobs.mail import send_email
-    enqueue(send_email, email.id, job_id=f"email-{email.id}")
+    from .jobs.mail import JOB_ID, send_email
+    enqueue(send_email, email.id, job_id=JOB_ID.format(email.id))
     return email

@@ -73,7 +73,7 @@ class Entry:
 class PublicPageCache:
     """WSGI middleware around the Flask app: answers repeated anonymous GETs from memory."""
 
-    def __init__(self, app: Flask, wsgi_app, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, app: Flask, wsgi_app):
         self.wsgi_app = wsgi_app
         cfg = app.config
         self.seconds = float(cfg["PUBLIC_PAGE_CACHE_SECONDS"])
@@ -82,7 +82,7 @@ class PublicPageCache:
         self.cookie_names = tuple(f"{cfg[name]}=" for name in
                                   ("SESSION_COOKIE_NAME", "REMEMBER_COOKIE_NAME")
                                   if cfg.get(name))
-        self.clock = clock
+        self.clock: Callable[[], float] = time.monotonic  # tests replace it
         self._entries: OrderedDict[tuple, Entry] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -156,10 +156,6 @@ class PublicPageCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 def init_page_cache(app: Flask) -> None:

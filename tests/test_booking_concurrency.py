@@ -31,6 +31,23 @@ def _signed_in_client(app, user):
     return client
 
 
+def _confirm_all_at_once(served, posts) -> list[tuple[int, str]]:
+    """POST every (client, url, form) at the same instant, one thread each; (status, body)s."""
+    barrier = threading.Barrier(len(posts))
+
+    def race(post):
+        client, url, form = post
+        barrier.wait(timeout=120)
+        response = client.post(url, data=form)
+        return response.status_code, response.get_data(as_text=True)
+
+    with ThreadPoolExecutor(max_workers=len(posts)) as pool:
+        results = list(pool.map(race, posts))
+    with served.app_context():
+        db.engine.dispose()
+    return results
+
+
 @pytest.mark.postgres
 def test_fifty_customers_racing_for_one_car_make_exactly_one_hire(app, make_app, shop):
     served = make_app(SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 10, "max_overflow": 30,
@@ -49,19 +66,8 @@ def test_fifty_customers_racing_for_one_car_make_exactly_one_hire(app, make_app,
         assert form.get("idempotency_key")
         racers.append((client, form))
 
-    barrier = threading.Barrier(RACERS)
     confirm_url = f"/book/cars/{shop.car.id}/confirm"
-
-    def race(racer):
-        client, form = racer
-        barrier.wait(timeout=120)
-        response = client.post(confirm_url, data=form)
-        return response.status_code, response.get_data(as_text=True)
-
-    with ThreadPoolExecutor(max_workers=RACERS) as pool:
-        results = list(pool.map(race, racers))
-    with served.app_context():
-        db.engine.dispose()
+    results = _confirm_all_at_once(served, [(client, confirm_url, form) for client, form in racers])
 
     statuses = sorted(status for status, _ in results)
     assert all(status < 500 for status in statuses), statuses
@@ -149,18 +155,8 @@ def test_one_customer_confirming_many_cars_at_once_gets_at_most_the_allowed_hold
         assert page.status_code == 200
         racers.append((client, car.id, dict(HIDDEN_RE.findall(page.get_data(as_text=True)))))
 
-    barrier = threading.Barrier(tabs)
-
-    def race(racer):
-        client, car_id, form = racer
-        barrier.wait(timeout=120)
-        response = client.post(f"/book/cars/{car_id}/confirm", data=form)
-        return response.status_code, response.get_data(as_text=True)
-
-    with ThreadPoolExecutor(max_workers=tabs) as pool:
-        results = list(pool.map(race, racers))
-    with served.app_context():
-        db.engine.dispose()
+    results = _confirm_all_at_once(served, [(client, f"/book/cars/{car_id}/confirm", form)
+                                            for client, car_id, form in racers])
 
     statuses = sorted(status for status, _ in results)
     assert statuses.count(303) == allowed, statuses

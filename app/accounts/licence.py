@@ -171,8 +171,8 @@ def _pending_check(user_id: int, hire_id: int | None, number: str, code: str) ->
 
 def _enqueue(check: LicenceCheck) -> None:
     from ..jobs import enqueue
-    from ..jobs.licence import check_licence
-    enqueue(check_licence, check.id, job_id=f"licence-check-{check.id}")
+    from ..jobs.licence import JOB_ID, check_licence
+    enqueue(check_licence, check.id, job_id=JOB_ID.format(check.id))
 
 
 # --- the rental rules -----------------------------------------------------------------------

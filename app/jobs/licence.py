@@ -10,6 +10,8 @@ from ..logging_setup import log
 from ..models import LicenceCheck, utcnow
 from . import task
 
+JOB_ID = "licence-check-{}"  # one job per check
+
 
 @task
 def check_licence(check_id: int) -> None:

@@ -10,6 +10,8 @@ from ..logging_setup import log
 from ..models import OutboundEmail, utcnow
 from . import task
 
+JOB_ID = "email-{}"  # one job per email: enqueued twice, it is still one job
+
 
 @task
 def send_email(email_id: int) -> None:

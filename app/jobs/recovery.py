@@ -101,16 +101,14 @@ def orphans(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
     return out
 
 
-# Tasks whose callers give their jobs fixed ids (app/mail.py, app/accounts/licence.py).
-JOB_IDS = {"send_email": "email-{}", "check_licence": "licence-check-{}"}
-
-
 def requeue_orphans(now: datetime) -> dict[str, list[int]]:
     """Enqueue the task of every orphaned row again. Returns {what: ids} of those queued."""
-    from . import enqueue
+    from . import enqueue, licence, mail
+    # Tasks whose jobs have fixed ids: the same id their first enqueue used.
+    job_ids = {mail.send_email: mail.JOB_ID, licence.check_licence: licence.JOB_ID}
     queued: dict[str, list[int]] = {}
     for what, (task_fn, ids) in orphans(now).items():
-        job_id = JOB_IDS.get(task_fn.__name__)
+        job_id = job_ids.get(task_fn)
         for row_id in ids:
             enqueue(task_fn, row_id, job_id=job_id.format(row_id) if job_id else None)
         queued[what] = ids

@@ -14,6 +14,7 @@ from flask import abort, current_app, flash, request, send_from_directory, url_f
 from flask_login import current_user
 from sqlalchemy import select
 
+from ..accounts.validators import plain_text_error
 from ..extensions import db
 from ..models import Branch, Hire, InspectionPhoto, utcnow
 from ..web import add_errors, render, see_other
@@ -43,7 +44,6 @@ def board():
     else:
         branch_id = current_user.branch_id
     query = request.args.get("q", "")[:60]
-    from ..accounts.validators import plain_text_error
     query_error = plain_text_error(query)
     if query_error:  # PostgreSQL cannot search for a NUL: say so and show the whole board
         query = ""

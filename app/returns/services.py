@@ -9,7 +9,6 @@ only through the payments area (`app.payments.services` / `app.payments.refunds`
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -300,9 +299,11 @@ def refuse_at_pickup(hire: Hire, *, by: User, now: datetime, reason: str) -> Non
 
 
 def _payments_call(name: str, hire: Hire, **kwargs):
-    """Call a payments service if it is installed (the counter works before card payments do)."""
+    """Call a payments service (app/payments/services.py or refunds.py) if it is installed (the
+    counter works before card payments do)."""
+    from ..payments import refunds
     from ..payments import services as payments
-    fn = getattr(payments, name, None)
+    fn = getattr(payments, name, None) or getattr(refunds, name, None)
     if fn is None:
         log().warning("payments service missing", service=name, hire_id=hire.id)
         return None
@@ -455,6 +456,9 @@ def _settle_money(hire: Hire, settlement: rules.Settlement, *, by: User) -> list
     if settlement.charge_card_pence:
         steps.append(("charge_saved_card", dict(amount_pence=settlement.charge_card_pence,
                                                 reason="return charges beyond the deposit")))
+    if settlement.refund_pence:  # refused when more than is left to refund: staff resolve it
+        steps.append(("request_refund", dict(amount_pence=settlement.refund_pence,
+                                             reason="early return: unused days")))
     for name, kwargs in steps:
         try:
             _payments_call(name, hire, by=by, **kwargs)
@@ -462,16 +466,6 @@ def _settle_money(hire: Hire, settlement: rules.Settlement, *, by: User) -> list
             db.session.rollback()
             problems.append(str(exc))
             record(by, "return.payment_problem", hire, {}, {"step": name, "problem": str(exc), **kwargs})
-            db.session.commit()
-    if settlement.refund_pence:
-        from ..payments.refunds import request_refund
-        try:
-            request_refund(hire, settlement.refund_pence, "early return: unused days", by)
-        except PaymentError as exc:  # e.g. more than is left to refund: staff resolve it
-            db.session.rollback()
-            problems.append(str(exc))
-            record(by, "return.payment_problem", hire, {},
-                   {"step": "refund", "problem": str(exc), "amount_pence": settlement.refund_pence})
             db.session.commit()
     return problems
 
