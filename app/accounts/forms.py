@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, EmailField, PasswordField, StringField, TelField
-from wtforms.widgets import PasswordInput
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, Optional, ValidationError
+from wtforms.widgets import PasswordInput
 
 from ..form_fields import REQUIRED, PlainText
 from ..form_fields import strip as _clean

@@ -808,7 +808,7 @@ class MyBookings:
 
 def _endings(hires: list[Hire]) -> dict[int, Ending]:
     """When each hire ended without going out, and what was paid and refunded (from payments)."""
-    ended = {h.id: h for h in hires if h.hire_state in ENDED_WITHOUT_HIRE}
+    ended = [h.id for h in hires if h.hire_state in ENDED_WITHOUT_HIRE]
     if not ended:
         return {}
     at = dict(db.session.execute(
