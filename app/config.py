@@ -24,6 +24,19 @@ def _normalise_db_url(url: str) -> str:
     return url
 
 
+DEFAULT_PORT = 5000  # where `./scripts/run` serves unless PORT says otherwise
+
+
+def _served_base_url() -> str:
+    """The run command's own address (`scripts/serve` exports FLASK_RUN_HOST/FLASK_RUN_PORT
+    from PORT), so every URL the app hands out points at the port it is served on."""
+    host = os.environ.get("FLASK_RUN_HOST", "")
+    if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine answers too
+        host = "127.0.0.1"
+    port = os.environ.get("FLASK_RUN_PORT") or os.environ.get("PORT") or str(DEFAULT_PORT)
+    return f"http://{host}:{port}"
+
+
 class Config:
     # --- environment -------------------------------------------------------------
     ENV_NAME = os.environ.get("ACME_ENV", "development")  # development | test | production
@@ -85,7 +98,9 @@ class Config:
     SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
     SMTP_STARTTLS = False
     SMTP_TIMEOUT_SECONDS = 10
-    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    # The portal's address in links it hands out (emails, the Stripe stand-in's webhooks);
+    # set it on a server, where it differs from the address the app listens on.
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL") or _served_base_url()
 
     # --- logging -------------------------------------------------------------------
     LOG_LEVEL = "INFO"

@@ -21,6 +21,7 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "main.home": ("GET", "/", EVERYONE),
     "main.healthz": ("GET", "/healthz", EVERYONE),
     "main.outbox": ("GET", "/dev/outbox", EVERYONE),  # 404 outside development
+    "main.outbox_attachment": ("GET", "/dev/outbox/0/none.ics", EVERYONE),  # likewise
     "accounts.sign_up": ("GET", "/account/sign-up", EVERYONE),
     "accounts.sign_in": ("GET", "/account/sign-in", EVERYONE),
     "accounts.sign_out": ("POST", "/account/sign-out", SIGNED_IN),

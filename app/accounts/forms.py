@@ -6,14 +6,19 @@ from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, EmailField, PasswordField, StringField, TelField
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, Optional, ValidationError
+from wtforms.widgets import PasswordInput
 
 from ..form_fields import REQUIRED, PlainText
 from ..form_fields import strip as _clean
 from . import validators as v
 
 
-def _password_field(label: str) -> PasswordField:
-    return PasswordField(label, validators=[InputRequired(REQUIRED), Length(max=128)])
+def _password_field(label: str, **kwargs) -> PasswordField:
+    return PasswordField(label, validators=[InputRequired(REQUIRED), Length(max=128)], **kwargs)
+
+
+PASSWORDS_EMPTIED = ("Both password fields were emptied because the password was not accepted: "
+                     "type it again in both.")
 
 
 class ProfileFields(FlaskForm):
@@ -62,16 +67,27 @@ def _check_code_field(*, required: bool) -> StringField:
 
 
 class SignUpForm(ProfileFields):
+    """Sign-up. A form refused for another field keeps the typed passwords (hide_value=False,
+    answered with Cache-Control: no-store), so the customer does not lose them; a refused
+    password empties both fields and says so beside them."""
+
     email = EmailField("Email", filters=[_clean], validators=[
         DataRequired(REQUIRED), Length(max=254),
         Email("Enter an email address like name@example.com.", check_deliverability=False)])
-    password = _password_field("Password")
-    confirm_password = PasswordField("Repeat password", validators=[
-        InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
+    password = _password_field("Password", widget=PasswordInput(hide_value=False))
+    confirm_password = PasswordField("Repeat password", widget=PasswordInput(hide_value=False),
+                                     validators=[InputRequired(REQUIRED),
+                                                 EqualTo("password", "The passwords do not match.")])
     check_code = _check_code_field(required=False)  # licence check straight after sign-up
 
     def validate_password(self, field):
         _check_strength(field, [self.email.data or "", self.full_name.data or ""])
+
+    def forget_refused_passwords(self) -> None:
+        """When either password field was refused, empty both and say why beside them."""
+        if self.password.errors or self.confirm_password.errors:
+            self.password.data = self.confirm_password.data = ""
+            self.password.errors = [*self.password.errors, PASSWORDS_EMPTIED]
 
 
 class ProfileForm(ProfileFields):

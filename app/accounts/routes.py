@@ -61,8 +61,10 @@ def sign_up():
             return see_other(url_for("accounts.profile"))
     elif form.is_submitted():
         _cross_field_errors(form)
-    return render("accounts/sign_up.html", "accounts/partials/_sign_up_form.html",
-                  form_status(form), form=form)
+    form.forget_refused_passwords()
+    page, status = render("accounts/sign_up.html", "accounts/partials/_sign_up_form.html",
+                          form_status(form), form=form)
+    return page, status, {"Cache-Control": "no-store"}  # it may carry the typed passwords
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])

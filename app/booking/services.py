@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -33,12 +33,17 @@ from ..models.hires import NO_OVERLAP_CONSTRAINT, OCCUPYING_STATES
 from . import pricing
 from .pricing import PricingError, Quote, RateTables
 
+if TYPE_CHECKING:
+    from ..payments.refunds import MoneyBack
+
 S = HireState
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read out over the phone
 REFERENCE_LENGTH = 8
 REFERENCE_PREFIX = "AC"
 CANCELLABLE_STATES = frozenset({S.HELD, S.CONFIRMED})
 UPCOMING_STATES = frozenset({S.HELD, S.CONFIRMED})
+# Ended before (or instead of) the car going out: the list says when, and what came back.
+ENDED_WITHOUT_HIRE = frozenset({S.CANCELLED, S.EXPIRED, S.NO_SHOW, S.REFUSED_AT_PICKUP})
 ALTERNATIVES_SHOWN = 3
 
 
@@ -786,14 +791,40 @@ def queue_due_reminders(now: datetime) -> list[str]:
 # --- the customer's bookings ------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Ending:
+    """A hire that ended without the car going out: when, and the money (paid, refunded)."""
+
+    at: Optional[datetime]
+    money: "MoneyBack"
+
+
+@dataclass(frozen=True)
 class MyBookings:
     upcoming: list[Hire]
     active: list[Hire]
     past: list[Hire]
+    endings: dict[int, Ending] = field(default_factory=dict)  # by hire id, for ENDED_WITHOUT_HIRE
+
+
+def _endings(hires: list[Hire]) -> dict[int, Ending]:
+    """When each hire ended without going out, and what was paid and refunded (from payments)."""
+    ended = [h.id for h in hires if h.hire_state in ENDED_WITHOUT_HIRE]
+    if not ended:
+        return {}
+    at = dict(db.session.execute(
+        select(HireStateChange.hire_id, func.max(HireStateChange.at))
+        .where(HireStateChange.hire_id.in_(ended),
+               HireStateChange.to_state.in_([s.value for s in ENDED_WITHOUT_HIRE]),
+               HireStateChange.from_state != HireStateChange.to_state)  # not a later note
+        .group_by(HireStateChange.hire_id)).all())
+    from ..payments.refunds import money_back
+    money = money_back(ended)
+    return {hire_id: Ending(at.get(hire_id), money[hire_id]) for hire_id in ended}
 
 
 def customer_bookings(customer: User, *, past_limit: int = 50) -> MyBookings:
-    """Upcoming (held, confirmed), active (picked up) and past hires of one customer."""
+    """Upcoming (held, confirmed), active (picked up) and past hires of one customer; for
+    past ones that never went out, when they ended and what was refunded."""
     base = (select(Hire).where(Hire.customer_id == customer.id)
             .options(joinedload(Hire.car).joinedload(Car.car_class),
                      joinedload(Hire.pickup_branch), joinedload(Hire.return_branch)))
@@ -803,7 +834,7 @@ def customer_bookings(customer: User, *, past_limit: int = 50) -> MyBookings:
     past = list(db.session.scalars(base.where(
         Hire.state.not_in([s.value for s in (*UPCOMING_STATES, S.ACTIVE)]))
         .order_by(Hire.start_at.desc()).limit(past_limit)))
-    return MyBookings(upcoming, active, past)
+    return MyBookings(upcoming, active, past, _endings(past))
 
 
 def customer_hire(customer: User, reference: str) -> Hire | None:

@@ -24,10 +24,10 @@ def build_message(email: OutboundEmail) -> EmailMessage:
     msg["Message-ID"] = make_msgid(idstring=email.idempotency_key.replace(":", "."),
                                    domain="acme-rentals.example")
     msg.set_content(email.body_text)
-    if email.attachment_text:  # e.g. the booking's calendar entry (text/calendar)
-        maintype, _, subtype = (email.attachment_mimetype or "text/plain").partition("/")
-        msg.add_attachment(email.attachment_text, subtype=subtype or "plain",
-                           filename=email.attachment_filename or "attachment.txt",
+    for attachment in email.attachments:  # e.g. the booking's calendar entry (text/calendar)
+        _, _, subtype = attachment.mimetype.partition("/")
+        msg.add_attachment(attachment.content, subtype=subtype or "plain",
+                           filename=attachment.filename,
                            params={"method": "PUBLISH"} if subtype == "calendar" else {})
     return msg
 

@@ -1,4 +1,6 @@
-from flask import abort, current_app, jsonify, render_template
+from io import BytesIO
+
+from flask import abort, current_app, jsonify, render_template, send_file
 from sqlalchemy import select, text
 
 from ..extensions import db, limiter
@@ -36,11 +38,29 @@ def healthz():
     return jsonify(status="ok" if healthy else "degraded", checks=checks), 200 if healthy else 503
 
 
+def _outbox_or_404() -> None:
+    """The outbox exists only in development with the outbox mail backend (else 404)."""
+    if current_app.config["ENV_NAME"] != "development" or current_app.config["MAIL_BACKEND"] != "outbox":
+        abort(404)
+
+
 @bp.get("/dev/outbox")
 @allow("public")
 def outbox():
-    """Development only: the emails the portal would have sent."""
-    if current_app.config["ENV_NAME"] != "development" or current_app.config["MAIL_BACKEND"] != "outbox":
-        abort(404)
+    """Development only: the emails the portal would have sent, with their attachments."""
+    _outbox_or_404()
     emails = db.session.scalars(select(OutboundEmail).order_by(OutboundEmail.id.desc()).limit(50)).all()
     return render_template("main/outbox.html", emails=emails)
+
+
+@bp.get("/dev/outbox/<int:email_id>/<filename>")
+@allow("public")
+def outbox_attachment(email_id: int, filename: str):
+    """Development only: download one attachment of an email in the outbox."""
+    _outbox_or_404()
+    email = db.session.get(OutboundEmail, email_id)
+    found = next((a for a in (email.attachments if email else []) if a.filename == filename), None)
+    if found is None:
+        abort(404)
+    return send_file(BytesIO(found.data), mimetype=found.mimetype, as_attachment=True,
+                     download_name=found.filename)

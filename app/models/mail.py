@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
@@ -12,6 +13,25 @@ from ..extensions import db
 from .types import UTCDateTime, utcnow
 
 EMAIL_STATES = ("queued", "sent", "failed")
+DEFAULT_ATTACHMENT_NAME = "attachment.txt"
+DEFAULT_ATTACHMENT_TYPE = "text/plain"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with an email (text only today, e.g. the booking's .ics entry)."""
+
+    filename: str
+    mimetype: str
+    content: str
+
+    @property
+    def data(self) -> bytes:
+        return self.content.encode("utf-8")
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
 
 
 class OutboundEmail(db.Model):
@@ -31,3 +51,12 @@ class OutboundEmail(db.Model):
     attachment_filename: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
     attachment_mimetype: Mapped[str] = mapped_column(String(60), default="", server_default=text("''"))
     attachment_text: Mapped[Optional[str]] = mapped_column(Text)
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        """The files sent with this email, in order (none, or the one text attachment)."""
+        if not self.attachment_text:
+            return []
+        return [Attachment(self.attachment_filename or DEFAULT_ATTACHMENT_NAME,
+                           self.attachment_mimetype or DEFAULT_ATTACHMENT_TYPE,
+                           self.attachment_text)]

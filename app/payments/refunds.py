@@ -10,21 +10,73 @@ instead of a second one. Money paid in crypto goes back through the crypto area'
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
+from typing import Iterable, Optional
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from .. import audit
 from ..extensions import db
 from ..filters import money
 from ..logging_setup import log
 from ..models import Hire, Payment, User, utcnow
-from .services import SAVED_CARD, PaymentError, _purpose, payments_of, refunded_pence
+from .services import CARD, CRYPTO, SAVED_CARD, PaymentError, _purpose, payments_of, refunded_pence
 
 
 class RefundError(PaymentError):
     """A refund that cannot be made as asked (nothing paid, or more than was paid)."""
+
+
+@dataclass(frozen=True)
+class MoneyBack:
+    """What a customer paid for a hire and what was given back (made or on its way)."""
+
+    paid_pence: int
+    refunded_pence: int
+    pending_pence: int  # of refunded_pence, still on its way
+    last_refund_at: Optional[datetime]  # made (or, while on its way, asked for) last
+
+    @property
+    def kept_pence(self) -> int:
+        return max(self.paid_pence - self.refunded_pence, 0)
+
+
+def _taken_pence(p: Payment) -> int:
+    """Money this row took from the customer: charges, a captured card hold, an ETH deposit.
+
+    (A crypto "capture" is kept out of the ETH deposit already counted; a card hold that was
+    only authorised took nothing.)"""
+    if p.state != "succeeded":
+        return 0
+    if p.kind == "charge" or (p.kind == "capture" and p.method == CARD) \
+            or (p.kind == "deposit_hold" and p.method == CRYPTO):
+        return p.amount_pence
+    return 0
+
+
+def _refund_time(refund: Payment) -> datetime:
+    made = [c.at for c in refund.state_changes if c.to_state == "succeeded"]
+    return made[-1] if made else refund.created_at
+
+
+def money_back(hire_ids: Iterable[int]) -> dict[int, MoneyBack]:
+    """Paid and refunded, per hire, for hires listed together (one query for all)."""
+    ids = list(hire_ids)
+    rows = db.session.scalars(select(Payment).where(Payment.hire_id.in_(ids))
+                              .options(selectinload(Payment.state_changes))
+                              .order_by(Payment.id)).all() if ids else []
+    found: dict[int, MoneyBack] = {}
+    for hire_id in ids:
+        payments = [p for p in rows if p.hire_id == hire_id]
+        refunds = [p for p in payments if p.kind == "refund" and p.state not in ("failed", "cancelled")]
+        found[hire_id] = MoneyBack(
+            paid_pence=sum(_taken_pence(p) for p in payments),
+            refunded_pence=sum(p.amount_pence for p in refunds),
+            pending_pence=sum(p.amount_pence for p in refunds if p.state != "succeeded"),
+            last_refund_at=max((_refund_time(p) for p in refunds), default=None))
+    return found
 
 
 def refundable_charges(hire: Hire, payment: Optional[Payment] = None) -> list[tuple[Payment, int]]:

@@ -90,9 +90,7 @@ def test_sign_up_with_a_mistake_then_fixed(live_server, new_page, size):
     _assert_fits_width(page, width)
 
     licence.fill(PERSON["Driving licence number"])
-    # Password fields are not sent back to the browser, so they are typed again.
-    _fill(page, {"Password": PERSON["Password"], "Repeat password": PERSON["Repeat password"]})
-    _submit_button(page).click()
+    _submit_button(page).click()  # the passwords typed before are still there
 
     page.wait_for_url(f"{live_server.url}/account/profile")
     expect(page.get_by_role("heading", name="My account")).to_be_visible()
@@ -142,4 +140,57 @@ def test_an_existing_customer_signs_in_through_the_form(live_server, new_page):
     expect(page.get_by_text(customer.email)).to_be_visible()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     _assert_fits_width(page, PHONE[0])
+    assert page.console_errors == []
+
+
+def _password_fields(page: Page):
+    form = page.locator("#sign-up-form")
+    return form.get_by_label("Password", exact=True), form.get_by_label("Repeat password", exact=True)
+
+
+def test_from_the_home_page_a_mistake_elsewhere_keeps_the_typed_passwords(live_server, new_page):
+    """Issue 14 §6: an error in another field no longer empties both password fields."""
+    page = new_page(*PHONE)
+    page.goto(f"{live_server.url}/")
+    page.get_by_role("link", name="Create an account").click()
+    expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
+
+    _fill(page, {**PERSON, "Postcode": "NOT A CODE"})
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        _submit_button(page).click()
+    assert answer.value.status == 422
+    assert answer.value.headers["cache-control"] == "no-store"  # it carries the passwords
+    expect(page.locator("#postcode-error")).to_have_text("Enter a UK postcode, like SW1A 1AA.")
+    password, repeat = _password_fields(page)
+    expect(password).to_have_value(PERSON["Password"])
+    expect(repeat).to_have_value(PERSON["Repeat password"])
+    expect(page.locator("#sign-up-form .error")).to_have_count(1)
+
+    page.locator("#sign-up-form").get_by_label("Postcode").fill(PERSON["Postcode"])
+    _submit_button(page).click()  # nothing typed again
+    page.wait_for_url(f"{live_server.url}/account/profile")
+    expect(page.get_by_text("Welcome, Jane Customer.")).to_be_visible()
+    assert page.console_errors == []
+
+
+def test_a_refused_password_empties_both_fields_and_says_why(live_server, new_page):
+    page = new_page(*PHONE)
+    page.goto(f"{live_server.url}/")
+    page.get_by_role("link", name="Create an account").click()
+    _fill(page, {**PERSON, "Repeat password": PERSON["Password"] + "x"})
+    _submit_button(page).click()
+
+    expect(page.locator("#confirm_password-error")).to_have_text("The passwords do not match.")
+    note = page.locator("#password-error")
+    expect(note).to_have_text("Both password fields were emptied because the password was not "
+                              "accepted: type it again in both.")
+    password, repeat = _password_fields(page)
+    expect(password).to_have_value("")
+    expect(repeat).to_have_value("")
+    expect(password).to_have_attribute("aria-describedby", "password-error")
+    expect(page.locator("#sign-up-form").get_by_label("Full name")).to_have_value("Jane Customer")
+
+    _fill(page, {"Password": PERSON["Password"], "Repeat password": PERSON["Repeat password"]})
+    _submit_button(page).click()
+    page.wait_for_url(f"{live_server.url}/account/profile")
     assert page.console_errors == []
