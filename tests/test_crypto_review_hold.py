@@ -1,5 +1,6 @@
 """A crypto payment that staff must review (issue 14, §5 and §6): the car stays held meanwhile,
-the customer is told so instead of being asked to pay, and the queue never offers to accept a payment for a booking that can no longer be confirmed.
+the customer is told so instead of being asked to pay, and the queue never offers to accept a
+payment for a booking that can no longer be confirmed.
 
 Payments are real transactions on a local EVM, read by the real watcher (tests/crypto_chain.py).
 """
@@ -73,7 +74,8 @@ def test_the_customer_is_told_the_payment_is_being_reviewed_not_asked_to_pay(app
     assert "Pay £" not in page and "expired" not in page.lower()
 
 
-def test_the_review_queue_offers_only_the_refund_for_an_expired_or_cancelled_booking(app, chain_env, client, auth):
+def test_the_review_queue_offers_only_the_refund_for_an_expired_or_cancelled_booking(
+        app, chain_env, client, auth):
     auth.sign_in_as("staff")
     held, held_payment = underpaid_hire(chain_env)
     expired, expired_payment = underpaid_hire(chain_env)
@@ -92,6 +94,7 @@ def test_the_review_queue_offers_only_the_refund_for_an_expired_or_cancelled_boo
         assert f"The booking is {state}: it cannot be confirmed" in rows[payment.id]
 
     # The refund it offers works.
-    assert post_form(client, f"{REVIEW}/{expired_payment.id}/refund", {}, token_from=REVIEW).status_code == 303
+    refund = post_form(client, f"{REVIEW}/{expired_payment.id}/refund", {}, token_from=REVIEW)
+    assert refund.status_code == 303
     db.session.expire_all()
     assert expired_payment.state == "returned"

@@ -145,9 +145,10 @@ def payment_keeps_hold(hire: Hire, now: datetime) -> bool:
     if hire.hold_expires_at is None:
         return False
     overdue = now - hire.hold_expires_at
-    if overdue < timedelta(minutes=cfg["CRYPTO_IN_FLIGHT_GRACE_MINUTES"]) and crypto_payment_in_flight(hire, now):
-        return True
-    return overdue < timedelta(hours=cfg["CRYPTO_REVIEW_HOLD_HOURS"]) and bool(hires_under_review([hire.id]))
+    in_flight_grace = timedelta(minutes=cfg["CRYPTO_IN_FLIGHT_GRACE_MINUTES"])
+    review_bound = timedelta(hours=cfg["CRYPTO_REVIEW_HOLD_HOURS"])
+    return ((overdue < in_flight_grace and crypto_payment_in_flight(hire, now))
+            or (overdue < review_bound and bool(hires_under_review([hire.id]))))
 
 
 def quote_for_page(hire: Hire, now: datetime) -> Optional[CryptoQuote]:
