@@ -110,6 +110,9 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     from .filters import register_filters
     register_filters(app)
 
+    from .navigation import init_navigation
+    init_navigation(app)
+
     from .pagecache import init_page_cache
     init_page_cache(app)
     return app

@@ -210,6 +210,9 @@ class Config:
     # A hold whose crypto payment is already on its way (seen on chain, or reported sent by the
     # wallet) is kept this much longer so that the confirmations can arrive.
     CRYPTO_IN_FLIGHT_GRACE_MINUTES = 30
+    # A hold whose crypto payment staff are reviewing (short, late...) keeps its car while they
+    # decide, at most this long after the hold would have ended; then it expires as usual.
+    CRYPTO_REVIEW_HOLD_HOURS = 24
     # The rate: a configured fixed rate, named as such on every quote (no rate feed is
     # reachable offline). Pence per 1 ETH: 250_000 is GBP 2,500.00 per ETH.
     CRYPTO_FIXED_RATE_PENCE_PER_ETH = int(os.environ.get("CRYPTO_FIXED_RATE_PENCE_PER_ETH",

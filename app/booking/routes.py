@@ -247,7 +247,8 @@ def hire_detail(reference: str):
     """One booking: its state, times, frozen price lines, and what can be done with it."""
     hire = _own_hire(reference)
     return render("booking/hire.html", "booking/hire.html", hire=hire, now=utcnow(),
-                  can_pay="payments.start" in current_app.view_functions)
+                  can_pay="payments.start" in current_app.view_functions,
+                  under_review=bool(services.payments_under_review([hire])))
 
 
 @bp.route("/hires/<reference>/cancel", methods=["GET", "POST"])

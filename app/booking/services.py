@@ -752,12 +752,11 @@ def expire_held_hires(now: datetime, *, batch: int = 500) -> list[int]:
     """Expire unpaid holds whose time is up, freeing their cars. Safe to run twice or at once."""
     q = (select(Hire).where(Hire.state == S.HELD.value, Hire.hold_expires_at <= now)
          .order_by(Hire.id).limit(batch).with_for_update(skip_locked=True))
-    from ..payments.crypto import crypto_payment_in_flight
-    grace = timedelta(minutes=current_app.config["CRYPTO_IN_FLIGHT_GRACE_MINUTES"])
+    from ..payments.crypto import payment_keeps_hold
     expired = []
     for hire in db.session.scalars(q):
-        if hire.hold_expires_at + grace > now and crypto_payment_in_flight(hire, now):
-            continue  # its payment is on the chain: let the confirmations arrive
+        if payment_keeps_hold(hire, now):
+            continue  # a crypto payment is on its way or with staff: the car stays held
         hire.transition(S.EXPIRED, by=None, now=now,
                         why=f"not paid within {current_app.config['HOLD_MINUTES']} minutes")
         expired.append(hire.id)
@@ -804,6 +803,7 @@ class MyBookings:
     active: list[Hire]
     past: list[Hire]
     endings: dict[int, Ending] = field(default_factory=dict)  # by hire id, for ENDED_WITHOUT_HIRE
+    under_review: frozenset[int] = frozenset()  # held hires whose payment staff are reviewing
 
 
 def _endings(hires: list[Hire]) -> dict[int, Ending]:
@@ -834,7 +834,14 @@ def customer_bookings(customer: User, *, past_limit: int = 50) -> MyBookings:
     past = list(db.session.scalars(base.where(
         Hire.state.not_in([s.value for s in (*UPCOMING_STATES, S.ACTIVE)]))
         .order_by(Hire.start_at.desc()).limit(past_limit)))
-    return MyBookings(upcoming, active, past, _endings(past))
+    return MyBookings(upcoming, active, past, _endings(past),
+                      frozenset(payments_under_review(upcoming)))
+
+
+def payments_under_review(hires: list[Hire]) -> set[int]:
+    """The held hires among `hires` whose payment staff are reviewing: nothing to pay meanwhile."""
+    from ..payments.crypto import hires_under_review
+    return hires_under_review(h.id for h in hires if h.hire_state == S.HELD)
 
 
 def customer_hire(customer: User, reference: str) -> Hire | None:

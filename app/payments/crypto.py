@@ -27,10 +27,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Optional
+from typing import Iterable, Optional
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..extensions import db
 from ..integrations import chain
@@ -123,6 +123,32 @@ def crypto_payment_in_flight(hire: Hire, now: Optional[datetime] = None) -> bool
         return False
     grace = timedelta(minutes=current_app.config["QUOTE_MINUTES"])
     return quote.wallet_reported_at is not None and now - quote.wallet_reported_at < grace
+
+
+def hires_under_review(hire_ids: Iterable[int]) -> set[int]:
+    """The hires among `hire_ids` with a payment waiting for staff to decide on it."""
+    ids = list(hire_ids)
+    if not ids:
+        return set()
+    return set(db.session.scalars(select(ChainPayment.hire_id).where(
+        ChainPayment.hire_id.in_(ids), ChainPayment.state == "review")))
+
+
+def payment_keeps_hold(hire: Hire, now: datetime) -> bool:
+    """Whether a crypto payment keeps this held hire's car past the hold's end.
+
+    One on its way keeps it for CRYPTO_IN_FLIGHT_GRACE_MINUTES (the confirmations arrive);
+    one staff are reviewing, for CRYPTO_REVIEW_HOLD_HOURS (staff accept or refund it):
+    the customer has paid something and must not lose the car to the clock meanwhile.
+    """
+    cfg = current_app.config
+    if hire.hold_expires_at is None:
+        return False
+    overdue = now - hire.hold_expires_at
+    in_flight_grace = timedelta(minutes=cfg["CRYPTO_IN_FLIGHT_GRACE_MINUTES"])
+    review_bound = timedelta(hours=cfg["CRYPTO_REVIEW_HOLD_HOURS"])
+    return ((overdue < in_flight_grace and crypto_payment_in_flight(hire, now))
+            or (overdue < review_bound and bool(hires_under_review([hire.id]))))
 
 
 def quote_for_page(hire: Hire, now: datetime) -> Optional[CryptoQuote]:
@@ -603,9 +629,20 @@ def review_queue() -> list[ChainPayment]:
                                    .order_by(ChainPayment.id)))
 
 
+def review_count() -> int:
+    """How many payments wait for a person to decide (the staff navigation shows it)."""
+    return db.session.scalar(select(func.count(ChainPayment.id)).where(ChainPayment.state == "review"))
+
+
 def value_now_pence(payment: ChainPayment, now: datetime) -> int:
     """What a payment is worth at today's rate (late payments are judged at this)."""
     return pence_for_wei(payment.amount_wei, current_rate(now).pence_per_eth)
+
+
+def can_accept(payment: ChainPayment) -> bool:
+    """A reviewed payment can pay its booking only while that booking still waits for payment
+    (and so still holds its car); for an expired or cancelled one, staff refund it."""
+    return payment.quote is not None and payment.quote.hire.hire_state == HireState.HELD
 
 
 def _reviewable(payment_id: int) -> ChainPayment:
@@ -622,7 +659,7 @@ def accept_reviewed(payment_id: int, by: User, now: datetime) -> ChainPayment:
     from ..audit import record
     payment = _reviewable(payment_id)
     hire = payment.quote.hire
-    if hire.hire_state != HireState.HELD:
+    if not can_accept(payment):
         raise CryptoError(f"The booking is {hire.state}: it cannot be confirmed. Refund the payment instead.")
     old = {"state": payment.state, "outcome": payment.outcome}
     payment.state = "settled"

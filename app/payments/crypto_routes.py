@@ -176,7 +176,7 @@ def crypto_review():
     now = utcnow()
     return render_template("payments/crypto_review.html", payments=crypto.review_queue(), now=now,
                            value_now=lambda p: crypto.value_now_pence(p, now), form=ActionForm(),
-                           format_eth=crypto.format_eth)
+                           can_accept=crypto.can_accept, format_eth=crypto.format_eth)
 
 
 @bp.post("/crypto/review/<int:payment_id>/accept")
