@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from html import unescape
@@ -36,6 +37,7 @@ HTTP_TIMEOUT_SECONDS = 60
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 CONFIRM_FORM_RE = re.compile(r'<form[^>]*id="confirm-form".*?</form>', re.S)
 HIDDEN_RE = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+WRITE_HELD_SECONDS = 1.5
 TAKEN = "Sorry, that car was just taken for those dates."
 
 
@@ -115,6 +117,61 @@ def test_customers_confirming_the_same_car_at_once_over_http_make_exactly_one_hi
             assert loser.status_code == 409, where
             assert TAKEN in page, where
             assert "Ford Focus" in page, where  # an alternative to choose instead
+
+
+# --- other connections at work meanwhile: never "database is locked" --------------------------
+
+def _one_customer_at_the_confirm_step(server, shop):
+    customer = factories.make_user("customer")
+    browser = _signed_in(server.url, customer.email)
+    args = trip_args(shop, local_day(5), local_day(7))
+    return customer, browser, _confirm_form(server.url, browser, shop.car.id, args)
+
+
+def _in_a_transaction(first_statement: str):
+    """Another connection to the test database, inside a transaction that ran this statement
+    (SQLite's driver begins one only at a write, so it is begun explicitly there)."""
+    connection = db.engine.raw_connection()
+    cursor = connection.cursor()
+    if db.engine.dialect.name == "sqlite":
+        cursor.execute("BEGIN")
+    cursor.execute(first_statement)
+    cursor.fetchall()
+    return connection
+
+
+def test_a_booking_is_not_held_up_by_a_long_read(server, shop):
+    """A backup or a long report reading meanwhile: the customer's booking goes through."""
+    _, browser, form = _one_customer_at_the_confirm_step(server, shop)
+    reader = _in_a_transaction("SELECT count(*) FROM occupancies")
+    try:
+        answer = browser.post(f"{server.url}/book/cars/{shop.car.id}/confirm", data=form,
+                              allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert answer.status_code == 303, answer.text
+    assert _occupying_hires(shop.car.id, as_utc(local_day(5))) == 1
+
+
+def test_a_booking_waits_for_another_write_to_commit(server, shop):
+    """Another connection is writing when the customer confirms: the booking waits for it."""
+    customer, browser, form = _one_customer_at_the_confirm_step(server, shop)
+    # The customer's own row: a booking locks it on PostgreSQL (one hold at a time each).
+    writer = _in_a_transaction(f"UPDATE users SET full_name = full_name WHERE id = {customer.id}"
+                               " RETURNING id")
+    finish = threading.Timer(WRITE_HELD_SECONDS, writer.commit)
+    finish.start()
+    started = time.monotonic()
+    try:
+        answer = browser.post(f"{server.url}/book/cars/{shop.car.id}/confirm", data=form,
+                              allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
+    finally:
+        finish.join()
+        writer.close()
+    assert answer.status_code == 303, answer.text
+    assert time.monotonic() - started >= WRITE_HELD_SECONDS  # it did wait for the write
+    assert _occupying_hires(shop.car.id, as_utc(local_day(5))) == 1
 
 
 # --- the database's own guard, whoever writes -------------------------------------------------
