@@ -5,8 +5,9 @@ trip) and raise `BookingError` (messages keyed by form field, "" for the whole f
 one of its kinds: `CarTaken` (with alternatives), `PriceChanged`, `NotEligible`.
 
 No car is ever double-booked: the service checks first so that the loser of a race gets
-a friendly answer, and PostgreSQL's exclusion constraint on `occupancies` is the final
-guard; its violation is turned into the same `CarTaken` answer.
+a friendly answer, and the database is the final guard on `occupancies` (PostgreSQL's
+exclusion constraint, SQLite's triggers of migration 0010, both named
+`occupancies_no_overlap`); its violation is turned into the same `CarTaken` answer.
 """
 
 from __future__ import annotations
@@ -443,7 +444,8 @@ def hire_by_key(key: str) -> Hire | None:
 
 
 def _violated(exc: IntegrityError) -> str:
-    """The constraint an IntegrityError broke (its name on PostgreSQL, the message on SQLite)."""
+    """The constraint an IntegrityError broke: its name on PostgreSQL; on SQLite the message,
+    which names it (a trigger's RAISE starts with `occupancies_no_overlap`)."""
     diag = getattr(getattr(exc, "orig", None), "diag", None)
     name = getattr(diag, "constraint_name", None)
     return name or str(exc.orig)
