@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from app.booking import services as booking
 from app.extensions import db
 from app.fleet import services as fleet
-from app.models import Hire, HireState, MaintenanceBlock, Occupancy, utcnow
+from app.models import Hire, MaintenanceBlock, Occupancy, utcnow
 from app.models.hires import NO_OVERLAP_CONSTRAINT, OCCUPYING_STATES
 from tests import factories
 from tests.browser.conftest import _serve
@@ -160,9 +160,9 @@ def test_a_booking_waits_for_another_write_to_commit(server, shop):
     # The customer's own row: a booking locks it on PostgreSQL (one hold at a time each).
     writer = _in_a_transaction(f"UPDATE users SET full_name = full_name WHERE id = {customer.id}"
                                " RETURNING id")
+    started = time.monotonic()
     finish = threading.Timer(WRITE_HELD_SECONDS, writer.commit)
     finish.start()
-    started = time.monotonic()
     try:
         answer = browser.post(f"{server.url}/book/cars/{shop.car.id}/confirm", data=form,
                               allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
@@ -178,7 +178,8 @@ def test_a_booking_waits_for_another_write_to_commit(server, shop):
 
 @pytest.fixture
 def booked(shop):
-    """A confirmed hire of the shop's car (with its cleaning buffer), and a second car."""
+    """A confirmed hire of the shop's car (its occupancy ends when it does), and a second car
+    of the same class at the same branch."""
     start = as_utc(local_day(10))
     hire = factories.make_hire(car=shop.car, start=start, days=2)
     other = factories.make_car(car_class=shop.compact, branch=shop.lhr, make="Ford", model="Focus")
