@@ -73,18 +73,18 @@ def _confirm_form(base_url: str, browser: requests.Session, car_id: int, args: d
     return form
 
 
-def _all_at_once(base_url: str, car_id: int, racers: list) -> list[requests.Response]:
-    """Every customer presses Confirm at the same instant (one thread each)."""
-    barrier = threading.Barrier(len(racers))
+def _all_at_once(base_url: str, car_id: int, browsers: list, args: dict) -> list[requests.Response]:
+    """Each customer opens the confirm step, then all press Confirm at the same instant."""
+    barrier = threading.Barrier(len(browsers))
 
-    def press(racer):
-        browser, form = racer
+    def press(browser):
+        form = _confirm_form(base_url, browser, car_id, args)
         barrier.wait(timeout=HTTP_TIMEOUT_SECONDS)
         return browser.post(f"{base_url}/book/cars/{car_id}/confirm", data=form,
                             allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
 
-    with ThreadPoolExecutor(max_workers=len(racers)) as pool:
-        return list(pool.map(press, racers))
+    with ThreadPoolExecutor(max_workers=len(browsers)) as pool:
+        return list(pool.map(press, browsers))
 
 
 def _occupying_hires(car_id: int, start) -> int:
@@ -97,15 +97,14 @@ def _occupying_hires(car_id: int, start) -> int:
 def test_customers_confirming_the_same_car_at_once_over_http_make_exactly_one_hire(server, shop):
     factories.make_car(car_class=shop.compact, branch=shop.lhr, make="Ford", model="Focus")
     emails = [factories.make_user("customer").email for _ in range(MOST_RACERS)]
-    browsers = [_signed_in(server.url, email) for email in emails]
+    with ThreadPoolExecutor(max_workers=MOST_RACERS) as pool:
+        browsers = list(pool.map(lambda email: _signed_in(server.url, email), emails))
     for number in range(ROUNDS):
         racing = 2 + number % (MOST_RACERS - 1)  # 2, 3, ... 8, 2, 3, ...
         start, end = local_day(3 + 2 * number), local_day(4 + 2 * number)
-        args = trip_args(shop, start, end)
-        racers = [(browser, _confirm_form(server.url, browser, shop.car.id, args))
-                  for browser in browsers[:racing]]
 
-        answers = _all_at_once(server.url, shop.car.id, racers)
+        answers = _all_at_once(server.url, shop.car.id, browsers[:racing],
+                               trip_args(shop, start, end))
 
         statuses = [answer.status_code for answer in answers]
         where = f"round {number + 1}, {racing} customers: {statuses}"
