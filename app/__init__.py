@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, render_template, session
 from flask_login import current_user
+from sqlalchemy import event
 
 from .config import BASE_DIR, Config, _normalise_db_url
 from .extensions import csrf, db, htmx, limiter, login_manager, migrate, talisman
@@ -52,6 +53,7 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     configure_logging(app)
 
     db.init_app(app)
+    _tune_sqlite(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     htmx.init_app(app)
@@ -138,6 +140,30 @@ def _finish_config(app: Flask) -> None:
                                "set MAIL_BACKEND=smtp.")
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {}
+
+
+def _tune_sqlite(app: Flask) -> None:
+    """Let the embedded default (SQLite) serve a threaded `flask run` without "database is
+    locked".
+
+    WAL: readers (pages, reports, a backup) never hold up a write, nor a write a reader.
+    Busy timeout: a write waits for another connection's write to commit. The driver begins
+    a transaction only at its first write (pysqlite's implicit BEGIN), so a transaction takes
+    the write lock as its first step and the busy timeout covers it; reads before it see the
+    latest data. Overlapping occupancies are refused by the triggers of migration 0010.
+    """
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "sqlite":
+        return
+    busy_ms = int(app.config["SQLITE_BUSY_TIMEOUT_SECONDS"] * 1000)
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -48,6 +48,9 @@ class Config:
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'instance' / 'acme.sqlite3'}")
     )
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # The embedded default (SQLite): a write waits this long for another connection's write
+    # to commit before it gives up with "database is locked" (app/__init__.py).
+    SQLITE_BUSY_TIMEOUT_SECONDS = 20
     REDIS_URL = os.environ.get("REDIS_URL", "")  # empty: jobs in-process, limiter in memory
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(BASE_DIR / "instance" / "uploads"))
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024  # bytes; larger requests get 413

@@ -1,4 +1,5 @@
-"""The migrations produce exactly the models' schema; PostgreSQL refuses double booking."""
+"""The migrations produce exactly the models' schema; the database refuses double booking
+(PostgreSQL's exclusion constraint, SQLite's triggers: migration 0010)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ def test_exclusion_constraint_is_installed(app):
     assert names == ["occupancies_no_overlap"]
 
 
-@pytest.mark.postgres
 def test_overlapping_hires_of_one_car_are_impossible(app):
     car = factories.make_car()
     factories.make_hire(car=car, start=T0, days=3)
@@ -43,7 +43,6 @@ def test_overlapping_hires_of_one_car_are_impossible(app):
     db.session.rollback()
 
 
-@pytest.mark.postgres
 def test_hire_overlapping_maintenance_is_impossible(app):
     car = factories.make_car()
     factories.make_block(car=car, start=T0, days=2)
@@ -52,7 +51,6 @@ def test_hire_overlapping_maintenance_is_impossible(app):
     db.session.rollback()
 
 
-@pytest.mark.postgres
 def test_back_to_back_hires_and_other_cars_are_allowed(app):
     car, other = factories.make_car(), factories.make_car()
     factories.make_hire(car=car, start=T0, days=3)
@@ -61,7 +59,6 @@ def test_back_to_back_hires_and_other_cars_are_allowed(app):
     assert db.session.query(Occupancy).count() == 3
 
 
-@pytest.mark.postgres
 def test_cancelled_hire_frees_the_car(app):
     car = factories.make_car()
     first = factories.make_hire(car=car, start=T0, days=3)

@@ -5,8 +5,9 @@ trip) and raise `BookingError` (messages keyed by form field, "" for the whole f
 one of its kinds: `CarTaken` (with alternatives), `PriceChanged`, `NotEligible`.
 
 No car is ever double-booked: the service checks first so that the loser of a race gets
-a friendly answer, and PostgreSQL's exclusion constraint on `occupancies` is the final
-guard; its violation is turned into the same `CarTaken` answer.
+a friendly answer, and the database is the final guard on `occupancies` (PostgreSQL's
+exclusion constraint, SQLite's triggers of migration 0010, both named
+`occupancies_no_overlap`); its violation is turned into the same `CarTaken` answer.
 """
 
 from __future__ import annotations
@@ -448,7 +449,8 @@ def hire_by_key(key: str) -> Hire | None:
 
 
 def _violated(exc: IntegrityError) -> str:
-    """The constraint an IntegrityError broke (its name on PostgreSQL, the message on SQLite)."""
+    """The constraint an IntegrityError broke: its name on PostgreSQL; on SQLite the message,
+    which names it (a trigger's RAISE starts with `occupancies_no_overlap`)."""
     diag = getattr(getattr(exc, "orig", None), "diag", None)
     name = getattr(diag, "constraint_name", None)
     return name or str(exc.orig)
@@ -714,8 +716,27 @@ def change_hire(hire: Hire, trip: Trip, extras: Mapping[str, int], *, by: User,
         db.session.rollback()
         raise NotEligible(why)
     preview = preview_change(hire, trip, extras, now=now)
-    quote = preview.quote
     chosen = pricing.validate_extras(load_rate_tables(), extras)
+    try:  # any flush of the change (an autoflush too) meets the database's no-overlap guard
+        _apply_change(hire, preview, chosen, by=by, now=now)
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        if NO_OVERLAP_CONSTRAINT in _violated(exc):
+            raise CarTaken("The car was just taken for those dates. Try other times.")
+        raise
+    if hire.hire_state == S.CONFIRMED and preview.difference_pence < 0:
+        _request_refund(hire, -preview.difference_pence, "booking changed to a cheaper one", by,
+                        key=f"hire:{hire.id}:change-refund:{hire.version}")
+    from . import emails
+    emails.queue_changed(hire, now=now)
+    return preview
+
+
+def _apply_change(hire: Hire, preview: ChangePreview, chosen: Mapping[str, int], *, by: User,
+                  now: datetime) -> None:
+    """Write the new dates, price and extras on the hire and its occupancy, with the history."""
+    trip, quote = preview.trip, preview.quote
     old = (to_local(hire.start_at, hire.pickup_branch.timezone),
            to_local(hire.end_at, hire.return_branch.timezone))
     hire.start_at, hire.end_at = trip.start, trip.end
@@ -731,19 +752,6 @@ def change_hire(hire: Hire, trip: Trip, extras: Mapping[str, int], *, by: User,
         reason=(f"changed from {old[0]:{fmt}}–{old[1]:{fmt}} to "
                 f"{to_local(trip.start, trip.tz):{fmt}}–{to_local(trip.end, trip.return_branch.timezone):{fmt}}; "
                 f"price {money(preview.old_total_pence)} -> {money(quote.total_pence)}")[:300]))
-    try:
-        db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        if NO_OVERLAP_CONSTRAINT in _violated(exc):
-            raise CarTaken("The car was just taken for those dates. Try other times.")
-        raise
-    if hire.hire_state == S.CONFIRMED and preview.difference_pence < 0:
-        _request_refund(hire, -preview.difference_pence, "booking changed to a cheaper one", by,
-                        key=f"hire:{hire.id}:change-refund:{hire.version}")
-    from . import emails
-    emails.queue_changed(hire, now=now)
-    return preview
 
 
 # --- the scheduler's work ------------------------------------------------------------------

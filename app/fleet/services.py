@@ -423,7 +423,7 @@ def add_block(car: Car, *, kind: str, starts_at: datetime, ends_at: datetime, no
         db.session.add(Occupancy(car_id=car.id, starts_at=starts_at, ends_at=ends_at,
                                  maintenance_block_id=block.id))
         db.session.flush()
-    except IntegrityError:  # PostgreSQL's exclusion constraint: booked a moment ago
+    except IntegrityError:  # the database's no-overlap guard: booked a moment ago
         db.session.rollback()
         taken = _overlapping(car.id, starts_at, ends_at)
         raise MaintenanceCollision([o.hire for o in taken if o.hire is not None],
@@ -495,7 +495,7 @@ def move_hire(hire: Hire, to_car: Car, *, by: User, now: datetime) -> None:
         hire.occupancy.car_id = to_car.id
     try:
         db.session.flush()
-    except IntegrityError:  # PostgreSQL's exclusion constraint: taken a moment ago
+    except IntegrityError:  # the database's no-overlap guard: taken a moment ago
         db.session.rollback()
         raise FleetError({"to_car_id": f"{v.format_plate(to_car.plate)} was just taken; "
                                        "choose another car."})

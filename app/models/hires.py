@@ -148,7 +148,8 @@ class Occupancy(db.Model):
     """One row per period a car is taken, by an occupying hire or a maintenance block.
 
     Hires and maintenance blocks share this table so that one PostgreSQL exclusion
-    constraint forbids any overlap between them, even under concurrent transactions.
+    constraint forbids any overlap between them, even under concurrent transactions (on
+    SQLite, the triggers of migration 0010 do the same).
     """
 
     __tablename__ = "occupancies"
