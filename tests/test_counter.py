@@ -11,10 +11,12 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.filters import money
 from app.models import AuditRecord, HireState, Inspection, InspectionPhoto, LicenceCheck, Occupancy
 from app.returns import services
 from tests import factories
 from tests.conftest import csrf_token
+from tests.test_licence import GOOD_CODE, HX, service, standin  # noqa: F401 (fixtures)
 
 PANELS = ("front", "rear", "left", "right", "roof", "windscreen", "wheels", "interior")
 
@@ -243,3 +245,67 @@ def test_forged_version_is_a_clear_4xx_not_a_500(staff_client):
     r = post(staff_client, f"/counter/hires/{hire.reference}/pickup/id-check",
              {"id_matches": "y", "version": "9" * 400_000})
     assert r.status_code == 422
+
+
+# --- issue 14, section 3: the pickup page alone is enough -----------------------------------
+
+def _section(page: str, section_id: str) -> str:
+    return page.split(f'id="{section_id}"', 1)[1].split("</section>", 1)[0]
+
+
+def test_step_one_rechecks_the_licence_and_refreshes_the_pickup_when_the_answer_is_in(staff_client, service):
+    hire = _pickup_hire(staff_client.branch)
+    ref = hire.reference
+    step_one = _section(staff_client.get(f"/counter/hires/{ref}").get_data(as_text=True), "step-licence")
+    assert "Not checked yet" in step_one
+    assert f'hx-post="/counter/hires/{ref}/licence-check"' in step_one and "Check the licence now" in step_one
+
+    started = post(staff_client, f"/counter/hires/{ref}/licence-check", {"check_code": GOOD_CODE}, headers=HX)
+    assert started.status_code == 200 and started.headers["HX-Trigger"] == "licence-check-started"
+    status = staff_client.get(f"/counter/hires/{ref}/licence-check", headers=HX)
+    assert "Verified" in status.get_data(as_text=True)
+    assert status.headers["HX-Trigger"] == "licence-checked"  # the steps and hand-over refresh
+    page = staff_client.get(f"/counter/hires/{ref}").get_data(as_text=True)
+    assert 'hx-trigger="licence-check-started from:body, licence-checked from:body"' in page
+    assert "The licence has not been checked" not in _section(page, "step-handover")
+
+
+def test_a_check_still_running_does_not_refresh_the_pickup(staff_client):
+    hire = _pickup_hire(staff_client.branch)
+    db.session.add(LicenceCheck(user_id=hire.customer_id, hire_id=hire.id, licence_number="CUSTO907150J99AB",
+                                check_code="ABCD1234", idempotency_key="running", status="pending",
+                                requested_at=_now()))
+    db.session.commit()
+    status = staff_client.get(f"/counter/hires/{hire.reference}/licence-check", headers=HX)
+    assert "Checking…" in status.get_data(as_text=True) and "HX-Trigger" not in status.headers
+
+
+def test_hand_over_refusal_and_settle_confirm_in_the_page_with_the_amounts(staff_client):
+    hire = _pickup_hire(staff_client.branch)
+    ref = hire.reference
+    verified_check(hire)
+    page = staff_client.get(f"/counter/hires/{ref}").get_data(as_text=True)
+    assert "hx-confirm" not in page and "confirm(" not in page  # no native dialog
+    handover = _section(page, "step-handover")
+    dialog = handover.split('<dialog class="confirm" id="handover-dialog"', 1)[1].split("</dialog>", 1)[0]
+    assert f"Hand over {hire.car.plate} to {hire.customer.full_name}?" in dialog
+    assert "£250.00" in dialog and "No saved card: take the deposit another way." in dialog
+    assert "Confirm hand-over" in dialog
+    refusal = handover.split('id="refuse-dialog"', 1)[1].split("</dialog>", 1)[0]
+    assert "refunded in full" in refusal and "Confirm refusal" in refusal
+
+    post(staff_client, f"/counter/hires/{ref}/pickup/id-check", {"id_matches": "y"})
+    post(staff_client, f"/counter/hires/{ref}/pickup/condition", condition(12_010, 8))
+    post(staff_client, f"/counter/hires/{ref}/pickup/signature", {"signature": signature_png()})
+    assert post(staff_client, f"/counter/hires/{ref}/pickup/hand-over", {}).status_code == 303
+    post(staff_client, f"/counter/hires/{ref}/return/condition", condition(12_100, 6))
+    page = staff_client.get(f"/counter/hires/{ref}").get_data(as_text=True)
+    assert "hx-confirm" not in page
+    settle = page.split('id="settle-dialog"', 1)[1].split("</dialog>", 1)[0]
+    owed = sum(line.owed_pence for line in services.preview_charges(
+        hire, services.inspection(hire, "return"), now=_now()))
+    assert f"Settle {hire.reference}?" in settle and "Confirm and settle" in settle
+    # Back the same day, fuel short: the unused days' refund is larger than the fuel charges.
+    assert owed < 0 and money(owed) in settle.split("Total", 1)[1]
+    refund = settle.split("Refunded to the customer", 1)[1]
+    assert money(-owed) in refund and "Taken from the deposit" not in settle  # no deposit was held

@@ -175,3 +175,24 @@ def settle(total_pence: int, deposit_held_pence: int) -> Settlement:
         return Settlement(0, deposit_held_pence, 0, -total_pence)
     captured = min(total_pence, deposit_held_pence)
     return Settlement(captured, deposit_held_pence - captured, total_pence - captured, 0)
+
+
+
+# Where the money goes, worded for the customer's receipt and for the counter's confirmation.
+SETTLEMENT_LABELS = {
+    "customer": ("Taken from your deposit", "Deposit released",
+                 "Deposit returned in ETH (we email you to confirm the address)",
+                 "Charged to your card", "Refunded to you"),
+    "staff": ("Taken from the deposit", "Deposit released", "Deposit returned in ETH",
+              "Charged to the saved card", "Refunded to the customer"),
+}
+
+
+def settlement_lines(settlement: Settlement, *, paid_in_eth: bool, reader: str) -> list[tuple[str, int]]:
+    """(label, pence) for each movement of money the settlement makes, worded for `reader`
+    ("customer" or "staff"); movements of nothing are left out."""
+    taken, released, returned_eth, charged, refunded = SETTLEMENT_LABELS[reader]
+    lines = [(taken, settlement.capture_from_hold_pence),
+             (returned_eth if paid_in_eth else released, settlement.release_pence),
+             (charged, settlement.charge_card_pence), (refunded, settlement.refund_pence)]
+    return [(label, amount) for label, amount in lines if amount]

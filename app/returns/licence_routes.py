@@ -1,7 +1,9 @@
 """The counter's licence re-check for a hire (issue 3). Staff and admins, by the blueprint's guard.
 
-The counter issue places these in the pickup flow: POST starts a re-check (a job asks the
-service), GET shows the hire's latest check with its time, polling while it runs.
+The pickup page (step 1) shows the same status fragment and re-check form: POST starts a
+re-check (a job asks the service), GET shows the hire's latest check with its time, polling
+while it runs. A final answer fetched by htmx carries the `licence-checked` event, so the
+pickup page refreshes its steps and hand-over (which depend on the answer) in place.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ def _hire(reference: str) -> Hire:
     return db.first_or_404(select(Hire).where(Hire.reference == reference.upper()))
 
 
-def _context(hire: Hire, form: LicenceRecheckForm) -> dict:
+LICENCE_CHECKED_EVENT = "licence-checked"
+
+
+def licence_context(hire: Hire, form: LicenceRecheckForm | None = None) -> dict:
+    """What the status fragment and the re-check form need (a fresh form unless given)."""
     return {"hire": hire, "licence_view": licence.status_for_hire(hire, now=utcnow()),
-            "recheck_form": form,
+            "recheck_form": form if form is not None else LicenceRecheckForm(formdata=None),
             "poll_url": url_for("returns.licence_check_status", reference=hire.reference)}
 
 
@@ -33,8 +39,13 @@ def _context(hire: Hire, form: LicenceRecheckForm) -> dict:
 def licence_check_status(reference: str):
     """The hire's latest licence check, with when and by whom (the fragment alone for htmx)."""
     hire = _hire(reference)
-    return render("accounts/licence_counter.html", "accounts/partials/_licence_status.html",
-                  **_context(hire, LicenceRecheckForm(formdata=None)))
+    context = licence_context(hire)
+    body, status = render("accounts/licence_counter.html", "accounts/partials/_licence_status.html",
+                          **context)
+    response = make_response(body, status)
+    if wants_fragment() and context["licence_view"].is_final:
+        response.headers["HX-Trigger"] = LICENCE_CHECKED_EVENT
+    return response
 
 
 @bp.post("/hires/<reference>/licence-check")
@@ -56,4 +67,4 @@ def licence_recheck(reference: str):
             response.headers["HX-Trigger"] = "licence-check-started"
             return response
     return render("accounts/licence_counter.html", "accounts/partials/_licence_recheck_form.html",
-                  form_status(form), **_context(hire, form))
+                  form_status(form), **licence_context(hire, form))

@@ -18,9 +18,10 @@ from ..accounts.validators import plain_text_error
 from ..extensions import db
 from ..models import Branch, Hire, InspectionPhoto, utcnow
 from ..web import add_errors, render, see_other
-from . import bp, services
+from . import bp, previews, services
 from .forms import (DamageForm, HandOverForm, IdCheckForm, PhotoForm, RefuseForm, SettleForm,
                     SignatureForm, WaiveForm, condition_form)
+from .licence_routes import licence_context
 from .services import PICKUP, RETURN, CounterError
 
 DATA_URL_PREFIX = "data:image/png;base64,"
@@ -83,12 +84,14 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
     context["step_error"] = forms.get("step_error", "")
     if kind == PICKUP:
         context["licence_ok"], context["licence_message"] = services.licence_ok(hire)
+        context.update(licence_context(hire), pickup_money=previews.pickup_money(hire))
     if kind == RETURN and insp is not None and insp.condition_recorded_at is not None:
         try:
             context["lines"] = services.preview_charges(hire, insp, now=now)
         except CounterError as exc:
             context["step_error"] = exc.errors.get("", "")
             context["lines"] = []
+        context["settle_money"] = previews.settle_money(hire, context["lines"])
     return render("returns/hire.html", "returns/partials/_flow.html", status, **context)
 
 

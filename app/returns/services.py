@@ -388,8 +388,7 @@ def settle_return(hire: Hire, *, by: User, now: datetime, version: int) -> "Sett
         _check_version(insp, -1)
     lines = preview_charges(hire, insp, now=now)
     total = rules.total_owed_pence(lines)
-    deposit = _deposit_held_pence(hire)
-    settlement = rules.settle(total, deposit)
+    settlement = settlement_for(hire, lines)
     insp.charge_lines = [{"code": l.code, "label": l.label, "amount_pence": l.amount_pence,
                           "waived_reason": l.waived_reason} for l in lines]
     insp.total_pence = total
@@ -415,16 +414,12 @@ def _email_receipt(hire: Hire, insp: Inspection, settlement: rules.Settlement) -
     lines = [f"  {l['label']}: {money(0 if l['waived_reason'] else l['amount_pence'])}"
              + (f" (waived: {l['waived_reason']})" if l["waived_reason"] else "") for l in insp.charge_lines]
     from ..payments.services import eth_deposit
-    paid_in_eth = eth_deposit(hire) is not None
-    money_lines = [("Taken from your deposit", settlement.capture_from_hold_pence),
-                   ("Deposit returned in ETH (we email you to confirm the address)" if paid_in_eth
-                    else "Deposit released", settlement.release_pence),
-                   ("Charged to your card", settlement.charge_card_pence),
-                   ("Refunded to you", settlement.refund_pence)]
+    money_lines = rules.settlement_lines(settlement, paid_in_eth=eth_deposit(hire) is not None,
+                                         reader="customer")
     body = (f"Hello {hire.customer.full_name},\n\nThank you for returning {hire.car.make} {hire.car.model} "
             f"({hire.car.plate}), booking {hire.reference}.\n\nCharges on return:\n"
             + ("\n".join(lines) if lines else "  none") + f"\n  Total: {money(insp.total_pence or 0)}\n\n"
-            + "\n".join(f"{label}: {money(amount)}" for label, amount in money_lines if amount)
+            + "\n".join(f"{label}: {money(amount)}" for label, amount in money_lines)
             + "\n\nACME Rentals\n")
     queue_email(key=f"hire:{hire.id}:return-receipt", to=hire.customer.email,
                 subject=f"Your ACME Rentals receipt for {hire.reference}", body=body)
@@ -434,6 +429,12 @@ def _email_receipt(hire: Hire, insp: Inspection, settlement: rules.Settlement) -
 class SettleResult:
     settlement: rules.Settlement
     problems: list[str]
+
+
+def settlement_for(hire: Hire, lines: list[rules.Line]) -> rules.Settlement:
+    """How these charges would be settled against the deposit held now (the counter's
+    confirmation shows it; settling applies it)."""
+    return rules.settle(rules.total_owed_pence(lines), _deposit_held_pence(hire))
 
 
 def _deposit_held_pence(hire: Hire) -> int:

@@ -77,7 +77,8 @@ def test_pickup_and_return_on_a_tablet(live_server, new_page, tmp_path, size):
         staff_id = staff.id
 
     page = new_page(*size)
-    page.on("dialog", lambda dialog: dialog.accept())
+    native_dialogs: list[str] = []  # confirmations are in the page; a native one would be dismissed
+    page.on("dialog", lambda dialog: (native_dialogs.append(dialog.message), dialog.dismiss()))
     browser_sign_in(page, live_server.url, staff_email)
     with live_server.app.app_context():  # staff sign in with their authenticator's code
         code = factories.two_factor_code(db.session.get(factories.User, staff_id))
@@ -119,6 +120,7 @@ def test_pickup_and_return_on_a_tablet(live_server, new_page, tmp_path, size):
     assert small_targets(page) == []
 
     page.get_by_role("button", name="Hand over the keys").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm hand-over").click()
     expect(page.get_by_role("heading", name=f"{ref} · Return")).to_be_visible()
 
     # Return: less fuel, a photo of the front again, shown beside the pickup photo.
@@ -134,7 +136,9 @@ def test_pickup_and_return_on_a_tablet(live_server, new_page, tmp_path, size):
     assert audit(page) == []
 
     page.get_by_role("button", name="Settle").click()
+    page.get_by_role("dialog").get_by_role("button", name="Confirm and settle").click()
     expect(page.get_by_role("heading", name="Settled")).to_be_visible()
+    assert native_dialogs == []
     assert page.console_errors == []
     with live_server.app.app_context():
         assert db.session.query(Hire).filter_by(reference=ref).one().state in ("returned", "closed")
