@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from app.extensions import db
@@ -127,6 +128,34 @@ def test_two_scheduler_runs_at_once_apply_the_policy_once(stripe_app, make_app, 
         assert len(no_show_emails(hire)) == 1
     amounts = sorted(r["amount"] for r in standin.objects("refund"))
     assert amounts == sorted(h.total_pence - fee(stripe_app) for h in hires)
+
+
+def test_a_no_show_interrupted_after_its_refund_is_finished_by_a_later_tick(
+        stripe_app, client, customer, standin, monkeypatch):
+    """The worker dies after the no-show and its refund were committed, before the deposit
+    release and the email: a later tick finishes it, without a second refund."""
+    from app.booking import no_show
+    hire, hold = not_collected(client, standin, customer, minutes_late=5)
+    marked_at = hire.start_at + grace(stripe_app)
+
+    def killed(*args, **kwargs):
+        raise SystemExit("worker killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(no_show, "release_deposit", killed)
+        with pytest.raises(SystemExit):
+            tick(marked_at.isoformat())
+    db.session.rollback()
+    assert db.session.get(Payment, hold.id).state == "authorised" and no_show_emails(hire) == []
+    # Not while the first run might still be at it; after JOB_RECOVERY_AFTER_SECONDS, once.
+    soon = marked_at + timedelta(seconds=stripe_app.config["JOB_RECOVERY_AFTER_SECONDS"] - 1)
+    assert tick(soon.isoformat())["no_shows_finished"] == 0
+    later = (marked_at + timedelta(seconds=stripe_app.config["JOB_RECOVERY_AFTER_SECONDS"])).isoformat()
+    assert [tick(later)["no_shows_finished"], tick(later)["no_shows_finished"]] == [1, 0]
+    assert [r["amount"] for r in standin.objects("refund")] == [hire.total_pence - fee(stripe_app)]
+    assert standin.get(hold.provider_ref)["status"] == "canceled"
+    [email] = no_show_emails(hire)
+    assert f"We are refunding £{(hire.total_pence - fee(stripe_app)) // 100}" in " ".join(email.body_text.split())
 
 
 def test_tick_leaves_a_pickup_under_way_to_the_counter(stripe_app, client, customer, standin):

@@ -19,19 +19,20 @@ from datetime import datetime, timedelta
 from typing import Optional
 
 from flask import current_app
-from sqlalchemy import exists, select
+from sqlalchemy import String, and_, cast, exists, literal, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import audit
 from ..extensions import db
 from ..filters import money
 from ..logging_setup import log
-from ..models import Hire, HireState, Inspection, User
+from ..models import AuditRecord, Hire, HireState, Inspection, OutboundEmail, User
 from ..payments.services import active_hold, eth_deposit, release_deposit, rental_paid_pence
 from . import emails
 from .services import BookingError, _lock, _request_refund
 
 S = HireState
+NO_SHOW_ACTION = "hire.no_show"  # the audit record, written with the move; it keeps the terms
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def mark_no_show(hire: Hire, *, by: Optional[User], now: datetime) -> NoShowTerm
     reason = (f"not collected; marked no-show by {who}: fee {money(terms.fee_pence)} kept, "
               f"{money(terms.refund_pence)} refunded")
     hire.transition(S.NO_SHOW, by=by, why=reason, now=now)
-    audit.record(by, "hire.no_show", hire, {"state": S.CONFIRMED.value},
+    audit.record(by, NO_SHOW_ACTION, hire, {"state": S.CONFIRMED.value},
                  {"state": S.NO_SHOW.value, "fee_pence": terms.fee_pence,
                   "refund_pence": terms.refund_pence, "deposit_released_pence": terms.deposit_pence},
                  at=now)
@@ -89,6 +90,13 @@ def mark_no_show(hire: Hire, *, by: Optional[User], now: datetime) -> NoShowTerm
                            "waiting to be collected.")
     log().info("hire marked no-show", hire_id=hire.id, by=getattr(by, "id", None),
                fee_pence=terms.fee_pence, refund_pence=terms.refund_pence)
+    _apply_policy(hire, terms, by=by, now=now)
+    return terms
+
+
+def _apply_policy(hire: Hire, terms: NoShowTerms, *, by: Optional[User], now: datetime) -> None:
+    """The money and the email after the move; each step keyed, so running it again is harmless.
+    The email goes last: its presence says the policy was applied in full."""
     refunded = terms.refund_pence
     if refunded > 0 and not _request_refund(hire, refunded, "no-show: price less the no-show fee",
                                             by, key=f"hire:{hire.id}:no-show-refund"):
@@ -96,7 +104,30 @@ def mark_no_show(hire: Hire, *, by: Optional[User], now: datetime) -> NoShowTerm
     release_deposit(hire, by, reason="no-show: deposit returned in full", now=now)
     emails.queue_no_show(hire, fee_pence=terms.fee_pence, refund_pence=refunded,
                          deposit_pence=terms.deposit_pence)
-    return terms
+
+
+def finish_interrupted_no_shows(now: datetime) -> list[int]:
+    """A process that died after a no-show was committed (with its audit record) but before
+    its refund, deposit release or email finished: apply the rest, from the terms recorded
+    then. Only no-shows older than JOB_RECOVERY_AFTER_SECONDS, so one still being applied
+    is left alone. Returns the ids finished."""
+    before = now - timedelta(seconds=current_app.config["JOB_RECOVERY_AFTER_SECONDS"])
+    emailed = exists().where(OutboundEmail.idempotency_key
+                             == literal("hire:") + cast(Hire.id, String) + literal(":no-show"))
+    rows = db.session.execute(select(Hire, AuditRecord).join(AuditRecord, and_(
+        AuditRecord.action == NO_SHOW_ACTION, AuditRecord.object_type == "hire",
+        AuditRecord.object_id == cast(Hire.id, String))).where(
+        Hire.state == S.NO_SHOW.value, AuditRecord.at <= before, ~emailed)
+        .order_by(Hire.id)).all()
+    finished = []
+    for hire, record in rows:
+        recorded = record.new
+        terms = NoShowTerms(recorded["fee_pence"] + recorded["refund_pence"], recorded["fee_pence"],
+                            recorded["deposit_released_pence"])
+        log().warning("finishing an interrupted no-show", hire_id=hire.id)
+        _apply_policy(hire, terms, by=record.actor, now=now)
+        finished.append(hire.id)
+    return finished
 
 
 def mark_due_no_shows(now: datetime, *, batch: int = 200) -> list[int]:

@@ -30,8 +30,9 @@ def tick(now_iso: str | None = None) -> dict:
     from ..booking.services import expire_held_hires, queue_due_reminders
     now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
     expired = expire_held_hires(now)
-    from ..booking.no_show import mark_due_no_shows
+    from ..booking.no_show import finish_interrupted_no_shows, mark_due_no_shows
     no_shows = mark_due_no_shows(now)
+    no_shows_finished = finish_interrupted_no_shows(now)
     reminders = queue_due_reminders(now)
     # Payments' scheduled work rides on the same timer: card deposit holds that are now due
     # (DEPOSIT_HOLD_LEAD_DAYS before pickup), and a chain scan when crypto payments are open.
@@ -45,8 +46,9 @@ def tick(now_iso: str | None = None) -> dict:
     # Work committed while Redis was down (its job never queued) gets its job now.
     from .recovery import requeue_orphans
     requeued = requeue_orphans(now)
-    return {"expired": len(expired), "no_shows": len(no_shows), "reminders": len(reminders), "deposit_holds": len(holds),
-            "chain_scan": scanning, "closed": len(closed),
+    return {"expired": len(expired), "no_shows": len(no_shows),
+            "no_shows_finished": len(no_shows_finished), "reminders": len(reminders),
+            "deposit_holds": len(holds), "chain_scan": scanning, "closed": len(closed),
             "requeued": sum(len(ids) for ids in requeued.values())}
 
 
