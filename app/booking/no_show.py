@@ -74,8 +74,9 @@ def mark_no_show(hire: Hire, *, by: Optional[User], now: datetime) -> NoShowTerm
             raise BookingError("The pickup time has not passed yet: this cannot be a no-show.")
         raise BookingError(f"Booking {hire.reference} is already {hire.state.replace('_', ' ')}.")
     terms = no_show_terms(hire)
-    who = "staff at the counter" if by is not None else "the scheduler"
-    reason = (f"not collected; marked no-show by {who}: fee {money(terms.fee_pence)} kept, "
+    when = ("marked at the counter" if by is not None else
+            f"{current_app.config['NO_SHOW_GRACE_MINUTES']} minutes after the pickup time")
+    reason = (f"not collected ({when}): no-show fee {money(terms.fee_pence)} kept, "
               f"{money(terms.refund_pence)} refunded")
     hire.transition(S.NO_SHOW, by=by, why=reason, now=now)
     audit.record(by, NO_SHOW_ACTION, hire, {"state": S.CONFIRMED.value},
