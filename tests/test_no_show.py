@@ -11,14 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.jobs.booking import tick
 from app.models import AuditRecord, Inspection, OutboundEmail, Payment, utcnow
 from app.payments import services as payments
 from tests import factories
-from tests.conftest import AuthActions, csrf_token
+from tests.conftest import CSRF_RE, AuthActions, csrf_token
 from tests.test_booking import local_day, shop, text_of, trip_args  # noqa: F401
 from tests.test_counter_money import kinds, staff_client
 from tests.test_payments_card import customer, paid_hire, standin, stripe_app  # noqa: F401
@@ -223,6 +225,72 @@ def test_staff_mark_a_no_show_from_the_board_once_and_it_is_audited(stripe_app, 
     assert (record.old, record.new["state"], record.new["fee_pence"]) == (
         {"state": "confirmed"}, "no_show", fee(stripe_app))
     assert tick((hire.start_at + grace(stripe_app)).isoformat())["no_shows"] == 0
+
+
+def _token(html: str) -> str:
+    match = CSRF_RE.search(html)
+    return match.group(1) or match.group(2)
+
+
+def _http_staff(base_url: str, staff) -> requests.Session:
+    """A tablet signed in over HTTP (password, then the authenticator's code)."""
+    tablet = requests.Session()
+    for path, data in (("/account/sign-in", {"email": staff.email, "password": factories.PASSWORD}),
+                       ("/account/two-factor", {"code": factories.two_factor_code(staff)})):
+        token = _token(tablet.get(f"{base_url}{path}", timeout=10).text)
+        answer = tablet.post(f"{base_url}{path}", data={"csrf_token": token, **data},
+                             allow_redirects=False, timeout=30)
+        assert answer.status_code == 303, answer.text
+    return tablet
+
+
+def test_two_tablets_and_the_scheduler_at_once_make_one_no_show(stripe_app, make_app, client, customer,
+                                                                 standin):
+    """Through a running threaded server: two tablets press "Confirm no-show" while the
+    scheduler's tick runs; one of the three wins, the others are told, nothing runs twice."""
+    hire, hold = not_collected(client, standin, customer, minutes_late=int(grace(stripe_app).total_seconds() // 60) + 1)
+    tablets_staff = [factories.enrol_two_factor(factories.make_user("staff")) for _ in range(2)]
+    served = make_app(STRIPE_API_BASE=standin.url, STRIPE_SECRET_KEY="sk_test_card_tests",
+                      STRIPE_WEBHOOK_SECRET=standin.webhook_secret)
+    server = make_server("127.0.0.1", 0, served, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        tablets = [_http_staff(base, s) for s in tablets_staff]
+        url = f"/counter/hires/{hire.reference}/no-show"
+        tokens = [_token(t.get(f"{base}{url}", timeout=10).text) for t in tablets]
+        barrier = threading.Barrier(3)
+
+        def press(i):
+            barrier.wait(timeout=30)
+            return tablets[i].post(f"{base}{url}", data={"csrf_token": tokens[i]}, allow_redirects=False,
+                                   timeout=30).status_code
+
+        def scheduler():
+            with served.app_context():
+                barrier.wait(timeout=30)
+                try:
+                    return tick()["no_shows"]
+                finally:
+                    db.session.remove()
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            pressed = [pool.submit(press, 0), pool.submit(press, 1)]
+            ticked = pool.submit(scheduler)
+            statuses, marked_by_tick = [f.result() for f in pressed], ticked.result()
+    finally:
+        server.shutdown()
+        server.server_close()
+        with served.app_context():
+            db.engine.dispose()
+    assert sorted(statuses) in ([303, 409], [409, 409]), statuses
+    assert statuses.count(303) + marked_by_tick == 1
+    db.session.expire_all()
+    assert [c.to_state for c in hire.state_changes].count("no_show") == 1
+    assert [r["amount"] for r in standin.objects("refund")] == [hire.total_pence - fee(stripe_app)]
+    assert standin.get(hold.provider_ref)["status"] == "canceled"
+    assert len(no_show_emails(hire)) == 1
+    assert len(db.session.scalars(select(AuditRecord).where(AuditRecord.action == "hire.no_show")).all()) == 1
 
 
 def test_staff_cannot_mark_a_no_show_before_the_pickup_time(stripe_app, client, customer, standin):
