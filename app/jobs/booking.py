@@ -1,5 +1,6 @@
 """The booking scheduler: expire unpaid holds, mark hires nobody collected as no-shows
-(app/booking/no_show.py), queue pickup and return-due reminders, and queue again the jobs that never reached RQ (app/jobs/recovery.py).
+(app/booking/no_show.py), queue pickup and return-due reminders, and queue again the jobs
+that never reached RQ (app/jobs/recovery.py).
 
 `tick` is safe to run twice, or twice at once: expiry locks the rows it moves (skipping
 rows another run holds) and only moves hires still `held`; a no-show is moved under a row

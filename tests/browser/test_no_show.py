@@ -44,8 +44,10 @@ def test_staff_mark_a_no_show_from_the_board(stripe_app, client, customer, stand
     fee = stripe_app.config["NO_SHOW_FEE_PENCE"]
     refund = total - fee
     terms = confirmation.locator("dl")
-    expect(terms.locator("dt")).to_have_text(["No-show fee kept", "Refunded to the customer", "Deposit released"])
-    expect(terms.locator("dd")).to_have_text([f"£{fee // 100}.00", f"£{refund // 100}.{refund % 100:02d}", "£250.00"])
+    expect(terms.locator("dt")).to_have_text(
+        ["No-show fee kept", "Refunded to the customer", "Deposit released"])
+    expect(terms.locator("dd")).to_have_text(
+        [f"£{fee // 100}.00", f"£{refund // 100}.{refund % 100:02d}", "£250.00"])
     # The board refreshes itself (every 30 s, or as staff search): the open question stays.
     with page.expect_response(lambda r: "/counter/?" in r.url and "q=" in r.url):
         page.get_by_label("Find a booking").fill(ref)
