@@ -202,6 +202,8 @@ def test_board_shows_late_to_collect_and_the_no_show_button_only_after_pickup_ti
     assert f"No-show fee kept</dt><dd>£{fee(stripe_app) // 100}.00" in text
     assert f"Refunded to the customer</dt><dd>£{refund // 100}.{refund % 100:02d}" in text
     assert "Deposit released</dt><dd>£250.00" in text and "Confirm no-show" in text
+    without_js = staff.get(f"/counter/hires/{late.reference}/no-show").get_data(as_text=True)
+    assert "<html" in without_js and "Confirm no-show" in without_js  # the same question, as a page
     db.session.expire_all()
     assert late.state == "confirmed"  # asking changes nothing
 
