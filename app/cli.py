@@ -58,11 +58,13 @@ def demo() -> None:
 @acme.command("tick")
 @click.option("--now", "now_iso", default=None, help="Pretend it is this ISO 8601 time (catch-up runs).")
 def tick(now_iso: str | None) -> None:
-    """Expire unpaid holds and queue due reminders (a systemd timer runs this every minute)."""
+    """Expire unpaid holds, mark no-shows and queue due reminders (a systemd timer runs this
+    every minute)."""
     from .jobs.booking import tick as booking_tick
 
     result = booking_tick(now_iso)
-    click.echo(f"Expired {result['expired']} holds; {result['reminders']} reminders due.")
+    click.echo(f"Expired {result['expired']} holds; {result['no_shows']} no-shows; "
+               f"{result['reminders']} reminders due.")
 
 
 def register_cli(app: Flask) -> None:

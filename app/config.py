@@ -182,6 +182,12 @@ class Config:
     FREE_CANCEL_HOURS = 48
     CANCEL_FEE_PENCE = 5000
     CANCEL_FEE_PERCENT = 0
+    # No-show: a confirmed hire not collected NO_SHOW_GRACE_MINUTES after its pickup time is
+    # marked `no_show` by the scheduler (or earlier by staff, once the pickup time has passed);
+    # the car is free again. NO_SHOW_FEE_PENCE of what was paid is kept (never more than was
+    # paid), the rest refunded and the deposit released.
+    NO_SHOW_GRACE_MINUTES = 120
+    NO_SHOW_FEE_PENCE = 7500
     PICKUP_REMINDER_HOURS = 24
     RETURN_REMINDER_HOURS = 3
     # Development (JOBS_MODE "thread"): run `acme tick` from the in-process pool this often.

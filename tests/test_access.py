@@ -53,6 +53,8 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "returns.signature": ("POST", "/counter/hires/NOHIRE/pickup/signature", STAFF_AREA),
     "returns.hand_over": ("POST", "/counter/hires/NOHIRE/pickup/hand-over", STAFF_AREA),
     "returns.refuse": ("POST", "/counter/hires/NOHIRE/pickup/refuse", STAFF_AREA),
+    "returns.no_show": ("GET", "/counter/hires/NOHIRE/no-show", STAFF_AREA),
+    "returns.mark_no_show": ("POST", "/counter/hires/NOHIRE/no-show", STAFF_AREA),
     "returns.add_damage": ("POST", "/counter/hires/NOHIRE/return/damage", STAFF_AREA),
     "returns.waive": ("POST", "/counter/hires/NOHIRE/return/waive", STAFF_AREA),
     "returns.settle": ("POST", "/counter/hires/NOHIRE/return/settle", STAFF_AREA),

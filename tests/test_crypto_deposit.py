@@ -125,3 +125,19 @@ def test_refusal_at_pickup_of_a_crypto_hire_returns_price_and_deposit_once(app, 
     found = refunds(hire)
     assert sorted(r.amount_pence for r in found) == sorted([hire.total_pence, hire.deposit_pence])
     assert sum(r.amount_wei for r in found) == quote.amount_wei
+
+
+def test_a_crypto_hire_nobody_collected_refunds_price_less_the_fee_and_the_deposit_once(app, chain_env):
+    """No-show (issue 14): the same crypto refund path as a cancellation, once however often
+    the scheduler runs."""
+    hire, quote = paid_hire(chain_env, start=utcnow() - timedelta(minutes=5))
+    at = (hire.start_at + timedelta(minutes=app.config["NO_SHOW_GRACE_MINUTES"])).isoformat()
+    assert [tick(at)["no_shows"], tick(at)["no_shows"]] == [1, 0]
+    db.session.expire_all()
+    assert hire.state == "no_show" and hire.occupancy is None
+    fee = app.config["NO_SHOW_FEE_PENCE"]
+    found = refunds(hire)
+    assert sorted(r.amount_pence for r in found) == sorted([hire.total_pence - fee, hire.deposit_pence])
+    # What stays with us is the fee's share of the ETH; the rest goes back.
+    wei_left, pence_left, _ = crypto.refundable(hire)
+    assert pence_left == fee and wei_left == quote.amount_wei - sum(r.amount_wei for r in found) > 0

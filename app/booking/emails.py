@@ -1,7 +1,7 @@
 """The booking's emails. Each is recorded under a fixed idempotency key, so it goes once.
 
 Keys: hire:<id>:confirmed, hire:<id>:changed:<version>, hire:<id>:cancelled,
-hire:<id>:expired, hire:<id>:pickup-reminder:<start>, hire:<id>:return-reminder:<end>.
+hire:<id>:expired, hire:<id>:no-show, hire:<id>:pickup-reminder:<start>, hire:<id>:return-reminder:<end>.
 The reminder keys carry the time they are about, so a changed booking is reminded anew.
 """
 
@@ -52,6 +52,11 @@ def queue_cancelled(hire: Hire, *, refund_pence: int, paid: bool) -> OutboundEma
 def queue_expired(hire: Hire) -> OutboundEmail:
     return _queue(hire, f"hire:{hire.id}:expired", f"Your hold on booking {hire.reference} expired",
                   "expired")
+
+
+def queue_no_show(hire: Hire, *, fee_pence: int, refund_pence: int, deposit_pence: int) -> OutboundEmail:
+    return _queue(hire, f"hire:{hire.id}:no-show", f"Booking {hire.reference}: the car was not collected",
+                  "no_show", fee_pence=fee_pence, refund_pence=refund_pence, deposit_pence=deposit_pence)
 
 
 def queue_pickup_reminder(hire: Hire) -> OutboundEmail:

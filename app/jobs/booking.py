@@ -1,8 +1,10 @@
-"""The booking scheduler: expire unpaid holds, queue pickup and return-due reminders, and
-queue again the jobs that never reached RQ (app/jobs/recovery.py).
+"""The booking scheduler: expire unpaid holds, mark hires nobody collected as no-shows
+(app/booking/no_show.py), queue pickup and return-due reminders, and queue again the jobs
+that never reached RQ (app/jobs/recovery.py).
 
 `tick` is safe to run twice, or twice at once: expiry locks the rows it moves (skipping
-rows another run holds) and only moves hires still `held`; every email has its own
+rows another run holds) and only moves hires still `held`; a no-show is moved under a row
+lock (version check on SQLite) only while still `confirmed`; every email has its own
 idempotency key. Production runs `flask acme tick` from a systemd timer every minute;
 on the embedded default (JOBS_MODE "thread") `start_dev_ticker` enqueues it on the
 in-process pool every DEV_TICK_SECONDS.
@@ -29,6 +31,9 @@ def tick(now_iso: str | None = None) -> dict:
     from ..booking.services import expire_held_hires, queue_due_reminders
     now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
     expired = expire_held_hires(now)
+    from ..booking.no_show import finish_interrupted_no_shows, mark_due_no_shows
+    no_shows = mark_due_no_shows(now)
+    no_shows_finished = finish_interrupted_no_shows(now)
     reminders = queue_due_reminders(now)
     # Payments' scheduled work rides on the same timer: card deposit holds that are now due
     # (DEPOSIT_HOLD_LEAD_DAYS before pickup), and a chain scan when crypto payments are open.
@@ -42,8 +47,9 @@ def tick(now_iso: str | None = None) -> dict:
     # Work committed while Redis was down (its job never queued) gets its job now.
     from .recovery import requeue_orphans
     requeued = requeue_orphans(now)
-    return {"expired": len(expired), "reminders": len(reminders), "deposit_holds": len(holds),
-            "chain_scan": scanning, "closed": len(closed),
+    return {"expired": len(expired), "no_shows": len(no_shows),
+            "no_shows_finished": len(no_shows_finished), "reminders": len(reminders),
+            "deposit_holds": len(holds), "chain_scan": scanning, "closed": len(closed),
             "requeued": sum(len(ids) for ids in requeued.values())}
 
 

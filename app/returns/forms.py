@@ -72,6 +72,10 @@ class RefuseForm(FlaskForm):
         DataRequired("Say why the car cannot be handed over."), Length(max=300)])
 
 
+class NoShowForm(FlaskForm):
+    """Confirm a no-show (the form only carries the CSRF token)."""
+
+
 class DamageForm(VersionedForm):
     panel = SelectField("Part of the car", validators=[InputRequired(REQUIRED)])
     amount = StringField("Charge (£)", validators=[DataRequired(REQUIRED), Length(max=12)])

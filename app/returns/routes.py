@@ -15,12 +15,15 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..accounts.validators import plain_text_error
+from ..booking import no_show as no_shows
+from ..booking.services import BookingError
 from ..extensions import db
+from ..filters import money
 from ..models import Branch, Hire, InspectionPhoto, utcnow
 from ..web import add_errors, render, see_other
 from . import bp, previews, services
-from .forms import (DamageForm, HandOverForm, IdCheckForm, PhotoForm, RefuseForm, SettleForm,
-                    SignatureForm, WaiveForm, condition_form)
+from .forms import (DamageForm, HandOverForm, IdCheckForm, NoShowForm, PhotoForm, RefuseForm,
+                    SettleForm, SignatureForm, WaiveForm, condition_form)
 from .licence_routes import licence_context
 from .services import PICKUP, RETURN, CounterError
 
@@ -220,6 +223,37 @@ def refuse(reference: str):
     hire = _hire(reference)
     return _step(hire, PICKUP, "refuse_form", RefuseForm(), lambda form: services.refuse_at_pickup(
         hire, by=current_user, now=utcnow(), reason=form.reason.data))
+
+
+def _no_show_page(hire: Hire, status: int = 200, error: str = ""):
+    if not error and not no_shows.can_mark_no_show(hire, utcnow()):
+        error, status = (f"{hire.reference} cannot be marked as a no-show: it is {hire.state.replace('_', ' ')}"
+                         " or its pickup time has not passed."), 409
+    return render("returns/no_show.html", "returns/partials/_no_show_confirm.html", status,
+                  hire=hire, terms=no_shows.no_show_terms(hire), form=NoShowForm(formdata=None), error=error)
+
+
+@bp.get("/hires/<reference>/no-show")
+def no_show(reference: str):
+    """The confirmation before marking a no-show: the fee kept, the refund, the deposit released."""
+    return _no_show_page(_hire(reference))
+
+
+@bp.post("/hires/<reference>/no-show")
+def mark_no_show(reference: str):
+    """The customer never came: mark the no-show (the same service the scheduler runs)."""
+    hire = _hire(reference)
+    form = NoShowForm()
+    if not form.validate_on_submit():
+        return _no_show_page(hire, 400, "; ".join(form.errors.get("csrf_token", [])) or "Try again.")
+    try:
+        terms = no_shows.mark_no_show(hire, by=current_user, now=utcnow())
+    except BookingError as exc:
+        db.session.expire_all()
+        return _no_show_page(hire, 409, exc.message)
+    flash(f"{hire.reference} marked as a no-show: {money(terms.fee_pence)} kept, "
+          f"{money(terms.refund_pence)} refunded; the car is free again.", "success")
+    return see_other(url_for("returns.board"))
 
 
 @bp.post("/hires/<reference>/return/damage")

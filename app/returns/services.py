@@ -53,6 +53,7 @@ class Board:
     pickups: list[Hire]
     returns: list[Hire]
     overdue: list[Hire]
+    late: dict[int, int]  # hire id -> minutes late to collect (pickup time passed, still confirmed)
 
 
 def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
@@ -74,10 +75,13 @@ def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
         pickups = pickups.where(Hire.pickup_branch_id == branch_id)
         returns = returns.where(Hire.return_branch_id == branch_id)
         overdue = overdue.where(Hire.return_branch_id == branch_id)
+    pickup_list = list(db.session.scalars(pickups.order_by(Hire.start_at)).unique())
     return Board(
-        pickups=list(db.session.scalars(pickups.order_by(Hire.start_at)).unique()),
+        pickups=pickup_list,
         returns=list(db.session.scalars(returns.order_by(Hire.end_at)).unique()),
         overdue=list(db.session.scalars(overdue.order_by(Hire.end_at)).unique()),
+        # Until NO_SHOW_GRACE_MINUTES have passed (then the scheduler marks a no-show).
+        late={h.id: int((now - h.start_at).total_seconds() // 60) for h in pickup_list if h.start_at <= now},
     )
 
 
