@@ -1,0 +1,166 @@
+"""A payment never gets stuck (issue 14, section 2), through a running threaded server.
+
+The portal is served by werkzeug's threaded server with jobs in-process (the embedded
+default), the real `stripe` SDK talks to the Stripe stand-in, and the stand-in's webhooks
+come back to the served portal. The customer's browser is played by `requests`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Hire, HireState, Payment, utcnow
+from devtools.stripe_standin import start as start_standin
+from tests import factories
+from tests.browser.conftest import make_live_server  # noqa: F401  (a fixture)
+from tests.conftest import CSRF_RE
+
+BOOKINGS = 50
+CARD_OK = "4242424242424242"
+# How long one booking may take from the double submit to Stripe's page (a slow shared CI box).
+REACH_CHECKOUT_SECONDS = 30
+
+
+@pytest.fixture
+def standin():
+    server = start_standin()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def served(make_live_server, standin):  # noqa: F811
+    server = make_live_server(
+        STRIPE_API_BASE=standin.url, STRIPE_SECRET_KEY="sk_test_double_submit",
+        STRIPE_WEBHOOK_SECRET=standin.webhook_secret,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options())
+    standin.webhook_url = f"{server.url}/pay/webhooks/stripe"
+    return server
+
+
+def _engine_options() -> dict:
+    if db.engine.dialect.name == "postgresql":
+        return {"pool_size": 10, "max_overflow": 20, "pool_timeout": 60}
+    return {"connect_args": {"timeout": 30}}
+
+
+def _token(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, html[:500]
+    return match.group(1) or match.group(2)
+
+
+def _signed_in(base: str, email: str) -> requests.Session:
+    browser = requests.Session()
+    page = browser.get(f"{base}/account/sign-in", timeout=30)
+    answer = browser.post(f"{base}/account/sign-in", timeout=30, allow_redirects=False,
+                          data={"csrf_token": _token(page.text), "email": email,
+                                "password": factories.PASSWORD})
+    assert answer.status_code == 303, answer.text[:2000]
+    return browser
+
+
+def _double_submit(browser: requests.Session, base: str, hire: Hire) -> list[int]:
+    """The confirm step's "Pay" pressed twice: two POSTs of the same form at the same instant."""
+    form = browser.get(f"{base}/pay/{hire.reference}/card", timeout=30).text
+    data = {"csrf_token": _token(form), "amount_pence": str(hire.total_pence)}
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def submit() -> None:
+        barrier.wait(timeout=30)
+        statuses.append(browser.post(f"{base}/pay/{hire.reference}/card", data=data,
+                                     allow_redirects=False, timeout=60).status_code)
+
+    pair = [threading.Thread(target=submit) for _ in range(2)]
+    for thread in pair:
+        thread.start()
+    for thread in pair:
+        thread.join(timeout=90)
+    return statuses
+
+
+def _try_again(browser: requests.Session, base: str, html: str) -> None:
+    """Follow the page's "Try again" link and pay by card from there, as the customer would."""
+    link = re.search(r'<a class="button" href="([^"]+)">Try again</a>', html)
+    assert link, html
+    start = browser.get(base + link.group(1), timeout=30).text
+    card = re.search(r'href="([^"]*/card)"', start)
+    assert card, start
+    form = browser.get(base + card.group(1), timeout=30).text
+    answer = browser.post(base + card.group(1), allow_redirects=False, timeout=60, data={
+        "csrf_token": _token(form), "amount_pence": re.search(
+            r'name="amount_pence"[^>]*value="(\d+)"', form).group(1)})
+    assert answer.status_code == 303, answer.text[:2000]
+
+
+def _reach_checkout(browser: requests.Session, base: str, hire: Hire) -> tuple[str, int]:
+    """Wait on the continue page (as its htmx poll does) until it sends us to Stripe's page.
+    Returns the Checkout URL and how often "Try again" had to be pressed."""
+    deadline = time.monotonic() + REACH_CHECKOUT_SECONDS
+    tries = 0
+    while time.monotonic() < deadline:
+        answer = browser.get(f"{base}/pay/{hire.reference}/card/continue", timeout=30,
+                             headers={"HX-Request": "true"}, allow_redirects=False)
+        if answer.status_code == 204 and answer.headers.get("HX-Redirect"):
+            return answer.headers["HX-Redirect"], tries
+        assert answer.status_code == 200, answer.text[:2000]
+        if ">Try again</a>" in answer.text:
+            tries += 1
+            assert tries <= 3, f"{hire.reference}: 'Try again' keeps coming back: {answer.text}"
+            _try_again(browser, base, answer.text)
+        time.sleep(0.2)
+    raise AssertionError(f"{hire.reference} never reached Checkout: {answer.text}")
+
+
+def test_fifty_double_submitted_pay_steps_each_reach_checkout_and_pay_once(app, served, standin):
+    customer = factories.make_user("customer")
+    hires = []
+    for n in range(BOOKINGS):
+        hire = factories.make_hire(customer=customer, state=HireState.HELD,
+                                   start=utcnow() + timedelta(days=10 + 4 * n))
+        hire.hold_expires_at = utcnow() + timedelta(minutes=15)
+        hires.append(hire)
+    db.session.commit()
+    browser = _signed_in(served.url, customer.email)
+
+    needed_try_again = {}
+    for hire in hires:
+        assert _double_submit(browser, served.url, hire) == [303, 303]
+        url, tries = _reach_checkout(browser, served.url, hire)
+        if tries:
+            needed_try_again[hire.reference] = tries
+        paid = requests.post(url, data={"cardnumber": CARD_OK, "exp": "12 / 34", "cvc": "123"},
+                             allow_redirects=False, timeout=30)
+        assert paid.status_code == 303, paid.text[:2000]
+        assert browser.get(paid.headers["Location"], timeout=30).status_code == 200
+
+    standin.wait_for_deliveries(timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if all(h.state == HireState.CONFIRMED.value for h in hires):
+            break
+        time.sleep(0.5)
+    db.session.expire_all()
+    assert [h.reference for h in hires if h.state != HireState.CONFIRMED.value] == []
+    assert needed_try_again == {}, "a double submit must not break the first attempt"
+    for hire in hires:
+        # Paid exactly once: one Checkout Session, one successful charge, nothing refunded.
+        sessions = [s for s in standin.objects("checkout.session")
+                    if s["metadata"].get("hire_id") == str(hire.id)]
+        intents = [i for i in standin.objects("payment_intent")
+                   if i["metadata"].get("hire_id") == str(hire.id) and i["status"] == "succeeded"]
+        assert (len(sessions), len(intents)) == (1, 1), hire.reference
+        assert intents[0]["amount"] == hire.total_pence
+        rows = db.session.scalars(select(Payment).where(Payment.hire_id == hire.id)).all()
+        assert [(p.kind, p.state) for p in rows] == [("charge", "succeeded")], hire.reference
+    assert standin.objects("refund") == []
