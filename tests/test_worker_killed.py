@@ -1,0 +1,172 @@
+"""A worker killed in the middle of a job (issue 14, section 2): the production worker
+(`rq worker --worker-class app.jobs.worker.Worker`) in its own process group on real Redis,
+SIGKILLed as systemd's kill would (parent and work horse), then started again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from app.extensions import db
+from app.jobs import queue
+from app.models import HireState, Payment, utcnow
+from devtools.stripe_standin import start as start_standin
+from tests import factories
+from tests.conftest import TEST_REDIS_URL, AuthActions, post_form
+
+ROOT = Path(__file__).resolve().parent.parent
+# The promise: the job goes on this soon after the worker is back.
+RESUMED_WITHIN_SECONDS = 60
+STRIPE_SLOW_SECONDS = 30  # Stripe's answer to the job that gets killed comes this late
+
+
+class RQWorker:
+    """`rq worker` as the systemd unit runs it, in a process group of its own."""
+
+    def __init__(self, env: dict, queue_name: str, log_path: Path) -> None:
+        self.env, self.queue_name, self.log_path = env, queue_name, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "app.jobs.worker.Worker",
+             "-u", TEST_REDIS_URL, self.queue_name],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its work horse at once, as systemd kills the unit's cgroup
+        (the horse runs in a session of its own: killing the worker's group would miss it)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        os.killpg(pid, signal.SIGKILL)
+        for child in children:
+            try:
+                os.kill(int(child), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log_path.read_text()[-4000:]
+
+
+@pytest.fixture
+def standin():
+    server = start_standin(slow_seconds=STRIPE_SLOW_SECONDS)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rq_setup(make_app, app, _schema, standin, tmp_path):
+    name = f"test-killed-{uuid.uuid4().hex[:8]}"
+    stripe = {"STRIPE_API_BASE": standin.url, "STRIPE_SECRET_KEY": "sk_test_worker_killed",
+              "STRIPE_WEBHOOK_SECRET": standin.webhook_secret}
+    rq_app = make_app(JOBS_MODE="rq", JOBS_QUEUE_NAME=name, PAYMENT_START_GIVE_UP_SECONDS=2,
+                      **stripe)
+    env = {**os.environ, **stripe, "DATABASE_URL": _schema, "REDIS_URL": TEST_REDIS_URL,
+           "ACME_ENV": "development", "MAIL_BACKEND": "outbox", "FLASK_DEV_TICK_SECONDS": "0",
+           "FLASK_JOBS_QUEUE_NAME": name, "FLASK_STRIPE_READ_TIMEOUT_SECONDS": "120",
+           "PYTHONPATH": str(ROOT)}
+    worker = RQWorker(env, name, tmp_path / "worker.log")
+    try:
+        yield rq_app, worker
+    finally:
+        worker.kill()
+        with rq_app.app_context():
+            queue().delete(delete_jobs=True)
+
+
+def _killed_mid_checkout_job(rq_app, worker, standin):
+    """A customer starts paying; the worker dies while Stripe is creating the session."""
+    client = rq_app.test_client()
+    customer = AuthActions(client).sign_in_as("customer")
+    hire = factories.make_hire(customer=customer, state=HireState.HELD)
+    hire.hold_expires_at = utcnow() + timedelta(minutes=15)
+    db.session.commit()
+    standin.fail_next("slow", path="/v1/checkout/sessions")
+    answer = post_form(client, f"/pay/{hire.reference}/card", {"amount_pence": hire.total_pence})
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    worker.start()
+    deadline = time.monotonic() + 90
+    while not standin.requests("POST", "/v1/checkout/sessions"):
+        assert time.monotonic() < deadline, worker.output()
+        time.sleep(0.1)
+    worker.kill()
+    payment = _checkout_payment(hire)
+    assert payment.state == "pending" and not payment.checkout_session_id
+    return client, hire
+
+
+def _checkout_payment(hire) -> Payment:
+    db.session.expire_all()
+    return db.session.scalars(db.select(Payment).where(Payment.hire_id == hire.id)).one()
+
+
+def _wait_for_checkout(hire, worker, since: float) -> Payment:
+    while time.monotonic() - since < RESUMED_WITHIN_SECONDS:
+        payment = _checkout_payment(hire)
+        if payment.details.get("checkout_url"):
+            return payment
+        time.sleep(0.25)
+    raise AssertionError(f"still {payment.state} {RESUMED_WITHIN_SECONDS} s after the worker "
+                         f"came back:\n{worker.output()}")
+
+
+def _one_session_with_one_key(standin, hire, payment) -> None:
+    keys = {r["idempotency_key"] for r in standin.requests("POST", "/v1/checkout/sessions")}
+    assert keys == {f"hire:{hire.id}:checkout:1"}
+    sessions = standin.objects("checkout.session")
+    assert [s["id"] for s in sessions] == [payment.checkout_session_id]
+
+
+@pytest.mark.postgres
+def test_a_payment_job_killed_with_its_worker_goes_on_when_the_worker_is_back(rq_setup, standin):
+    rq_app, worker = rq_setup
+    with rq_app.app_context():
+        _, hire = _killed_mid_checkout_job(rq_app, worker, standin)
+        restarted = time.monotonic()
+        worker.start()
+        payment = _wait_for_checkout(hire, worker, restarted)
+        assert payment.state == "processing"
+        _one_session_with_one_key(standin, hire, payment)
+
+
+@pytest.mark.postgres
+def test_a_stuck_payment_offers_try_again_which_starts_it_afresh_with_the_same_key(rq_setup, standin):
+    rq_app, worker = rq_setup
+    with rq_app.app_context():
+        client, hire = _killed_mid_checkout_job(rq_app, worker, standin)
+        continue_url = f"/pay/{hire.reference}/card/continue"
+        page = client.get(continue_url).get_data(as_text=True)
+        if "Try again" not in page:  # not yet PAYMENT_START_GIVE_UP_SECONDS (2 s here)
+            time.sleep(2.5)
+            page = client.get(continue_url).get_data(as_text=True)
+        assert "Connecting to secure card payment" not in page
+        assert "taking longer than it should. No money has been taken." in page
+        # "Try again" leads to the pay page; from there the customer pays by card again.
+        assert f'href="/pay/{hire.reference}">Try again' in page
+        start_page = client.get(f"/pay/{hire.reference}").get_data(as_text=True)
+        assert f'href="/pay/{hire.reference}/card"' in start_page
+        again = post_form(client, f"/pay/{hire.reference}/card", {"amount_pence": hire.total_pence})
+        assert again.status_code == 303
+        restarted = time.monotonic()
+        worker.start()
+        payment = _wait_for_checkout(hire, worker, restarted)
+        hop = client.get(continue_url, headers={"HX-Request": "true"})
+        assert hop.headers["HX-Redirect"] == payment.details["checkout_url"]
+        _one_session_with_one_key(standin, hire, payment)
+        db.session.expire_all()
+        assert len(db.session.scalars(db.select(Payment).where(Payment.hire_id == hire.id)).all()) == 1
