@@ -82,6 +82,8 @@ class Config:
     # --- mail ----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")  # outbox (dev only) | smtp
     MAIL_SENDER = "ACME Rentals <no-reply@acme-rentals.example>"
+    # Right-hand side of every Message-ID; the left is the email's business event (its key).
+    MAIL_MESSAGE_ID_DOMAIN = "acme-rentals.example"
     SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
     SMTP_PORT = int(os.environ.get("SMTP_PORT", "25"))
     SMTP_USERNAME = os.environ.get("SMTP_USERNAME", "")

@@ -4,15 +4,9 @@ SIGKILLed as systemd's kill would (parent and work horse), then started again.""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
-
 import pytest
 
 from app.extensions import db
@@ -20,46 +14,11 @@ from app.jobs import queue
 from app.models import HireState, Payment, utcnow
 from devtools.stripe_standin import start as start_standin
 from tests import factories
-from tests.conftest import TEST_REDIS_URL, AuthActions, post_form
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import AuthActions, post_form
+from tests.rq_process import RQWorker, worker_env
 # The promise: the job goes on this soon after the worker is back.
 RESUMED_WITHIN_SECONDS = 60
 STRIPE_SLOW_SECONDS = 30  # Stripe's answer to the job that gets killed comes this late
-
-
-class RQWorker:
-    """`rq worker` as the systemd unit runs it, in a process group of its own."""
-
-    def __init__(self, env: dict, queue_name: str, log_path: Path) -> None:
-        self.env, self.queue_name, self.log_path = env, queue_name, log_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "app.jobs.worker.Worker",
-             "-u", TEST_REDIS_URL, self.queue_name],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its work horse at once, as systemd kills the unit's cgroup
-        (the horse runs in a session of its own: killing the worker's group would miss it)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        os.killpg(pid, signal.SIGKILL)
-        for child in children:
-            try:
-                os.kill(int(child), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait(timeout=30)
-
-    def output(self) -> str:
-        return self.log_path.read_text()[-4000:]
 
 
 @pytest.fixture
@@ -76,10 +35,7 @@ def rq_setup(make_app, app, _schema, standin, tmp_path):
               "STRIPE_WEBHOOK_SECRET": standin.webhook_secret}
     rq_app = make_app(JOBS_MODE="rq", JOBS_QUEUE_NAME=name, PAYMENT_START_GIVE_UP_SECONDS=2,
                       **stripe)
-    env = {**os.environ, **stripe, "DATABASE_URL": _schema, "REDIS_URL": TEST_REDIS_URL,
-           "ACME_ENV": "development", "MAIL_BACKEND": "outbox", "FLASK_DEV_TICK_SECONDS": "0",
-           "FLASK_JOBS_QUEUE_NAME": name, "FLASK_STRIPE_READ_TIMEOUT_SECONDS": "120",
-           "PYTHONPATH": str(ROOT)}
+    env = worker_env(_schema, name, FLASK_STRIPE_READ_TIMEOUT_SECONDS="120", **stripe)
     worker = RQWorker(env, name, tmp_path / "worker.log")
     try:
         yield rq_app, worker
