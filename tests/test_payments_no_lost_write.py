@@ -14,7 +14,9 @@ from datetime import timedelta
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+from structlog.testing import capture_logs
 
 from app.extensions import db
 from app.models import Hire, HireState, Payment, utcnow
@@ -22,9 +24,10 @@ from devtools.stripe_standin import start as start_standin
 from tests import factories
 from tests.browser.conftest import make_live_server  # noqa: F401  (a fixture)
 from tests.conftest import CSRF_RE
+from tests.test_payments_card import (CARD_OK, confirmation_count, customer, deliver,  # noqa: F401
+                                      emails_to, held_hire, pay, start_card_payment, stripe_app)
 
 BOOKINGS = 50
-CARD_OK = "4242424242424242"
 # How long one booking may take from the double submit to Stripe's page (a slow shared CI box).
 REACH_CHECKOUT_SECONDS = 30
 
@@ -164,3 +167,64 @@ def test_fifty_double_submitted_pay_steps_each_reach_checkout_and_pay_once(app, 
         rows = db.session.scalars(select(Payment).where(Payment.hire_id == hire.id)).all()
         assert [(p.kind, p.state) for p in rows] == [("charge", "succeeded")], hire.reference
     assert standin.objects("refund") == []
+
+
+# --- a job meeting a request's write to the same hire ---------------------------------------------
+
+class AnotherWriter:
+    """While the job confirming a hire is about to write it, another writer (a request saving
+    the same hire) updates that row from its own connection and thread, at that instant."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.writes: list[int] = []
+        self.threads: list[threading.Thread] = []
+
+    def _write(self, hire_id: int) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(update(Hire).where(Hire.id == hire_id)
+                         .values(version=Hire.version + 1, updated_at=utcnow()))
+            conn.commit()
+        self.writes.append(hire_id)
+
+    def before_flush(self, session, _context, _instances) -> None:
+        confirming = [o for o in session.dirty if isinstance(o, Hire) and o.state == "confirmed"]
+        if confirming and not self.threads:
+            writer = threading.Thread(target=self._write, args=(confirming[0].id,))
+            self.threads.append(writer)
+            writer.start()
+            # SQLite: it writes at once. PostgreSQL: the job holds the hire's row lock, so
+            # it waits for the job's commit; the job goes on meanwhile.
+            writer.join(timeout=1)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+@pytest.fixture
+def another_writer(app):
+    writer = AnotherWriter(db.engine)
+    event.listen(Session, "before_flush", writer.before_flush)
+    yield writer
+    event.remove(Session, "before_flush", writer.before_flush)
+    writer.join()
+
+
+def test_a_job_meeting_a_requests_write_to_its_hire_redoes_its_work_without_an_error(
+        stripe_app, client, customer, standin, another_writer):
+    hire = held_hire(customer)
+    payment = start_card_payment(client, hire)
+    assert pay(payment.details["checkout_url"], CARD_OK).status_code == 303
+    with capture_logs() as logs:
+        for event_ in standin.events():
+            assert deliver(client, standin, event_).status_code == 200
+        another_writer.join()
+    assert another_writer.writes == [hire.id]
+    assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
+    db.session.expire_all()
+    assert hire.state == "confirmed"
+    if db.engine.dialect.name == "sqlite":  # no row locks: the job met the write and redid its work
+        assert any(e["event"].startswith("write conflict") for e in logs)
+    assert confirmation_count(hire) == 1
+    assert [e.idempotency_key for e in emails_to(customer)] == [f"hire:{hire.id}:confirmed"]
