@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -19,11 +20,13 @@ from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
 from app.extensions import db
+from app.jobs import queue
 from app.models import Hire, HireState, Payment, utcnow
 from devtools.stripe_standin import start as start_standin
 from tests import factories
 from tests.browser.conftest import make_live_server  # noqa: F401  (a fixture)
 from tests.conftest import CSRF_RE
+from tests.rq_process import RQWorker, worker_env
 from tests.test_payments_card import (CARD_OK, confirmation_count, customer, deliver,  # noqa: F401
                                       emails_to, held_hire, pay, start_card_payment, stripe_app)
 
@@ -41,12 +44,14 @@ def standin():
 
 @pytest.fixture
 def served(make_live_server, standin):  # noqa: F811
-    server = make_live_server(
-        STRIPE_API_BASE=standin.url, STRIPE_SECRET_KEY="sk_test_double_submit",
-        STRIPE_WEBHOOK_SECRET=standin.webhook_secret,
-        SQLALCHEMY_ENGINE_OPTIONS=_engine_options())
+    server = make_live_server(SQLALCHEMY_ENGINE_OPTIONS=_engine_options(), **_stripe(standin))
     standin.webhook_url = f"{server.url}/pay/webhooks/stripe"
     return server
+
+
+def _stripe(standin) -> dict:
+    return {"STRIPE_API_BASE": standin.url, "STRIPE_SECRET_KEY": "sk_test_double_submit",
+            "STRIPE_WEBHOOK_SECRET": standin.webhook_secret}
 
 
 def _engine_options() -> dict:
@@ -125,6 +130,29 @@ def _reach_checkout(browser: requests.Session, base: str, hire: Hire) -> tuple[s
 
 
 def test_fifty_double_submitted_pay_steps_each_reach_checkout_and_pay_once(app, served, standin):
+    """Jobs in-process, off the request (the embedded default)."""
+    _fifty_double_submitted_pay_steps(served, standin)
+
+
+@pytest.mark.postgres  # RQ on a real Redis, the app on PostgreSQL
+def test_fifty_double_submitted_pay_steps_with_the_production_worker(
+        app, make_live_server, standin, _schema, tmp_path):  # noqa: F811
+    name = f"test-double-submit-{uuid.uuid4().hex[:8]}"
+    server = make_live_server(JOBS_MODE="rq", JOBS_QUEUE_NAME=name,
+                              SQLALCHEMY_ENGINE_OPTIONS=_engine_options(), **_stripe(standin))
+    standin.webhook_url = f"{server.url}/pay/webhooks/stripe"
+    worker = RQWorker(worker_env(_schema, name, **_stripe(standin)), name, tmp_path / "worker.log")
+    worker.start()
+    try:
+        _fifty_double_submitted_pay_steps(server, standin)
+        assert "Traceback" not in worker.output()
+    finally:
+        worker.kill()
+        with server.app.app_context():
+            queue().delete(delete_jobs=True)
+
+
+def _fifty_double_submitted_pay_steps(served, standin) -> None:
     customer = factories.make_user("customer")
     hires = []
     for n in range(BOOKINGS):
