@@ -126,3 +126,17 @@ def test_a_stuck_payment_offers_try_again_which_starts_it_afresh_with_the_same_k
         _one_session_with_one_key(standin, hire, payment)
         db.session.expire_all()
         assert len(db.session.scalars(db.select(Payment).where(Payment.hire_id == hire.id)).all()) == 1
+
+
+@pytest.mark.postgres
+def test_the_tick_puts_a_dead_workers_job_back_on_the_queue(rq_setup, standin):
+    """No worker restarted yet (the host's other worker, say): the minutely tick does it."""
+    from app.jobs.booking import tick
+    rq_app, worker = rq_setup
+    with rq_app.app_context():
+        _, hire = _killed_mid_checkout_job(rq_app, worker, standin)
+        payment = _checkout_payment(hire)
+        assert queue().job_ids == []  # RQ still counts it as started, by a worker now dead
+        tick()
+        [job] = queue().jobs
+        assert (job.func_name, job.args) == ("app.jobs.payments.create_checkout_session", (payment.id,))
