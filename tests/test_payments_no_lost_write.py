@@ -1,8 +1,10 @@
-"""A payment never gets stuck (issue 14, section 2), through a running threaded server.
+"""A payment never gets stuck (issue 14, section 2): writes to a payment or a hire from a
+request and from a job never lose each other, nor fail as errors.
 
-The portal is served by werkzeug's threaded server with jobs in-process (the embedded
-default), the real `stripe` SDK talks to the Stripe stand-in, and the stand-in's webhooks
-come back to the served portal. The customer's browser is played by `requests`.
+The pay step double-submitted 50 times runs through werkzeug's threaded server, with jobs
+in-process (the embedded default) and, in the PostgreSQL pass, with the production RQ worker
+on Redis; the real `stripe` SDK talks to the Stripe stand-in, whose webhooks come back to the
+served portal. The customer's browser is played by `requests`.
 """
 
 from __future__ import annotations
