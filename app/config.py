@@ -66,6 +66,9 @@ class Config:
     # The tick queues again the job of work committed this long ago whose job RQ never got
     # (Redis down at the time): app/jobs/recovery.py. Longer than the commit-to-enqueue gap.
     JOB_RECOVERY_AFTER_SECONDS = 120
+    # A job or request whose write met another's (StaleDataError) runs again on a fresh read
+    # this many times before it fails (app/conflicts.py).
+    DB_CONFLICT_RETRIES = 5
 
     # --- business rules ------------------------------------------------------------
     LEGAL_DRIVING_AGE = 18
@@ -95,6 +98,8 @@ class Config:
     # --- mail ----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")  # outbox (dev only) | smtp
     MAIL_SENDER = "ACME Rentals <no-reply@acme-rentals.example>"
+    # Right-hand side of every Message-ID; the left is the email's business event (its key).
+    MAIL_MESSAGE_ID_DOMAIN = "acme-rentals.example"
     SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
     SMTP_PORT = int(os.environ.get("SMTP_PORT", "25"))
     SMTP_USERNAME = os.environ.get("SMTP_USERNAME", "")
@@ -283,9 +288,10 @@ class Config:
     PAYMENT_MAX_CHECKOUT_ATTEMPTS = 5  # per hire; each may extend the hold by ~35 minutes
     # While a customer back from Checkout waits and no webhook has come, ask Stripe this often.
     PAYMENT_RECHECK_SECONDS = 10
-    # A card payment still not started after this long is shown as "could not reach the
-    # card processor" with a "try again" button (the job may still retry in the background).
-    PAYMENT_START_GIVE_UP_SECONDS = 60
+    # A card payment still not started after this long (Stripe did not answer, or the worker
+    # running its job died) is shown with a "try again" button that starts it again (same
+    # idempotency key: Stripe gives back the same session if the first call reached it).
+    PAYMENT_START_GIVE_UP_SECONDS = 30
 
     # --- metrics (issue 9): /metrics for Prometheus, app/metrics.py ----------------------
     # In RQ mode job outcomes are counted in this Redis hash (shared by web and workers).

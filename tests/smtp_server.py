@@ -8,6 +8,7 @@ the portal's own smtplib client talks SMTP to it, nothing is mocked.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from email import message_from_bytes, policy
@@ -26,9 +27,11 @@ def free_port() -> int:
 
 
 class _Collector:
-    """aiosmtpd handler: parse and keep every message delivered."""
+    """aiosmtpd handler: parse and keep every message delivered, then answer (after
+    `answer_after_seconds`: a server slow to confirm what it already has)."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer_after_seconds: float = 0) -> None:
+        self.answer_after_seconds = answer_after_seconds
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self._lock = threading.Lock()
@@ -39,14 +42,16 @@ class _Collector:
         with self._lock:
             self.messages.append(message)  # type: ignore[arg-type]
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        if self.answer_after_seconds:
+            await asyncio.sleep(self.answer_after_seconds)
         return "250 Message accepted for delivery"
 
 
 class SMTPServer:
-    def __init__(self) -> None:
+    def __init__(self, answer_after_seconds: float = 0) -> None:
         self.host = HOST
         self.port = free_port()
-        self._collector = _Collector()
+        self._collector = _Collector(answer_after_seconds)
         self._controller = Controller(self._collector, hostname=self.host, port=self.port)
 
     @property

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 from email.message import EmailMessage
-from email.utils import make_msgid
+from typing import Callable
 
 from flask import current_app
 
 from ..models import OutboundEmail
 
+# What RFC 5322 allows on the left of a Message-ID (dot-atom text).
+_NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+
 
 class MailError(Exception):
-    pass
+    """The email was not sent. `maybe_delivered`: the failure came while the server was
+    taking the message (e.g. no answer to it), so it may have arrived all the same."""
+
+    def __init__(self, message: str, *, maybe_delivered: bool = False):
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
+
+
+def message_id(email: OutboundEmail) -> str:
+    """The same on every attempt to send this email: derived from its business event (its
+    idempotency key), so a copy that does arrive twice is recognised as one by mail servers."""
+    local = _NOT_ATEXT.sub(".", email.idempotency_key).strip(".")
+    return f"<{local}@{current_app.config['MAIL_MESSAGE_ID_DOMAIN']}>"
 
 
 def build_message(email: OutboundEmail) -> EmailMessage:
@@ -20,9 +36,7 @@ def build_message(email: OutboundEmail) -> EmailMessage:
     msg["From"] = current_app.config["MAIL_SENDER"]
     msg["To"] = email.to_address
     msg["Subject"] = email.subject
-    # Derived from the idempotency key, so a resend after a crash can be recognised.
-    msg["Message-ID"] = make_msgid(idstring=email.idempotency_key.replace(":", "."),
-                                   domain="acme-rentals.example")
+    msg["Message-ID"] = message_id(email)
     msg.set_content(email.body_text)
     for attachment in email.attachments:  # e.g. the booking's calendar entry (text/calendar)
         _, _, subtype = attachment.mimetype.partition("/")
@@ -32,11 +46,15 @@ def build_message(email: OutboundEmail) -> EmailMessage:
     return msg
 
 
-def send(email: OutboundEmail) -> None:
+def send(email: OutboundEmail, *, handing_over: Callable[[], None] = lambda: None) -> None:
+    """Send `email`; `handing_over()` is called just before the message itself goes to the
+    server (after connecting and signing in): up to then, a failure means it was not sent."""
     backend = current_app.config["MAIL_BACKEND"]
     if backend == "outbox":
+        handing_over()
         return  # the row itself is the outbox; readable at /dev/outbox in development
     cfg = current_app.config
+    message = build_message(email)
     try:
         with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"],
                           timeout=cfg["SMTP_TIMEOUT_SECONDS"]) as smtp:
@@ -44,6 +62,12 @@ def send(email: OutboundEmail) -> None:
                 smtp.starttls()
             if cfg["SMTP_USERNAME"]:
                 smtp.login(cfg["SMTP_USERNAME"], cfg["SMTP_PASSWORD"])
-            smtp.send_message(build_message(email))
+            handing_over()
+            try:
+                smtp.send_message(message)
+            except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
+                raise  # the server answered "no": not delivered
+            except (OSError, smtplib.SMTPException) as exc:
+                raise MailError(f"{type(exc).__name__}: {exc}", maybe_delivered=True) from exc
     except (OSError, smtplib.SMTPException) as exc:
         raise MailError(f"{type(exc).__name__}: {exc}") from exc

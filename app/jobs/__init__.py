@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from flask import Flask, current_app, has_app_context
 
+from ..conflicts import retry_on_conflict
 from ..logging_setup import log
 
 _executor: ThreadPoolExecutor | None = None
@@ -23,14 +24,19 @@ IN_PROCESS_THREADS = 2
 
 
 def task(fn: Callable) -> Callable:
-    """Make `fn` runnable from a worker: give it an app context if it has none."""
+    """Make `fn` runnable from a worker: give it an app context if it has none.
+
+    A task meeting a request's write to the same hire or payment (StaleDataError) is run
+    again at once on a fresh read: an expected conflict, not a failure (tasks are idempotent).
+    """
+    run = retry_on_conflict(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if has_app_context():
-            return _counted(fn, args, kwargs)
+            return _counted(run, args, kwargs)
         with worker_app().app_context():
-            return _counted(fn, args, kwargs)
+            return _counted(run, args, kwargs)
 
     return wrapper
 

@@ -10,11 +10,19 @@ is retried by hand, not here) and enqueues their task again. Every task re-reads
 does nothing when the work is done, and the outside calls carry fixed idempotency keys, so a
 job that turns up meanwhile costs one extra, harmless run.
 
+A job whose worker died mid-run (SIGKILL, out of memory, a host reboot) is still "started"
+for RQ, which gives it up only when its heartbeat lapses and then retries it through the
+scheduler: many minutes while a customer waits. `requeue_abandoned` puts such jobs back on
+their queue at once when their worker is known to be dead; the worker runs it as it starts
+(app/jobs/worker.py) and the tick runs it every minute.
+
 In-process modes (thread, sync) have no queue to lose a job in: nothing to do there.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -103,7 +111,9 @@ def orphans(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
 
 def requeue_orphans(now: datetime) -> dict[str, list[int]]:
     """Enqueue the task of every orphaned row again. Returns {what: ids} of those queued."""
-    from . import enqueue, licence, mail
+    from . import enqueue, licence, mail, queue
+    if current_app.config["JOBS_MODE"] == "rq":
+        requeue_abandoned(queue())
     # Tasks whose jobs have fixed ids: the same id their first enqueue used.
     job_ids = {mail.send_email: mail.JOB_ID, licence.check_licence: licence.JOB_ID}
     queued: dict[str, list[int]] = {}
@@ -115,3 +125,59 @@ def requeue_orphans(now: datetime) -> dict[str, list[int]]:
         log().warning("work found without its job: queued again", what=what, ids=ids[:20],
                       count=len(ids))
     return queued
+
+
+def _worker_dead(connection, worker_name: str) -> bool:
+    """Whether the worker that ran an execution is certainly gone: its registration expired,
+    or it ran on this host under a process id that no longer exists. A worker on another
+    host whose registration lives is left to RQ (its heartbeat lapses in a few minutes)."""
+    from rq.worker import Worker
+    if not worker_name:
+        return True
+    hostname, pid = connection.hmget(Worker.redis_worker_namespace_prefix + worker_name,
+                                     "hostname", "pid")
+    if hostname is None:
+        return True
+    if hostname.decode() != socket.gethostname() or pid is None:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # a live process of another user
+    return False
+
+
+def requeue_abandoned(q) -> list[str]:
+    """Put back on queue `q` the jobs RQ still counts as started whose worker is dead.
+
+    Each such execution is taken out of the started registry first (ZREM: of two workers
+    starting at once, only the one that removed it queues the job again); the job keeps its
+    retries, since it did not fail. Returns the ids of the jobs queued again.
+    """
+    from rq.executions import Execution
+    from rq.job import JobStatus
+    from rq.registry import StartedJobRegistry
+
+    registry = StartedJobRegistry(queue=q)
+    connection = q.connection
+    requeued = []
+    for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+        try:
+            worker_name = Execution.fetch(execution_id, job_id, connection).worker_name
+        except ValueError:  # the execution's own record expired with its heartbeat
+            worker_name = ""
+        if not _worker_dead(connection, worker_name):
+            continue
+        if not connection.zrem(registry.key, f"{job_id}:{execution_id}"):
+            continue  # another worker took it first
+        job = q.fetch_job(job_id)
+        if job is None or job.get_status() != JobStatus.STARTED:
+            continue
+        q._enqueue_job(job, at_front=True)
+        requeued.append(job_id)
+    if requeued:
+        log().warning("jobs of a dead worker queued again", queue=q.name, jobs=requeued[:20],
+                      count=len(requeued))
+    return requeued

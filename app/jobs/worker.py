@@ -36,4 +36,14 @@ def preload() -> None:
 class Worker(RQWorker):
     def work(self, *args, **kwargs):
         preload()
+        self.requeue_abandoned()
         return super().work(*args, **kwargs)
+
+    def requeue_abandoned(self) -> None:
+        """A worker restarted after being killed mid-job (systemd restarts it at once): its
+        job goes back on the queue now, not when RQ's heartbeat and scheduler get to it."""
+        from . import worker_app
+        from .recovery import requeue_abandoned
+        with worker_app().app_context():
+            for q in self.queues:
+                requeue_abandoned(q)

@@ -47,6 +47,9 @@ class OutboundEmail(db.Model):
     last_error: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Set (committed) just before the message is handed to the mail server, cleared when the
+    # server refused it: a job that finds it set was killed mid-send, and does not send again.
+    sending_since: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     # Booking (issue 4): one optional text attachment, e.g. the booking's .ics calendar entry.
     attachment_filename: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
     attachment_mimetype: Mapped[str] = mapped_column(String(60), default="", server_default=text("''"))

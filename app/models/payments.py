@@ -80,6 +80,11 @@ class Payment(db.Model):
     # Why the money moved (a refund's or a staff charge's reason), and who asked for it.
     reason: Mapped[str] = mapped_column(String(200), default="")
     requested_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
+    # Every UPDATE names the version it read: a request and a job writing the same payment
+    # can never silently undo each other (the later, stale write is refused and redone).
+    version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version}
 
     hire: Mapped[Hire] = relationship()
     parent: Mapped[Optional["Payment"]] = relationship(remote_side=[id])

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
+from ..conflicts import retry_on_conflict
 from ..extensions import db
 from ..filters import local_time, money
 from ..logging_setup import log
@@ -55,6 +56,8 @@ SUBSCRIBED_EVENTS = frozenset({
 })
 UNREACHABLE_MESSAGE = ("We could not reach the card processor just now. No money has been taken. "
                        "Please try again in a minute.")
+STALLED_MESSAGE = ("Starting the card payment is taking longer than it should. No money has been "
+                   "taken. Please try again.")
 
 
 class PaymentError(Exception):
@@ -181,10 +184,9 @@ def card_status(hire: Hire, now: datetime) -> CardStatus:
         return CardStatus("choose", message, payment=charge)
     details = charge.details or {}
     if charge.state == "pending":
-        started = max(charge.created_at.timestamp(), details.get("restarted_at", 0))
-        waited = now.timestamp() - started
-        if details.get("last_error") and waited >= current_app.config["PAYMENT_START_GIVE_UP_SECONDS"]:
-            return CardStatus("unreachable", UNREACHABLE_MESSAGE, payment=charge)
+        if _start_overdue(charge, now):
+            return CardStatus("unreachable", UNREACHABLE_MESSAGE if details.get("last_error")
+                              else STALLED_MESSAGE, payment=charge)
         return CardStatus("starting", "Connecting to secure card payment…", payment=charge)
     url = details.get("checkout_url", "")
     # Stripe sends the customer back to us only once the card was accepted: an earlier
@@ -211,12 +213,15 @@ def _checkout_expiry(hire: Hire, now: datetime) -> datetime:
     return min(max(wanted, earliest), latest)
 
 
+@retry_on_conflict
 def start_card_checkout(hire: Hire, user: User, *, amount_pence: int, success_url: str,
                         cancel_url: str, now: datetime) -> Payment:
     """Record the card payment of the hire's price and enqueue the Checkout Session's creation.
 
     Pressing "Pay" twice, or again after coming back, gives the same open payment (and so
     the same Checkout Session): a customer can never be sent to pay one hire twice at once.
+    Two presses at the same instant both write the hire (its hold): the later one meets the
+    first's write, and runs again from a fresh read (retry_on_conflict), finding its payment.
     `amount_pence` is what the customer confirmed; if the price moved since, refuse.
     """
     from ..integrations import stripe_client
@@ -284,13 +289,35 @@ def _enqueue_checkout(payment: Payment) -> None:
     enqueue(create_checkout_session, payment.id)
 
 
+def _start_overdue(payment: Payment, now: datetime) -> bool:
+    """A card payment whose Checkout Session is still not created PAYMENT_START_GIVE_UP_SECONDS
+    after it (re)started: Stripe did not answer, or the worker running its job died."""
+    if payment.state != "pending" or payment.checkout_session_id:
+        return False
+    details = payment.details or {}
+    started = max(payment.created_at.timestamp(), details.get("restarted_at", 0))
+    return now.timestamp() - started >= current_app.config["PAYMENT_START_GIVE_UP_SECONDS"]
+
+
 def _restart_if_stuck(payment: Payment, now: datetime) -> None:
-    """A payment whose session was never created (Stripe unreachable): try again, same key."""
-    if payment.state == "pending" and not payment.checkout_session_id:
-        payment.details = {**payment.details, "last_error": "", "restarted_at": int(now.timestamp())}
-        payment.note("payment restarted by the customer", now=now)
-        db.session.commit()
-        _enqueue_checkout(payment)
+    """A payment whose session was never created (Stripe unreachable, its job lost): start it
+    again with the same key, so Stripe gives back the session if the first call made one.
+
+    A payment whose job is simply still at work is left alone (a second "Pay" a moment after
+    the first): restarting it would only race that job. The decision and the write are made
+    on the row re-read under its lock (and its version), never on what the request read
+    before: the job may have recorded the session meanwhile.
+    """
+    if payment.state != "pending" or payment.checkout_session_id:
+        return
+    payment = _lock_payment(payment.id)
+    if payment is None or not (payment.details.get("last_error") or _start_overdue(payment, now)):
+        db.session.rollback()
+        return
+    payment.details = {**payment.details, "last_error": "", "restarted_at": int(now.timestamp())}
+    payment.note("payment restarted by the customer", now=now)
+    db.session.commit()
+    _enqueue_checkout(payment)
 
 
 def cancel_if_unpayable(payment_id: int, *, now: datetime) -> bool:
@@ -494,15 +521,22 @@ def record_charge_declined(payment_id: int, message: str, *, now: datetime, even
     db.session.commit()
 
 
+@retry_on_conflict
 def record_checkout_return(hire: Hire, session_id: str, *, now: datetime) -> Optional[Payment]:
     """The customer came back from Checkout: fetch the session's outcome in a job.
 
     Whichever comes first, this or the webhook, confirms the hire; the other changes nothing.
+    The webhook's job may be writing the payment at this moment: the note is written on
+    the row re-read under its lock (and version), so neither write undoes the other.
     """
     payment = next((p for p in reversed(checkout_charges(hire))
                     if session_id and p.checkout_session_id == session_id), None)
     payment = payment or latest_checkout(hire)
     if payment is not None and payment.state != "succeeded" and payment.checkout_session_id:
+        payment = _lock_payment(payment.id)
+        if payment.state == "succeeded":
+            db.session.rollback()
+            return payment
         payment.details = {**payment.details, "returned_at": int(now.timestamp())}
         db.session.commit()
         _enqueue_sync(payment)
@@ -515,20 +549,30 @@ def _enqueue_sync(payment: Payment) -> None:
     enqueue(sync_checkout_session, payment.id)
 
 
+def _recheck_due(payment: Optional[Payment], now: datetime) -> bool:
+    if payment is None or payment.state != "processing" or not payment.checkout_session_id:
+        return False
+    details = payment.details or {}
+    if not details.get("returned_at"):
+        return False
+    last = max(details.get("synced_at", 0), details.get("returned_at", 0))
+    return now.timestamp() - last >= current_app.config["PAYMENT_RECHECK_SECONDS"]
+
+
+@retry_on_conflict
 def recheck_returned_checkout(hire: Hire, *, now: datetime) -> None:
     """While the customer waits on the processing page and no webhook came, ask Stripe again
     now and then (every PAYMENT_RECHECK_SECONDS), in case the first check missed it."""
     payment = latest_checkout(hire)
-    if payment is None or payment.state != "processing" or not payment.checkout_session_id:
+    if not _recheck_due(payment, now):
         return
-    details = payment.details or {}
-    if not details.get("returned_at"):
+    payment = _lock_payment(payment.id)  # decide and write on the fresh row
+    if not _recheck_due(payment, now):
+        db.session.rollback()
         return
-    last = max(details.get("synced_at", 0), details.get("returned_at", 0))
-    if now.timestamp() - last >= current_app.config["PAYMENT_RECHECK_SECONDS"]:
-        payment.details = {**details, "synced_at": int(now.timestamp())}
-        db.session.commit()
-        _enqueue_sync(payment)
+    payment.details = {**payment.details, "synced_at": int(now.timestamp())}
+    db.session.commit()
+    _enqueue_sync(payment)
 
 
 # --- webhooks ----------------------------------------------------------------------------
