@@ -1,7 +1,7 @@
 """payments carry a version: a request and a job can no longer overwrite each other's write
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-04 16:30:00
 
 SQLAlchemy's version_id_col: every UPDATE of a payment says which version it read, so a
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
