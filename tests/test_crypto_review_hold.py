@@ -98,3 +98,24 @@ def test_the_review_queue_offers_only_the_refund_for_an_expired_or_cancelled_boo
     assert refund.status_code == 303
     db.session.expire_all()
     assert expired_payment.state == "returned"
+
+
+def test_the_card_payment_is_refused_while_a_crypto_payment_is_reviewed(app, chain_env, client, auth):
+    """The pay page offers no card while staff review a crypto payment, and posting the card
+    step anyway (an old tab) is refused with the reason instead of charging the customer twice."""
+    from devtools.stripe_standin import start
+    standin = start()
+    try:
+        app.config.update(STRIPE_API_BASE=standin.url, STRIPE_SECRET_KEY="sk_test_review",
+                          STRIPE_WEBHOOK_SECRET=standin.webhook_secret)
+        customer = auth.sign_in_as("customer")
+        hire, _payment = underpaid_hire(chain_env, customer)
+        page = client.get(f"/pay/{hire.reference}").get_data(as_text=True)
+        assert "our staff are reviewing it" in page and "Pay by card" not in page
+        response = post_form(client, f"/pay/{hire.reference}/card",
+                             {"amount_pence": str(hire.total_pence)})
+        assert response.status_code == 422
+        assert "our staff are reviewing it" in response.get_data(as_text=True)
+        assert standin.objects("checkout.session") == []
+    finally:
+        standin.stop()

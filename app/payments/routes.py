@@ -70,6 +70,7 @@ def start(reference: str):
     return render("payments/start.html", "payments/start.html", hire=hire, card_status=status,
                   amount_due=services.amount_due_pence(hire), crypto_url=_crypto_url(hire),
                   card_available=stripe_client.is_configured(),
+                  under_review=services.under_review(hire),
                   came_back=request.args.get("cancelled") == "1")
 
 

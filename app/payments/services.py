@@ -30,6 +30,7 @@ from ..extensions import db
 from ..filters import local_time, money
 from ..logging_setup import log
 from ..models import Hire, HireState, InvalidTransition, Payment, StripeEvent, User, utcnow
+from .crypto import hires_under_review
 
 S = HireState
 CARD = "card"
@@ -213,6 +214,15 @@ def _checkout_expiry(hire: Hire, now: datetime) -> datetime:
     return min(max(wanted, earliest), latest)
 
 
+UNDER_REVIEW_MESSAGE = ("We have your crypto payment and our staff are reviewing it; we are holding "
+                        "the car meanwhile. There is nothing to pay until they decide.")
+
+
+def under_review(hire: Hire) -> bool:
+    """Staff are reviewing a crypto payment for this hire: nothing else is to be paid meanwhile."""
+    return hire.id in hires_under_review([hire.id])
+
+
 @retry_on_conflict
 def start_card_checkout(hire: Hire, user: User, *, amount_pence: int, success_url: str,
                         cancel_url: str, now: datetime) -> Payment:
@@ -231,6 +241,8 @@ def start_card_checkout(hire: Hire, user: User, *, amount_pence: int, success_ur
         raise PaymentError(f"This booking is {hire.state.replace('_', ' ')} and cannot be paid.")
     if hire.hire_state == S.HELD and hire.hold_expires_at is not None and now >= hire.hold_expires_at:
         raise PaymentError("Your hold on this car has expired. Please search again.")
+    if under_review(hire):
+        raise PaymentError(UNDER_REVIEW_MESSAGE)
     if not stripe_client.is_configured():
         raise PaymentError("Card payment is not available at the moment. Please try again later.")
     due = amount_due_pence(hire)
