@@ -28,7 +28,7 @@ from app.fleet import services as fleet
 from app.models import Hire, MaintenanceBlock, Occupancy, utcnow
 from app.models.hires import NO_OVERLAP_CONSTRAINT, OCCUPYING_STATES
 from tests import factories
-from tests.browser.conftest import _serve
+from tests.live_server import serve
 from tests.test_booking import as_utc, local_day, shop, trip_args  # noqa: F401
 
 ROUNDS = 20
@@ -44,7 +44,7 @@ TAKEN = "Sorry, that car was just taken for those dates."
 @pytest.fixture
 def server(app):
     """The portal served over HTTP by a threaded werkzeug server, as `flask run` serves it."""
-    live = _serve(JOBS_MODE="sync", SIGNIN_RATE_LIMIT="100 per minute",
+    live = serve(JOBS_MODE="sync", SIGNIN_RATE_LIMIT="100 per minute",
                   MAX_HOLDS_PER_CUSTOMER=ROUNDS)  # each customer may win every round
     yield live
     live.stop()

@@ -26,7 +26,7 @@ from app.jobs import queue
 from app.models import Hire, HireState, Payment, utcnow
 from devtools.stripe_standin import start as start_standin
 from tests import factories
-from tests.browser.conftest import make_live_server  # noqa: F401  (a fixture)
+from tests.live_server import make_live_server  # noqa: F401  (a fixture)
 from tests.conftest import CSRF_RE
 from tests.rq_process import RQWorker, worker_env
 from tests.test_payments_card import (CARD_OK, confirmation_count, customer, deliver,  # noqa: F401

@@ -1,9 +1,7 @@
 """Browser-test fixtures: the portal served over real HTTP, driven by real Chromium.
 
-- `live_server`: the portal on 127.0.0.1:<free port> in a background thread, on the same
-  test database as the `app` fixture (whose teardown empties the tables), with jobs run
-  in-process off the request as on the embedded default. `.url` has no trailing slash;
-  `.app` is the served Flask app. `make_live_server(**overrides)` serves other settings.
+- `live_server`, `make_live_server(**overrides)`: the portal over real HTTP
+  (tests/live_server.py, shared with the race tests).
 - `browser`: one Chromium for the whole run (Debian's /usr/bin/chromium).
 - `new_page(width, height)`: a fresh page in its own context with that viewport. Console
   errors and uncaught page errors (CSP violations arrive as console errors) are collected
@@ -16,20 +14,14 @@ Browser tests are marked `browser` and `postgres`: they run in the PostgreSQL pa
 from __future__ import annotations
 
 import re
-import threading
-from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
 import pytest
-from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import BaseWSGIServer, make_server
 
-from app import create_app, jobs
-from app.extensions import db
 from tests import factories
-from tests.conftest import make_test_config
+from tests.live_server import live_server, make_live_server  # noqa: F401  (fixtures)
 
 PHONE = (390, 844)
 TABLET = (1024, 768)
@@ -38,7 +30,6 @@ DEFAULT_TIMEOUT_MS = 10_000
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-LIVE_SERVER_DEFAULTS = {"JOBS_MODE": "thread"}
 # Chromium logs every fetch answered 4xx as a console error. 422 is the portal's designed
 # answer to an invalid form (re-rendered with its messages), so that line is not a fault.
 EXPECTED_NETWORK_LOG = re.compile(r"^Failed to load resource: the server responded with a status of 422\b")
@@ -47,62 +38,6 @@ EXPECTED_NETWORK_LOG = re.compile(r"^Failed to load resource: the server respond
 BROWSER_OWN_REQUESTS = ("/favicon.ico",)
 
 expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
-
-
-@dataclass
-class LiveServer:
-    url: str
-    app: Flask
-    _server: BaseWSGIServer = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-        _wait_for_in_process_jobs()
-        with self.app.app_context():
-            db.engine.dispose()
-
-
-def _wait_for_in_process_jobs() -> None:
-    """Let jobs started by the served pages finish before the tables are emptied.
-
-    JOBS_MODE="thread" runs them on a module-level pool; shutting it down waits for
-    them, and `enqueue` builds a fresh pool on next use.
-    """
-    pool, jobs._executor = jobs._executor, None
-    if pool is not None:
-        pool.shutdown(wait=True)
-
-
-def _serve(**overrides) -> LiveServer:
-    served = create_app(make_test_config(**{**LIVE_SERVER_DEFAULTS, **overrides}))
-    server = make_server("127.0.0.1", 0, served, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    return LiveServer(url=f"http://127.0.0.1:{server.server_port}", app=served,
-                      _server=server, _thread=thread)
-
-
-@pytest.fixture
-def make_live_server(app):
-    """Factory: serve the portal with these config overrides; every server stops at teardown."""
-    servers: list[LiveServer] = []
-
-    def start(**config_overrides) -> LiveServer:
-        server = _serve(**config_overrides)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def live_server(make_live_server) -> LiveServer:
-    return make_live_server()
 
 
 @pytest.fixture(scope="session")
