@@ -258,6 +258,11 @@ class Config:
     UNUSED_DAY_REFUND_PERCENT = 50  # early return: this share of each whole unused day back
     CONDITION_PANELS = ("front", "rear", "left", "right", "roof", "windscreen", "wheels", "interior")
     PHOTO_MAX_BYTES = 8 * 1024 * 1024
+    # The customer's signature: a PNG of the 600x200 signature box, checked and re-encoded as
+    # photos are. Anything far bigger is not from the box (a decompression bomb, say).
+    SIGNATURE_MAX_BYTES = 512 * 1024
+    SIGNATURE_MAX_PIXELS = 1_000_000  # refused before decoding beyond this
+    SIGNATURE_MAX_SIDE = 1200  # a wider one is scaled down to this many pixels
 
     # --- card payments: Stripe (issue 5, card half) ------------------------------------
     # Keys from the environment (Ansible Vault on the server). STRIPE_API_BASE empty means
