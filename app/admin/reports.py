@@ -5,7 +5,10 @@ from hires, payments and the counter's return inspections by `refresh`. A report
 years of a 2,000,000-hire history so adds up a few thousand rows and answers in well under
 a second (bench/reports.py measures it); rolling up happens off the request: the periods
 around today every REPORT_REFRESH_MINUTES (a job the reports page asks for when its
-figures are older), and the whole history nightly (`flask admin refresh-reports`).
+figures are older), and the whole history nightly (`flask admin refresh-reports`). A range
+is checked (at most REPORT_MAX_RANGE_DAYS) before any job is queued for it; the jobs go to
+their own queue (REPORTS_QUEUE_NAME), which workers take only when no customer's job waits,
+and each attempt is stopped after REPORT_JOB_TIMEOUT_SECONDS.
 
 Definitions (also shown on the page):
 - Utilisation: the hours cars were booked (hires confirmed, active, returned or closed) as
