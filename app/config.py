@@ -59,7 +59,10 @@ class Config:
     # "rq" when REDIS_URL is set; otherwise "thread" (in-process, off the request) or
     # "sync" (in-process, inline; used by tests so results are deterministic).
     JOBS_MODE = os.environ.get("JOBS_MODE", "")
-    JOBS_QUEUE_NAME = "acme"
+    JOBS_QUEUE_NAME = "acme"  # customer-facing jobs: workers take these first
+    # Report refreshes: a queue of their own, taken only when the one above is empty, so a
+    # long roll-up never holds up a customer's licence check, payment or email.
+    REPORTS_QUEUE_NAME = "acme-reports"
     JOB_MAX_RETRIES = 3
     JOB_RETRY_INTERVALS_SECONDS = [5, 30, 120]
     JOB_TIMEOUT_SECONDS = 120
@@ -158,6 +161,9 @@ class Config:
     AUDIT_PAGE_SIZE = 50
     REPORT_DEFAULT_WEEKS = 12
     REPORT_MAX_PERIODS = 106  # two years of weeks; "late return" uses LATE_GRACE_MINUTES
+    # The longest range a report (and so a refresh the page asks for) may cover; longer ones
+    # are refused before any work is queued. The nightly refresh covers all history.
+    REPORT_MAX_RANGE_DAYS = 2 * 366
     REPORT_MAX_ROWS_SHOWN = 50  # per-car utilisation on the page (the CSV has every car)
     # Reports read figures rolled up per car and period: those of the periods around today
     # are refreshed when older than this (a job the reports page asks for); the whole
@@ -165,6 +171,9 @@ class Config:
     REPORT_REFRESH_MINUTES = 10
     REPORT_REFRESH_DAYS_BACK = 35
     REPORT_REFRESH_DAYS_AHEAD = 60  # later bookings' figures wait for the nightly refresh
+    # An attempt of a refresh job (at most REPORT_MAX_RANGE_DAYS: ~10 chunks of 13 periods,
+    # a few seconds each over 2,000,000 hires) is stopped after this long.
+    REPORT_JOB_TIMEOUT_SECONDS = 300
 
     # --- booking (issue 4): search, prices, holds, cancellation, reminders -------------
     HOLD_MINUTES = 15  # an unpaid hold keeps the car this long, then expires
@@ -258,6 +267,11 @@ class Config:
     UNUSED_DAY_REFUND_PERCENT = 50  # early return: this share of each whole unused day back
     CONDITION_PANELS = ("front", "rear", "left", "right", "roof", "windscreen", "wheels", "interior")
     PHOTO_MAX_BYTES = 8 * 1024 * 1024
+    # The customer's signature: a PNG of the 600x200 signature box, checked and re-encoded as
+    # photos are. Anything far bigger is not from the box (a decompression bomb, say).
+    SIGNATURE_MAX_BYTES = 512 * 1024
+    SIGNATURE_MAX_PIXELS = 1_000_000  # refused before decoding beyond this
+    SIGNATURE_MAX_SIDE = 1200  # a wider one is scaled down to this many pixels
 
     # --- card payments: Stripe (issue 5, card half) ------------------------------------
     # Keys from the environment (Ansible Vault on the server). STRIPE_API_BASE empty means

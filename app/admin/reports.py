@@ -5,7 +5,10 @@ from hires, payments and the counter's return inspections by `refresh`. A report
 years of a 2,000,000-hire history so adds up a few thousand rows and answers in well under
 a second (bench/reports.py measures it); rolling up happens off the request: the periods
 around today every REPORT_REFRESH_MINUTES (a job the reports page asks for when its
-figures are older), and the whole history nightly (`flask admin refresh-reports`).
+figures are older), and the whole history nightly (`flask admin refresh-reports`). A range
+is checked (at most REPORT_MAX_RANGE_DAYS) before any job is queued for it; the jobs go to
+their own queue (REPORTS_QUEUE_NAME), which workers take only when no customer's job waits,
+and each attempt is stopped after REPORT_JOB_TIMEOUT_SECONDS.
 
 Definitions (also shown on the page):
 - Utilisation: the hours cars were booked (hires confirmed, active, returned or closed) as
@@ -146,13 +149,29 @@ def periods(date_from: date, date_to: date, kind: str, *, limit: Optional[int] =
     result: list[Period] = []
     day = start
     while day <= date_to:
-        nxt = step(day)
+        try:
+            nxt = step(day)
+        except OverflowError:  # a period running past 31 December 9999
+            raise ReportError({"date_to": "Choose an end date before the year 9999."})
         result.append(Period(len(result), label(day), datetime.combine(day, time(0), zone),
                              datetime.combine(nxt, time(0), zone)))
         day = nxt
         if limit is not None and len(result) > limit:
             raise ReportError({"date_from": f"Choose a shorter range: at most {limit} periods."})
     return result
+
+
+def check_range(date_from: date, date_to: date, kind: str = "week") -> list[Period]:
+    """The periods of a range a report or a refresh may cover, or ReportError: the end after
+    the start, at most REPORT_MAX_RANGE_DAYS apart, within the calendar. Checked before any
+    work is queued for the range."""
+    if date_to < date_from:
+        raise ReportError({"date_to": "The end date is before the start date."})
+    longest = current_app.config["REPORT_MAX_RANGE_DAYS"]
+    if (date_to - date_from).days >= longest:
+        raise ReportError({"date_from": f"Choose a shorter range: at most {longest} days "
+                                        "(the nightly refresh covers the whole history)."})
+    return periods(date_from, date_to, kind)
 
 
 # --- dialect-neutral SQL pieces ---------------------------------------------------------------
@@ -482,6 +501,16 @@ def refresh_task(date_from: str, date_to: str) -> None:
     refresh(date.fromisoformat(date_from), date.fromisoformat(date_to), now=utcnow())
 
 
+def request_refresh(date_from: date, date_to: date, *, job_id: str) -> None:
+    """Queue a refresh of a range (checked first: ReportError, and nothing queued, if it is
+    not one a report may cover) on the reports' own low-priority queue, with a time limit
+    that fits a bounded range."""
+    check_range(date_from, date_to)
+    cfg = current_app.config
+    enqueue(refresh_task, date_from.isoformat(), date_to.isoformat(), job_id=job_id,
+            queue_name=cfg["REPORTS_QUEUE_NAME"], timeout=cfg["REPORT_JOB_TIMEOUT_SECONDS"])
+
+
 def covered_since(date_from: date, date_to: date) -> Optional[datetime]:
     """When a finished refresh last covered the whole range (None: never)."""
     return db.session.scalar(
@@ -497,14 +526,14 @@ def ensure_fresh(date_from: date, date_to: date, *, today: date, now: datetime) 
     others are refreshed nightly, or now if no refresh ever covered them. Returns when the
     figures shown were refreshed (the oldest part; None if never), for the page to say.
     """
+    check_range(date_from, date_to)
     max_age = timedelta(minutes=current_app.config["REPORT_REFRESH_MINUTES"])
     recent_from, recent_to = recent_range(today)
     times: list[Optional[datetime]] = []
     if date_from <= recent_to and date_to >= recent_from:
         recent = covered_since(recent_from, recent_to)
         if recent is None or now - recent > max_age:
-            enqueue(refresh_task, recent_from.isoformat(), recent_to.isoformat(),
-                    job_id=f"report-refresh-recent-{now:%Y%m%d%H%M}")
+            request_refresh(recent_from, recent_to, job_id=f"report-refresh-recent-{now:%Y%m%d%H%M}")
             recent = covered_since(recent_from, recent_to) or recent
         times.append(recent)
     # The parts before and after the recent periods: refreshed once, then nightly.
@@ -514,8 +543,7 @@ def ensure_fresh(date_from: date, date_to: date, *, today: date, now: datetime) 
             continue
         covered = covered_since(part_from, part_to)
         if covered is None:
-            enqueue(refresh_task, part_from.isoformat(), part_to.isoformat(),
-                    job_id=f"report-refresh-{part_from}-{part_to}")
+            request_refresh(part_from, part_to, job_id=f"report-refresh-{part_from}-{part_to}")
             covered = covered_since(part_from, part_to)
         times.append(covered)
     return None if not times or None in times else min(t for t in times if t is not None)

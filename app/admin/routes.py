@@ -17,7 +17,6 @@ from flask_login import current_user
 from ..accounts import twofactor
 from ..extensions import db
 from ..form_fields import ConfirmForm, parse_pounds, pounds
-from ..jobs import enqueue
 from ..models import CarClass, utcnow
 from ..web import add_errors, form_status, render, see_other
 from . import audit_log, bp, charts, reports, services
@@ -398,10 +397,9 @@ def refresh_reports():
         abort(400)
     try:
         _, start, end, _, _ = _report_params(ReportForm(request.args))
-    except reports.ReportError:
-        abort(422)
-    enqueue(reports.refresh_task, start.isoformat(), end.isoformat(),
-            job_id=f"report-refresh-{start}-{end}-{utcnow():%Y%m%d%H%M%S}")
+        reports.request_refresh(start, end, job_id=f"report-refresh-{start}-{end}-{utcnow():%Y%m%d%H%M%S}")
+    except reports.ReportError as exc:
+        abort(422, " ".join(exc.errors.values()))
     flash("The figures are being refreshed; reload the page in a minute.", "info")
     return see_other(url_for("admin.reports_page", **request.args.to_dict()))
 

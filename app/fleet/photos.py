@@ -44,6 +44,10 @@ class PhotoError(Exception):
     """The upload is not a photo we can keep; the message says why."""
 
 
+class PhotoTooLarge(PhotoError):
+    """The upload has more bytes or pixels than its limit allows."""
+
+
 @dataclass(frozen=True)
 class StoredPhoto:
     filename: str
@@ -62,7 +66,7 @@ def process(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int) -> t
     if not data:
         raise PhotoError("The file is empty.")
     if len(data) > max_bytes:
-        raise PhotoError(f"The photo is too large ({len(data) / 1_048_576:.1f} MB); "
+        raise PhotoTooLarge(f"The photo is too large ({len(data) / 1_048_576:.1f} MB); "
                          f"the limit is {max_bytes // 1_048_576} MB.")
     try:
         with warnings.catch_warnings():
@@ -74,13 +78,15 @@ def process(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int) -> t
             if fmt not in FORMATS:
                 raise PhotoError("Upload a JPEG, PNG or WebP photo.")
             if width * height > max_pixels:
-                raise PhotoError(f"The photo is too large ({width}×{height} pixels).")
+                raise PhotoTooLarge(f"The photo is too large ({width}×{height} pixels).")
             probe.verify()  # structure check; the image must be reopened afterwards
             image = Image.open(io.BytesIO(data))
             image.load()
     except PhotoError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # beyond Pillow's own limit: refused while opening
+        raise PhotoTooLarge("The photo is too large (too many pixels).")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise PhotoError("That file is not a photo we can read: upload a JPEG, PNG or WebP.")
     image = ImageOps.exif_transpose(image)  # upright, and the orientation tag is gone
     if max(image.size) > max_side:

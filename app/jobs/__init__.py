@@ -67,18 +67,31 @@ def redis_connection():
                           socket_connect_timeout=5)
 
 
-def queue():
+def queue(name: str | None = None):
+    """An RQ queue: the customer-facing one (JOBS_QUEUE_NAME) unless `name` says otherwise."""
     from rq import Queue
-    return Queue(current_app.config["JOBS_QUEUE_NAME"], connection=redis_connection(),
+    return Queue(name or current_app.config["JOBS_QUEUE_NAME"], connection=redis_connection(),
                  default_timeout=current_app.config["JOB_TIMEOUT_SECONDS"])
 
 
-def enqueue(fn: Callable, *args: Any, job_id: str | None = None) -> None:
+def queue_names() -> list[str]:
+    """Every queue the workers take jobs from, customer-facing first: a worker takes a job
+    from a later queue only when the earlier ones are empty (the workers' command lists
+    them in this order: ansible/roles/workers/defaults/main.yml)."""
+    cfg = current_app.config
+    return [cfg["JOBS_QUEUE_NAME"], cfg["REPORTS_QUEUE_NAME"]]
+
+
+def enqueue(fn: Callable, *args: Any, job_id: str | None = None, queue_name: str | None = None,
+            timeout: int | None = None) -> None:
+    """Run `fn(*args)` in the background: on RQ's queue `queue_name` (the customer-facing
+    one by default) with at most `timeout` seconds an attempt (JOB_TIMEOUT_SECONDS by
+    default), or in-process on the embedded default."""
     mode = current_app.config["JOBS_MODE"]
     if mode == "rq":
         from rq import Retry
-        queue().enqueue(
-            fn, *args, job_id=job_id,
+        queue(queue_name).enqueue(
+            fn, *args, job_id=job_id, job_timeout=timeout,
             retry=Retry(max=current_app.config["JOB_MAX_RETRIES"],
                         interval=current_app.config["JOB_RETRY_INTERVALS_SECONDS"]),
         )

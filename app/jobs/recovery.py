@@ -111,9 +111,10 @@ def orphans(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
 
 def requeue_orphans(now: datetime) -> dict[str, list[int]]:
     """Enqueue the task of every orphaned row again. Returns {what: ids} of those queued."""
-    from . import enqueue, licence, mail, queue
+    from . import enqueue, licence, mail, queue, queue_names
     if current_app.config["JOBS_MODE"] == "rq":
-        requeue_abandoned(queue())
+        for name in queue_names():
+            requeue_abandoned(queue(name))
     # Tasks whose jobs have fixed ids: the same id their first enqueue used.
     job_ids = {mail.send_email: mail.JOB_ID, licence.check_licence: licence.JOB_ID}
     queued: dict[str, list[int]] = {}

@@ -1,4 +1,5 @@
-"""The RQ worker the workers run: `rq worker --worker-class app.jobs.worker.Worker acme`.
+"""The RQ worker the workers run: `rq worker --worker-class app.jobs.worker.Worker acme
+acme-reports` (customer-facing jobs first; report refreshes only when there are none).
 
 RQ forks a fresh "work horse" for every job. With RQ's plain worker the horse then imports
 the app and builds it (`worker_app()`) before it can start: about 2 s of CPU per job on a

@@ -17,7 +17,7 @@ from typing import Optional
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -35,7 +35,7 @@ S = HireState
 PICKUP, RETURN = "pickup", "return"
 UPLOAD_SUBDIR = "inspections"
 THUMB_SIDE = 320
-SIGNATURE_MAX_BYTES = 512 * 1024
+NOT_A_SIGNATURE = "The signature did not arrive as a picture; please sign again."
 
 
 class CounterError(FieldErrors):
@@ -209,24 +209,34 @@ def add_photo(insp: Inspection, *, panel: str, data: bytes, by: User, now: datet
 
 def record_signature(insp: Inspection, *, png: bytes, by: User, now: datetime,
                      version: Optional[int] = None) -> None:
-    """The customer's signature drawn on the tablet (a PNG from the canvas)."""
+    """The customer's signature drawn on the tablet (a PNG from the canvas).
+
+    Checked and re-encoded as car photos are (app/fleet/photos.py), within the far smaller
+    bounds a signature box needs: only its pixels are kept, as a PNG.
+    """
     _check_version(insp, version)
-    if not png or len(png) > SIGNATURE_MAX_BYTES:
+    if not png:
         raise CounterError({"signature": "Ask the customer to sign in the box."})
+    cfg = current_app.config
     try:
-        image = Image.open(io.BytesIO(png))
-        if image.format != "PNG":
-            raise CounterError({"signature": "The signature did not arrive as a picture; please sign again."})
-        image.load()
-        # Seen on white paper, a blank canvas is all one shade: not a signature.
-        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        paper.alpha_composite(image.convert("RGBA"))
-        darkest, lightest = paper.convert("L").getextrema()
-        if darkest == lightest:
-            raise CounterError({"signature": "The signature box is empty: ask the customer to sign."})
-    except (UnidentifiedImageError, OSError):
-        raise CounterError({"signature": "The signature did not arrive as a picture; please sign again."})
-    insp.signature_filename = photo_files.write_content_addressed(upload_dir(), png, "png")
+        clean, fmt, _w, _h = photo_files.process(
+            png, max_bytes=cfg["SIGNATURE_MAX_BYTES"], max_pixels=cfg["SIGNATURE_MAX_PIXELS"],
+            max_side=cfg["SIGNATURE_MAX_SIDE"])
+    except photo_files.PhotoTooLarge:
+        raise CounterError({"signature": "The signature is too large for the signature box: "
+                                         "clear the box and sign again."})
+    except photo_files.PhotoError:
+        raise CounterError({"signature": NOT_A_SIGNATURE})
+    if fmt != "PNG":
+        raise CounterError({"signature": NOT_A_SIGNATURE})
+    image = Image.open(io.BytesIO(clean))
+    # Seen on white paper, a blank canvas is all one shade: not a signature.
+    paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    paper.alpha_composite(image.convert("RGBA"))
+    darkest, lightest = paper.convert("L").getextrema()
+    if darkest == lightest:
+        raise CounterError({"signature": "The signature box is empty: ask the customer to sign."})
+    insp.signature_filename = photo_files.write_content_addressed(upload_dir(), clean, "png")
     insp.signed_at = now
     record(by, "pickup.signed", insp.hire, {}, {"signature": insp.signature_filename}, at=now)
     _commit_step(insp)
