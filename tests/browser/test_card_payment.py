@@ -9,6 +9,7 @@ hand-off to Checkout), and no sideways scrolling on a phone.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -16,11 +17,25 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import HireState, OutboundEmail, utcnow
+from app.models import HireState, OutboundEmail, Payment, utcnow
 from devtools.stripe_standin import start
 from tests import factories
 
 from .conftest import PHONE, browser_sign_in
+
+CARD_DETAILS_WAIT_SECONDS = 15
+
+
+def _wait_for_card_details(hire) -> None:
+    """Until the hire's card payment records the card used (a background job writes it)."""
+    deadline = time.monotonic() + CARD_DETAILS_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if any((p.details or {}).get("card") for p in db.session.scalars(
+                select(Payment).where(Payment.hire_id == hire.id, Payment.kind == "charge"))):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the card payment never recorded the card used")
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
@@ -79,6 +94,9 @@ def test_customer_pays_by_card_through_checkout(app, make_live_server, new_page,
     assert len(db.session.scalars(select(OutboundEmail).where(
         OutboundEmail.to_address == customer.email, OutboundEmail.subject.contains("confirmed"))).all()) == 1
 
+    # The webhook confirms the booking; the card's brand and last digits come from the
+    # Checkout Session the return page's job retrieves (expanded), which may finish later.
+    _wait_for_card_details(hire)
     page.goto(f"{live.url}/pay/{hire.reference}/receipt")
     expect(page.locator("#payments")).to_contain_text("Card payment")
     expect(page.locator("#payments")).to_contain_text("Visa •••• 4242")
