@@ -248,12 +248,15 @@ def _stays_here(response, default: str) -> bool:
 
 @pytest.mark.parametrize("target", LEAVING)
 def test_moving_a_hire_never_sends_staff_off_the_site(app, target):
+    """A real move to a free car, and one to a car that does not exist: both go back."""
     staff = signed_in(app, STAFF)
     hire = factories.make_hire(start=utcnow() + timedelta(days=5))
-    response = post_form(staff, f"/fleet/hires/{hire.reference}/move",
-                         {"to_car_id": "", "return_to": target}, token_from="/counter/")
-    assert _stays_here(response, f"/fleet/hires/{hire.reference}"), (
-        response.status_code, response.headers.get("Location"))
+    spare = factories.make_car(car_class=hire.car.car_class, branch=hire.car.home_branch)
+    for to_car_id in (spare.id, 999_999):
+        response = post_form(staff, f"/fleet/hires/{hire.reference}/move",
+                             {"to_car_id": str(to_car_id), "return_to": target}, token_from="/counter/")
+        assert _stays_here(response, f"/fleet/hires/{hire.reference}"), (
+            to_car_id, response.status_code, response.headers.get("Location"))
 
 
 @pytest.mark.parametrize("target", LEAVING)
