@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from wtforms import (BooleanField, DateTimeLocalField, HiddenField, RadioField,
-                     SelectField)
+from wtforms import BooleanField, DateTimeLocalField, HiddenField, RadioField, SelectField
 from wtforms.validators import InputRequired, NumberRange, Optional
 
 from ..form_fields import Form, IntSelectField, WholeNumberField
@@ -37,9 +36,9 @@ class _TripFields:
     """Where and when: branches and local date-times."""
 
     pickup_branch = IntSelectField("Pick up at",
-                                validators=[InputRequired("Choose where to pick the car up.")])
+                                   validators=[InputRequired("Choose where to pick the car up.")])
     return_branch = IntSelectField("Return to",
-                                validators=[InputRequired("Choose where to return the car.")])
+                                   validators=[InputRequired("Choose where to return the car.")])
     pickup_at = LocalDateTimeField("Pick up", format=DATETIME_FORMATS,
                                    validators=[InputRequired("Enter the pickup date and time.")])
     return_at = LocalDateTimeField("Return", format=DATETIME_FORMATS,

@@ -36,7 +36,7 @@ class CarForm(Form):
                                                                 Length(max=40)])
     year = _whole("Year", 1900, 2100)
     car_class_id = IntSelectField("Class", validate_choice=False,
-                               validators=[InputRequired("Choose a class.")])
+                                  validators=[InputRequired("Choose a class.")])
     seats = _whole("Seats", 1, 9)
     doors = _whole("Doors", 2, 5)
     transmission = SelectField("Transmission", choices=[(t, t.title()) for t in TRANSMISSIONS],
@@ -45,7 +45,7 @@ class CarForm(Form):
     co2_g_km = _whole("CO2 (g/km)", 0, 500, " g/km")
     odometer_miles = _whole("Odometer (miles)", 0, 1_000_000, " miles")
     home_branch_id = IntSelectField("Home branch", validate_choice=False,
-                                 validators=[InputRequired("Choose a branch.")])
+                                    validators=[InputRequired("Choose a branch.")])
     daily_rate_override = StringField("Daily rate override (£)", filters=[_clean], validators=[
         Opt(), Length(max=12),
         Money(message="Enter an amount in pounds, like 45 or 45.50, or leave it empty.")])

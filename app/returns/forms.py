@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 from flask_wtf.file import FileField, FileRequired
-from wtforms import (BooleanField, HiddenField, SelectField, StringField, TextAreaField)
+from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from ..form_fields import Form, IntSelectField, WholeNumberField
@@ -37,7 +37,7 @@ def condition_form(formdata=None, **kwargs) -> Form:
         odometer = WholeNumberField("Odometer (miles)", validators=[
             InputRequired(REQUIRED), NumberRange(min=0, max=1_000_000, message="Enter the miles shown.")])
         fuel_eighths = IntSelectField("Fuel", choices=FUEL_CHOICES,
-                                   validators=[InputRequired(REQUIRED)])
+                                      validators=[InputRequired(REQUIRED)])
         needs_cleaning = BooleanField("Needs more than a standard clean")
 
     for panel in current_app.config["CONDITION_PANELS"]:
