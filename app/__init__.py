@@ -84,6 +84,8 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     from .errors import register_error_handlers
     register_error_handlers(app)
 
+    from .web import BoundedIntConverter
+    app.url_map.converters["int"] = BoundedIntConverter  # before any route is added
     _register_blueprints(app)
 
     from .metrics import init_metrics

@@ -10,6 +10,7 @@ and tool already speaks them.
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -25,6 +26,15 @@ def _normalise_db_url(url: str) -> str:
 
 
 DEFAULT_PORT = 5000  # where `./scripts/run` serves unless PORT says otherwise
+
+# The largest whole number an INTEGER column (every id, every count) holds on PostgreSQL.
+# Larger ids in an address are a 404, in a form field or query a message beside the field
+# (app/form_fields.py, app/web.py), on SQLite as on PostgreSQL.
+DB_INT_MAX = 2**31 - 1
+# Dates a filter accepts (the audit log's From and To): beyond them nothing was recorded, and
+# Python's calendar ends at 9999-12-31 (a day later overflows).
+FILTER_DATE_MIN = date(2000, 1, 1)
+FILTER_DATE_MAX = date(2099, 12, 31)
 
 
 def _served_base_url() -> str:

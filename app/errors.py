@@ -6,7 +6,7 @@ from flask import Flask, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from .extensions import db, htmx
@@ -24,6 +24,9 @@ MESSAGES = {
     500: ("Something went wrong", "We are sorry: something went wrong on our side. It has been logged."),
     503: ("Temporarily unavailable", "Part of the service is down for a moment. Please try again shortly."),
 }
+
+VALUE_OUT_OF_RANGE = ("A number or date in that request is larger than anything stored here, or "
+                      "some text holds a character that cannot be. Please go back and check it.")
 
 
 class FieldErrors(Exception):
@@ -98,6 +101,18 @@ def register_error_handlers(app: Flask) -> None:
         # Flask-Login keeps the request's user in g; the session cookie is left as it is.
         g._login_user = app.login_manager.anonymous_user()  # type: ignore[attr-defined]
         return error_response(ServiceUnavailable.code)
+
+    @app.errorhandler(DataError)
+    @app.errorhandler(OverflowError)
+    def value_out_of_range(e: Exception):
+        """A safety net, not the fix: a value the database cannot take (PostgreSQL's DataError:
+        a number beyond its column, a NUL in text; SQLite's driver overflows on a number too
+        large for its INTEGER) came from the request, which the forms and routes should have
+        refused beside its field. The request is bad, not the server: 400."""
+        db.session.rollback()
+        log().warning("value out of the database's range", error_type=type(e).__name__,
+                      error=str(e).splitlines()[0] if str(e) else "")
+        return error_response(400, VALUE_OUT_OF_RANGE)
 
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)

@@ -1,10 +1,50 @@
-"""The one place that decides "whole page or htmx fragment", and how to redirect."""
+"""The one place that decides "whole page or htmx fragment", how to redirect (and where a
+`next`/`return_to` may send someone), and how ids are read from addresses and query strings."""
 
 from __future__ import annotations
 
-from flask import Response, redirect, render_template
+from typing import Optional
+from urllib.parse import urlsplit
 
+from flask import Response, redirect, render_template, request
+from werkzeug.routing import IntegerConverter
+
+from .config import DB_INT_MAX
 from .extensions import htmx
+from .form_fields import bounded_int
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:...>` in every route (the app factory installs it as "int"): an id larger than a
+    database column holds matches no route, so it is a 404 like any other unknown id."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", DB_INT_MAX)
+        super().__init__(map, *args, **kwargs)
+
+
+def int_arg(name: str) -> Optional[int]:
+    """A whole-number query parameter (an id) within a database column's range, else None."""
+    try:
+        return bounded_int(request.args.get(name, ""))
+    except ValueError:
+        return None
+
+
+def safe_path(target: Optional[str], default: str) -> str:
+    """Where a `next` or `return_to` may send someone: a path on this site ("/fleet/..."),
+    else `default`.
+
+    Refused: other sites ("https://evil", "//evil"), "\\" (browsers read it as "/"), and any
+    control character: browsers drop tabs and new lines from an address, so "/\t/evil" would
+    become "//evil", and a new line cannot go in a Location header at all.
+    """
+    target = target or ""
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target
+            or not target.isprintable()):
+        return default
+    parts = urlsplit(target)
+    return default if parts.scheme or parts.netloc else target
 
 
 def wants_fragment() -> bool:

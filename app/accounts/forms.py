@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, EmailField, PasswordField, StringField, TelField
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import PasswordInput
 
-from ..form_fields import REQUIRED, PlainText
+from ..form_fields import REQUIRED, Form
 from ..form_fields import strip as _clean
 from . import validators as v
 
@@ -21,18 +20,18 @@ PASSWORDS_EMPTIED = ("Both password fields were emptied because the password was
                      "type it again in both.")
 
 
-class ProfileFields(FlaskForm):
+class ProfileFields(Form):
     full_name = StringField("Full name", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(min=2, max=120), PlainText()])
+        DataRequired(REQUIRED), Length(min=2, max=120)])
     date_of_birth = DateField("Date of birth", validators=[
         InputRequired("Enter your date of birth.")])
     phone = TelField("Phone", filters=[_clean], validators=[DataRequired(REQUIRED), Length(max=20)])
     address_line1 = StringField("Address", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(max=100), PlainText()])
+        DataRequired(REQUIRED), Length(max=100)])
     address_line2 = StringField("Address line 2", filters=[_clean], validators=[
-        Optional(), Length(max=100), PlainText()])
+        Optional(), Length(max=100)])
     town = StringField("Town or city", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(max=60), PlainText()])
+        DataRequired(REQUIRED), Length(max=60)])
     postcode = StringField("Postcode", filters=[_clean], validators=[
         DataRequired(REQUIRED), Length(max=10)])
     licence_number = StringField("Driving licence number", filters=[_clean], validators=[
@@ -94,13 +93,13 @@ class ProfileForm(ProfileFields):
     pass
 
 
-class SignInForm(FlaskForm):
+class SignInForm(Form):
     email = EmailField("Email", filters=[_clean], validators=[DataRequired(REQUIRED), Length(max=254)])
     password = PasswordField("Password", validators=[InputRequired(REQUIRED), Length(max=128)])
     remember = BooleanField("Keep me signed in on this device")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = PasswordField("Current password", validators=[InputRequired(REQUIRED),
                                                                       Length(max=128)])
     password = _password_field("New password")
@@ -114,13 +113,13 @@ class ChangePasswordForm(FlaskForm):
         _check_strength(field, list(self.user_inputs))
 
 
-class ForgotPasswordForm(FlaskForm):
+class ForgotPasswordForm(Form):
     email = EmailField("Email", filters=[_clean], validators=[
         DataRequired(REQUIRED), Length(max=254),
         Email("Enter an email address like name@example.com.", check_deliverability=False)])
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(Form):
     password = _password_field("New password")
     confirm_password = PasswordField("Repeat new password", validators=[
         InputRequired(REQUIRED), EqualTo("password", "The passwords do not match.")])
@@ -143,13 +142,13 @@ def _check_strength(field, user_inputs: list[str]) -> None:
         raise ValidationError(error)
 
 
-class LicenceCheckForm(FlaskForm):
+class LicenceCheckForm(Form):
     """The customer checks the licence on their profile with a gov.uk check code."""
 
     check_code = _check_code_field(required=True)
 
 
-class LicenceRecheckForm(FlaskForm):
+class LicenceRecheckForm(Form):
     """Counter staff re-check a hirer's licence; a new code is optional (the last one is reused)."""
 
     check_code = _check_code_field(required=False)

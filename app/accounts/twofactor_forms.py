@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
-from ..form_fields import REQUIRED
+from ..form_fields import REQUIRED, Form
 from ..form_fields import strip as _clean
 from . import validators as v
 
 
-class TwoFactorCodeForm(FlaskForm):
+class TwoFactorCodeForm(Form):
     code = StringField("Code", filters=[_clean], validators=[
         DataRequired("Enter the code from your authenticator app."), Length(max=24)])
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(Form):
     """A new password, twice, checked for strength (the account is already identified)."""
 
     password = PasswordField("New password", validators=[InputRequired(REQUIRED), Length(max=128)])

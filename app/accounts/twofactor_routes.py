@@ -19,7 +19,7 @@ from ..extensions import db, limiter
 from ..form_fields import ConfirmForm
 from ..models import User, utcnow
 from ..security import allow
-from ..web import add_errors, form_status, see_other
+from ..web import add_errors, form_status, safe_path, see_other
 from . import bp, twofactor
 from .services import AccountError
 from .twofactor_forms import AcceptInviteForm, NewPasswordForm, TwoFactorCodeForm
@@ -28,12 +28,6 @@ PENDING = "two_factor_pending"
 # Pages a staff member with an expired password may still use.
 EXPIRED_PASSWORD_ALLOWED = frozenset({"accounts.change_password", "accounts.sign_out", "static",
                                       "main.healthz"})
-
-
-def _safe_path(target: str, default: str) -> str:
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
 
 
 def hand_off(user: User, *, remember: bool, next_url: str) -> Response:
@@ -71,13 +65,13 @@ def _finish(state: dict, user: User) -> Response:
         return see_other(url_for("accounts.two_factor_new_password"))
     session.pop(PENDING, None)
     login_user(user, remember=bool(state.get("remember")))
-    return see_other(_safe_path(state.get("next", ""), url_for("main.home")))
+    return see_other(safe_path(state.get("next", ""), url_for("main.home")))
 
 
 def _continue_url(state: dict, user: User) -> str:
     if twofactor.password_expired(user, now=utcnow()):
         return url_for("accounts.two_factor_new_password")
-    return _safe_path(state.get("next", ""), url_for("main.home"))
+    return safe_path(state.get("next", ""), url_for("main.home"))
 
 
 @bp.route("/two-factor", methods=["GET", "POST"])
@@ -166,7 +160,7 @@ def two_factor_new_password():
             session.pop(PENDING, None)
             login_user(user, remember=bool(state.get("remember")))
             flash("Your new password is set.", "success")
-            return see_other(_safe_path(state.get("next", ""), url_for("main.home")))
+            return see_other(safe_path(state.get("next", ""), url_for("main.home")))
     days = current_app.config["STAFF_PASSWORD_MAX_AGE_DAYS"]
     return render_template("accounts/two_factor_new_password.html", form=form,
                            days=days), form_status(form)

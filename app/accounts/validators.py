@@ -20,6 +20,8 @@ LICENCE_RE = re.compile(r"^[A-Z9]{5}\d(?:[05][1-9]|[16][0-2])(?:0[1-9]|[12]\d|3[
 # UK postcode (BS 7666 shape), after normalising to upper case with one space.
 POSTCODE_RE = re.compile(r"^(GIR 0AA|[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2})$")
 NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+# Text typed in a box of several lines: tab, new line and carriage return are allowed.
+MULTILINE_TEXT_RE = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")
 
 
 def normalise_email(email: str) -> str:
@@ -102,7 +104,9 @@ def password_error(password: str, *, min_length: int, min_score: int,
     return None
 
 
-def plain_text_error(value: str) -> str | None:
-    if value and not NAME_RE.match(value):
+def plain_text_error(value: str, multiline: bool = False) -> str | None:
+    """No control characters (a NUL cannot even be stored by PostgreSQL); a text of several
+    lines may hold tabs and line breaks."""
+    if value and not (MULTILINE_TEXT_RE if multiline else NAME_RE).match(value):
         return "Remove the control characters."
     return None

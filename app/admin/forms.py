@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, EmailField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, DateField, EmailField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional as Opt
 from wtforms.validators import ValidationError
 
-from ..form_fields import REQUIRED, InRange, Money, PlainText, WholeNumberField
+from ..form_fields import (REQUIRED, DateWithin, Form, InRange, IntSelectField, Money,
+                           WholeNumberField)
 from ..form_fields import strip as _clean
 
 CODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
@@ -24,12 +24,11 @@ def _lower(value):
 ROLE_CHOICES = [("staff", "Staff (counter and fleet)"), ("admin", "Admin (also staff, prices, reports)")]
 
 
-class StaffFields(FlaskForm):
+class StaffFields(Form):
     full_name = StringField("Full name", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(min=2, max=120, message="Enter 2 to 120 characters."),
-        PlainText()])
+        DataRequired(REQUIRED), Length(min=2, max=120, message="Enter 2 to 120 characters.")])
     role = SelectField("Role", choices=ROLE_CHOICES)
-    branch_id = SelectField("Branch", coerce=int, validate_choice=False)
+    branch_id = IntSelectField("Branch", validate_choice=False)
 
     def set_branches(self, branches) -> None:
         self.branch_id.choices = [(0, "No branch (admins only)")] + [(b.id, b.name) for b in branches]
@@ -47,7 +46,7 @@ class StaffForm(StaffFields):
 
 # --- prices --------------------------------------------------------------------------------
 
-class ClassRatesForm(FlaskForm):
+class ClassRatesForm(Form):
     daily_rate = StringField("Daily rate (£)", filters=[_clean], validators=[
         DataRequired("Enter the daily rate."), Money()])
     deposit = StringField("Deposit (£)", filters=[_clean], validators=[
@@ -57,18 +56,18 @@ class ClassRatesForm(FlaskForm):
         InRange(0, 10_000, "Enter from 0 to 10,000 miles a day.")])
 
 
-class TierForm(FlaskForm):
+class TierForm(Form):
     min_days = WholeNumberField("From (days)", example=7, validators=[
         InputRequired("Enter the number of days."), InRange(2, 365, "Enter from 2 to 365 days.")])
     percent_off = WholeNumberField("Discount (%)", example=10, validators=[
         InputRequired("Enter the discount."), InRange(1, 90, "Enter from 1% to 90%.")])
 
 
-class SeasonForm(FlaskForm):
+class SeasonForm(Form):
     code = StringField("Code", filters=[_clean, _lower],
                        validators=[DataRequired(REQUIRED), Length(max=24)])
     name = StringField("Name", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(max=60), PlainText()])
+        DataRequired(REQUIRED), Length(max=60)])
     starts_on = DateField("First day", validators=[InputRequired("Enter the first day.")])
     ends_on = DateField("Last day", validators=[InputRequired("Enter the last day.")])
     percent = WholeNumberField("Change (%)", example=20, validators=[
@@ -80,13 +79,13 @@ class SeasonForm(FlaskForm):
             raise ValidationError("Use lower-case letters, digits, - and _ (up to 24).")
 
 
-class ExtraForm(FlaskForm):
+class ExtraForm(Form):
     code = StringField("Code", filters=[_clean, _lower],
                        validators=[DataRequired(REQUIRED), Length(max=24)])
     name = StringField("Name", filters=[_clean], validators=[
-        DataRequired(REQUIRED), Length(max=60), PlainText()])
+        DataRequired(REQUIRED), Length(max=60)])
     description = StringField("Description", filters=[_clean], validators=[
-        Opt(), Length(max=200), PlainText()])
+        Opt(), Length(max=200)])
     per_day = StringField("Per day (£)", filters=[_clean], validators=[
         DataRequired("Enter the price per day."), Money()])
     cap = StringField("Cap per hire (£)", filters=[_clean], validators=[Money(optional=True)])
@@ -106,9 +105,9 @@ class ExtraForm(FlaskForm):
             raise ValidationError("Use lower-case letters, digits, - and _ (up to 24).")
 
 
-class OneWayFeeForm(FlaskForm):
-    from_branch_id = SelectField("From", coerce=int, validate_choice=False)
-    to_branch_id = SelectField("To", coerce=int, validate_choice=False)
+class OneWayFeeForm(Form):
+    from_branch_id = IntSelectField("From", validate_choice=False)
+    to_branch_id = IntSelectField("To", validate_choice=False)
     fee = StringField("Fee (£)", filters=[_clean], validators=[
         DataRequired("Enter the fee (0 for none)."), Money()])
 
@@ -120,27 +119,24 @@ class OneWayFeeForm(FlaskForm):
 
 # --- audit log and reports (GET forms: no CSRF token) ---------------------------------------
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(Form):
     class Meta:
         csrf = False
 
-    person = StringField("Person", filters=[_clean], validators=[Opt(), Length(max=254),
-                                                                  PlainText()])
-    hire = StringField("Hire reference", filters=[_clean], validators=[Opt(), Length(max=12),
-                                                                        PlainText()])
-    car = StringField("Car plate", filters=[_clean], validators=[Opt(), Length(max=12),
-                                                                  PlainText()])
+    person = StringField("Person", filters=[_clean], validators=[Opt(), Length(max=254)])
+    hire = StringField("Hire reference", filters=[_clean], validators=[Opt(), Length(max=12)])
+    car = StringField("Car plate", filters=[_clean], validators=[Opt(), Length(max=12)])
     action = SelectField("Action", default="")
-    date_from = DateField("From", validators=[Opt()])
-    date_to = DateField("To", validators=[Opt()])
-    page = IntegerField("Page", default=1, validators=[Opt()])
+    date_from = DateField("From", validators=[Opt(), DateWithin()])
+    date_to = DateField("To", validators=[Opt(), DateWithin()])
+    page = WholeNumberField("Page", default=1, validators=[Opt()])
 
     def validate_date_to(self, field):
         if field.data and self.date_from.data and field.data < self.date_from.data:
             raise ValidationError("The end date is before the start date.")
 
 
-class ReportForm(FlaskForm):
+class ReportForm(Form):
     class Meta:
         csrf = False
 

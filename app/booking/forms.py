@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateTimeLocalField, HiddenField, IntegerField, RadioField,
-                     SelectField)
+from wtforms import BooleanField, DateTimeLocalField, HiddenField, RadioField, SelectField
 from wtforms.validators import InputRequired, NumberRange, Optional
 
+from ..form_fields import Form, IntSelectField, WholeNumberField
 from ..models import Extra
 from ..models.fleet import FUEL_TYPES, TRANSMISSIONS
 
@@ -36,10 +35,10 @@ class LocalDateTimeField(DateTimeLocalField):
 class _TripFields:
     """Where and when: branches and local date-times."""
 
-    pickup_branch = SelectField("Pick up at", coerce=int,
-                                validators=[InputRequired("Choose where to pick the car up.")])
-    return_branch = SelectField("Return to", coerce=int,
-                                validators=[InputRequired("Choose where to return the car.")])
+    pickup_branch = IntSelectField("Pick up at",
+                                   validators=[InputRequired("Choose where to pick the car up.")])
+    return_branch = IntSelectField("Return to",
+                                   validators=[InputRequired("Choose where to return the car.")])
     pickup_at = LocalDateTimeField("Pick up", format=DATETIME_FORMATS,
                                    validators=[InputRequired("Enter the pickup date and time.")])
     return_at = LocalDateTimeField("Return", format=DATETIME_FORMATS,
@@ -51,7 +50,7 @@ class _TripFields:
         self.return_branch.choices = choices  # type: ignore[attr-defined]
 
 
-class TripForm(_TripFields, FlaskForm):
+class TripForm(_TripFields, Form):
     """A trip in a GET form (search, quote, review): it changes nothing, so no CSRF."""
 
     class Meta:
@@ -70,14 +69,14 @@ class SearchForm(TripForm):
         self.car_class.choices = [("", "Any class")] + [(c.code, c.name) for c in classes]
 
 
-class ConfirmForm(_TripFields, FlaskForm):
+class ConfirmForm(_TripFields, Form):
     """The confirm step: the same trip and extras, a one-time key, and the total shown."""
 
     idempotency_key = HiddenField(validators=[InputRequired("Your form expired. Please try again.")])
-    expected_total = IntegerField(validators=[Optional(), NumberRange(min=0)])
+    expected_total = WholeNumberField(validators=[Optional(), NumberRange(min=0)])
 
 
-class ChangeForm(FlaskForm):
+class ChangeForm(Form):
     """New dates (at the same branches) and extras for an existing booking."""
 
     pickup_at = LocalDateTimeField("Pick up", format=DATETIME_FORMATS,
@@ -86,7 +85,7 @@ class ChangeForm(FlaskForm):
                                    validators=[InputRequired("Enter the return date and time.")])
 
 
-class CancelForm(FlaskForm):
+class CancelForm(Form):
     """Only the CSRF token: the confirm step's button."""
 
 
@@ -98,7 +97,7 @@ def group_field_name(group: str) -> str:
     return f"group_{group}"
 
 
-def with_extras(form_class: type[FlaskForm], extras: list[Extra]) -> type[FlaskForm]:
+def with_extras(form_class: type[Form], extras: list[Extra]) -> type[Form]:
     """A subclass of `form_class` with one field per extra (a radio group per `group`)."""
     attrs: dict = {}
     groups: dict[str, list[Extra]] = {}
@@ -108,8 +107,8 @@ def with_extras(form_class: type[FlaskForm], extras: list[Extra]) -> type[FlaskF
         elif extra.max_quantity == 1:
             attrs[extra_field_name(extra)] = BooleanField(extra.name, description=extra.description)
         else:
-            attrs[extra_field_name(extra)] = SelectField(
-                extra.name, description=extra.description, coerce=int, default=0,
+            attrs[extra_field_name(extra)] = IntSelectField(
+                extra.name, description=extra.description, default=0,
                 choices=[(n, str(n)) for n in range(extra.max_quantity + 1)])
     for group, members in groups.items():
         attrs[group_field_name(group)] = RadioField(
@@ -118,7 +117,7 @@ def with_extras(form_class: type[FlaskForm], extras: list[Extra]) -> type[FlaskF
     return type(f"{form_class.__name__}WithExtras", (form_class,), attrs)
 
 
-def chosen_extras(form: FlaskForm, extras: list[Extra]) -> dict[str, int]:
+def chosen_extras(form: Form, extras: list[Extra]) -> dict[str, int]:
     """The extras a form asks for, as {code: quantity}."""
     chosen: dict[str, int] = {}
     for extra in extras:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import (DateTimeLocalField, HiddenField, IntegerField, SelectField, StringField,
                      TextAreaField)
 from wtforms.validators import DataRequired, InputRequired, Length, Optional as Opt
 from wtforms.validators import ValidationError
 
-from ..form_fields import InRange, Money, PlainText, WholeNumberField, parse_pounds, pounds
+from ..form_fields import (Form, InRange, IntSelectField, Money, WholeNumberField, parse_pounds,
+                           pounds)
 from ..form_fields import strip as _clean
 from ..models.fleet import FUEL_TYPES, MAINTENANCE_KINDS, TRANSMISSIONS
 from . import validators as v
@@ -25,7 +25,7 @@ def _number(n: int) -> str:
     return f"{n:,}" if n >= 10_000 else str(n)  # 1,000,000 miles but the year 1990
 
 
-class CarForm(FlaskForm):
+class CarForm(Form):
     plate = StringField("Registration plate", filters=[_clean], validators=[
         DataRequired("Enter the registration plate."), Length(max=12)])
     vin = StringField("VIN", filters=[_clean], validators=[
@@ -35,8 +35,8 @@ class CarForm(FlaskForm):
     model = StringField("Model", filters=[_clean], validators=[DataRequired("Enter the model."),
                                                                 Length(max=40)])
     year = _whole("Year", 1900, 2100)
-    car_class_id = SelectField("Class", coerce=int, validate_choice=False,
-                               validators=[InputRequired("Choose a class.")])
+    car_class_id = IntSelectField("Class", validate_choice=False,
+                                  validators=[InputRequired("Choose a class.")])
     seats = _whole("Seats", 1, 9)
     doors = _whole("Doors", 2, 5)
     transmission = SelectField("Transmission", choices=[(t, t.title()) for t in TRANSMISSIONS],
@@ -44,8 +44,8 @@ class CarForm(FlaskForm):
     fuel_type = SelectField("Fuel", choices=[(f, f.title()) for f in FUEL_TYPES])
     co2_g_km = _whole("CO2 (g/km)", 0, 500, " g/km")
     odometer_miles = _whole("Odometer (miles)", 0, 1_000_000, " miles")
-    home_branch_id = SelectField("Home branch", coerce=int, validate_choice=False,
-                                 validators=[InputRequired("Choose a branch.")])
+    home_branch_id = IntSelectField("Home branch", validate_choice=False,
+                                    validators=[InputRequired("Choose a branch.")])
     daily_rate_override = StringField("Daily rate override (£)", filters=[_clean], validators=[
         Opt(), Length(max=12),
         Money(message="Enter an amount in pounds, like 45 or 45.50, or leave it empty.")])
@@ -108,22 +108,22 @@ class CarForm(FlaskForm):
         return [f.read() for f in (self.photos.data or []) if getattr(f, "filename", "")]
 
 
-class PhotoUploadForm(FlaskForm):
+class PhotoUploadForm(Form):
     photos = MultipleFileField("Add photos", render_kw={"accept": "image/jpeg,image/png,image/webp"})
 
     def uploads(self) -> list[bytes]:
         return [f.read() for f in (self.photos.data or []) if getattr(f, "filename", "")]
 
 
-class FleetFilterForm(FlaskForm):
+class FleetFilterForm(Form):
     """The fleet list's filters (GET, so no CSRF token)."""
 
     class Meta:
         csrf = False
 
-    q = StringField("Search", filters=[_clean], validators=[Opt(), Length(max=60), PlainText()])
-    car_class = SelectField("Class", coerce=int, validate_choice=False, default=0)
-    branch = SelectField("Branch", coerce=int, validate_choice=False, default=0)
+    q = StringField("Search", filters=[_clean], validators=[Opt(), Length(max=60)])
+    car_class = IntSelectField("Class", validate_choice=False, default=0)
+    branch = IntSelectField("Branch", validate_choice=False, default=0)
     fuel = SelectField("Fuel", choices=[("", "Any fuel")] + [(f, f.title()) for f in FUEL_TYPES],
                        default="")
     transmission = SelectField("Gearbox", choices=[("", "Any gearbox")]
@@ -136,7 +136,7 @@ class FleetFilterForm(FlaskForm):
                        default="plate")
     order = SelectField("Order", choices=[("asc", "Ascending"), ("desc", "Descending")],
                         default="asc")
-    page = IntegerField("Page", default=1, validators=[Opt()])
+    page = WholeNumberField("Page", default=1, validators=[Opt()])
 
     def set_choices(self, classes, branches) -> None:
         self.car_class.choices = [(0, "Any class")] + [(c.id, c.name) for c in classes]
@@ -159,7 +159,7 @@ class FleetFilterForm(FlaskForm):
         )
 
 
-class MaintenanceForm(FlaskForm):
+class MaintenanceForm(Form):
     kind = SelectField("Reason", choices=[("service", "Service"), ("repair", "Repair"),
                                           ("mot", "MOT")])
     starts_at = DateTimeLocalField("From", format="%Y-%m-%dT%H:%M",
@@ -173,6 +173,6 @@ class MaintenanceForm(FlaskForm):
             raise ValidationError("Choose service, repair or MOT.")
 
 
-class MoveHireForm(FlaskForm):
-    to_car_id = SelectField("Move to", coerce=int, validate_choice=False)
+class MoveHireForm(Form):
+    to_car_id = IntSelectField("Move to", validate_choice=False)
     return_to = HiddenField()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..form_fields import ConfirmForm
 from ..models import Car, Hire, MaintenanceBlock, utcnow
-from ..web import add_errors, form_status, render, see_other
+from ..web import add_errors, form_status, render, safe_path, see_other
 from . import bp, services
 from .forms import CarForm, FleetFilterForm, MaintenanceForm, MoveHireForm, PhotoUploadForm
 from .services import FleetError, MaintenanceCollision, RetireRefused
@@ -284,9 +284,7 @@ def move_hire(reference: str):
     prefix = request.args.get("prefix", "")
     form = MoveHireForm(prefix=prefix if prefix == f"move-{hire.id}" else "")
     form.to_car_id.choices = [(c.id, c.plate) for c in services.free_cars_for(hire)]
-    back = form.return_to.data or ""
-    if not (back.startswith("/") and not back.startswith("//") and "\\" not in back):
-        back = url_for("fleet.hire", reference=hire.reference)
+    back = safe_path(form.return_to.data, url_for("fleet.hire", reference=hire.reference))
     if not form.validate_on_submit():
         abort(400)
     to_car = db.session.get(Car, form.to_car_id.data or 0)

@@ -23,8 +23,6 @@ _SPACES = re.compile(r"[\s\-]+")
 # Letters, digits, spaces and the punctuation makes and models really use (Mercedes-Benz,
 # Land Rover, "Model 3", "C-Class", "i10", "Ceed Sportswagon", "Citroën ë-C4").
 NAME_RE = re.compile(r"^[\w][\w .,&'/+()\-]*$", re.UNICODE)
-# Control characters other than the line breaks and tabs a note typed in a text area may hold.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def normalise_plate(plate: str) -> str:
@@ -78,8 +76,11 @@ def name_error(value: str, what: str) -> str | None:
 
 def note_error(value: str, *, max_length: int) -> str | None:
     """Free text over several lines (a maintenance note): no control characters, not too long."""
-    if _CONTROL.search(value or ""):
-        return "Remove the control characters."
+    # Imported here: app.accounts (whose package imports this one) owns the rule.
+    from ..accounts.validators import plain_text_error
+    control_error = plain_text_error(value or "", multiline=True)
+    if control_error:
+        return control_error
     if len(value or "") > max_length:
         return f"Keep the note under {max_length} characters."
     return None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, StringField
+from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, Regexp
+
+from ..form_fields import Form, WholeNumberField
 
 TX_HASH_RE = r"^0x[0-9a-fA-F]{64}$"
 ADDRESS_RE = r"^0x[0-9a-fA-F]{40}$"
@@ -14,19 +15,19 @@ def _clean(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button that changes something: only the CSRF token."""
 
 
-class WalletTxForm(FlaskForm):
+class WalletTxForm(Form):
     """What wallet.js reports after the wallet sent the transaction."""
 
-    quote_id = IntegerField("Quote", validators=[InputRequired()])
+    quote_id = WholeNumberField("Quote", validators=[InputRequired()])
     tx_hash = StringField("Transaction", filters=[_clean], validators=[
         DataRequired(), Regexp(TX_HASH_RE, message="Not a transaction hash.")])
 
 
-class RefundAddressForm(FlaskForm):
+class RefundAddressForm(Form):
     address = StringField("Your Ethereum address", filters=[_clean], validators=[
         DataRequired("Enter the address to send the refund to."), Length(max=42),
         Regexp(ADDRESS_RE, message="Enter an Ethereum address: 0x followed by 40 hexadecimal characters.")])

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import (BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField)
+from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from ..form_fields import Form, IntSelectField, WholeNumberField
 from ..models.counter import PANEL_STATES
 
 FUEL_CHOICES = [(i, f"{i}/8" if 0 < i < 8 else ("Empty" if i == 0 else "Full")) for i in range(9)]
 REQUIRED = "This field is required."
 
 
-class VersionedForm(FlaskForm):
+class VersionedForm(Form):
     """Carries the record version the tablet saw (optimistic locking)."""
     version = HiddenField(validators=[Length(max=9)])
 
@@ -30,14 +30,14 @@ class IdCheckForm(VersionedForm):
                               validators=[DataRequired("Tick only when you have seen the photo ID.")])
 
 
-def condition_form(formdata=None, **kwargs) -> FlaskForm:
+def condition_form(formdata=None, **kwargs) -> Form:
     """Odometer, fuel, cleaning and one state + note per panel."""
 
     class ConditionForm(VersionedForm):
-        odometer = IntegerField("Odometer (miles)", validators=[
+        odometer = WholeNumberField("Odometer (miles)", validators=[
             InputRequired(REQUIRED), NumberRange(min=0, max=1_000_000, message="Enter the miles shown.")])
-        fuel_eighths = SelectField("Fuel", coerce=int, choices=FUEL_CHOICES,
-                                   validators=[InputRequired(REQUIRED)])
+        fuel_eighths = IntSelectField("Fuel", choices=FUEL_CHOICES,
+                                      validators=[InputRequired(REQUIRED)])
         needs_cleaning = BooleanField("Needs more than a standard clean")
 
     for panel in current_app.config["CONDITION_PANELS"]:
@@ -50,7 +50,7 @@ def condition_form(formdata=None, **kwargs) -> FlaskForm:
     return ConditionForm(formdata=formdata, **kwargs)
 
 
-class PhotoForm(FlaskForm):
+class PhotoForm(Form):
     panel = SelectField("Part of the car", validators=[InputRequired(REQUIRED)])
     photo = FileField("Photo", validators=[FileRequired("Take or choose a photo.")])
 
@@ -67,12 +67,12 @@ class HandOverForm(VersionedForm):
     pass
 
 
-class RefuseForm(FlaskForm):
+class RefuseForm(Form):
     reason = TextAreaField("Why the car cannot be handed over", validators=[
         DataRequired("Say why the car cannot be handed over."), Length(max=300)])
 
 
-class NoShowForm(FlaskForm):
+class NoShowForm(Form):
     """Confirm a no-show (the form only carries the CSRF token)."""
 
 

@@ -20,7 +20,7 @@ from ..booking.services import BookingError
 from ..extensions import db
 from ..filters import money
 from ..models import Branch, Hire, InspectionPhoto, utcnow
-from ..web import add_errors, render, see_other
+from ..web import add_errors, int_arg, render, see_other
 from . import bp, previews, services
 from .forms import (DamageForm, HandOverForm, IdCheckForm, NoShowForm, PhotoForm, RefuseForm,
                     SettleForm, SignatureForm, WaiveForm, condition_form)
@@ -41,10 +41,13 @@ def _hire(reference: str) -> Hire:
 def board():
     """Today's and tomorrow's pickups and returns; filters as you type; refreshes itself."""
     branch_arg = request.args.get("branch", "")
+    branch_error = None
     if branch_arg == "all":
         branch_id = None
-    elif branch_arg.isdigit():
-        branch_id = int(branch_arg)
+    elif branch_arg:
+        branch_id = int_arg("branch")
+        if branch_id is None:  # not an id (or beyond any id): say so and show their own branch
+            branch_error, branch_id = "Choose one of the branches.", current_user.branch_id
     else:
         branch_id = current_user.branch_id
     query = request.args.get("q", "")[:60]
@@ -52,9 +55,11 @@ def board():
     if query_error:  # PostgreSQL cannot search for a NUL: say so and show the whole board
         query = ""
     branches = db.session.scalars(select(Branch).order_by(Branch.name)).all()
-    return render("returns/board.html", "returns/partials/_board.html", 422 if query_error else 200,
+    return render("returns/board.html", "returns/partials/_board.html",
+                  422 if query_error or branch_error else 200,
                   board=services.board(branch_id=branch_id, now=utcnow(), query=query),
                   branches=branches, branch_id=branch_id, query=query, query_error=query_error,
+                  branch_error=branch_error,
                   now=utcnow())
 
 
