@@ -53,6 +53,7 @@ def _opens(client, url: str) -> bool:
 
 def _sign_out(owner, user):
     assert AuthActions(owner).sign_out().status_code == 303
+    assert "You are signed out, on every device." in owner.get("/").get_data(as_text=True)
 
 
 def _sign_out_everywhere(owner, user):

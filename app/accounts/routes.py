@@ -96,10 +96,11 @@ def sign_in():
 @allow("customer", "staff", "admin")
 def sign_out():
     # Ending the session on the server, not only dropping this browser's cookie: a copied
-    # cookie must not outlive its owner's sign-out.
+    # cookie must not outlive its owner's sign-out. The session id is per account (its
+    # token), so this ends the account's other sessions too, and the message says so.
     services.end_sessions(current_user)
     logout_user()
-    flash("You are signed out.", "info")
+    flash("You are signed out, on every device.", "info")
     return see_other(url_for("main.home"))
 
 
