@@ -10,7 +10,7 @@ from flask import Flask, render_template, session
 from flask_login import current_user
 from sqlalchemy import event
 
-from .config import BASE_DIR, Config, _normalise_db_url
+from .config import BASE_DIR, LOCAL_ENVS, Config, _normalise_db_url
 from .extensions import csrf, db, htmx, limiter, login_manager, migrate, talisman
 
 CSP = {
@@ -130,13 +130,17 @@ def _finish_config(app: Flask) -> None:
         cfg["JOBS_MODE"] = "rq" if cfg["REDIS_URL"] else "thread"
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URI") or (
         cfg["REDIS_URL"] or "memory://")
-    if cfg["ENV_NAME"] not in ("development", "test"):
+    if cfg["ENV_NAME"] not in LOCAL_ENVS:
+        # Fail closed: anything not explicitly development or test is treated as production.
         cfg["SESSION_COOKIE_SECURE"] = True
         cfg["REMEMBER_COOKIE_SECURE"] = True
+        if (cfg["SECRET_KEY"] in ("", cfg["INSECURE_DEV_SECRET"])
+                or len(cfg["SECRET_KEY"]) < cfg["SECRET_KEY_MIN_LENGTH"]):
+            raise RuntimeError(
+                f"Refusing to start in ACME_ENV={cfg['ENV_NAME']!r} without a real SECRET_KEY "
+                f"(at least {cfg['SECRET_KEY_MIN_LENGTH']} characters, from the environment). "
+                "For a local run set ACME_ENV=development.")
     if cfg["ENV_NAME"] == "production":
-        if cfg["SECRET_KEY"] in ("", cfg["INSECURE_DEV_SECRET"]) or len(cfg["SECRET_KEY"]) < 32:
-            raise RuntimeError("Refusing to start in production without a real SECRET_KEY "
-                               "(at least 32 characters, from the environment).")
         if cfg["MAIL_BACKEND"] == "outbox":
             raise RuntimeError("The development mail outbox cannot be used in production; "
                                "set MAIL_BACKEND=smtp.")

@@ -14,6 +14,9 @@ from datetime import date
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The only environments that may run with development shortcuts (the development secret key,
+# cookies over plain HTTP); every other ACME_ENV value is treated as production-like.
+LOCAL_ENVS = ("development", "test")
 
 
 def _normalise_db_url(url: str) -> str:
@@ -49,9 +52,13 @@ def _served_base_url() -> str:
 
 class Config:
     # --- environment -------------------------------------------------------------
-    ENV_NAME = os.environ.get("ACME_ENV", "development")  # development | test | production
+    # development | test | production (or staging...). Unset means production: fail closed, a
+    # server that forgot to say what it is gets every production safeguard; a laptop opts in to
+    # development (./scripts/run does).
+    ENV_NAME = os.environ.get("ACME_ENV", "production")
     SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
     INSECURE_DEV_SECRET = "dev-only-not-secret"
+    SECRET_KEY_MIN_LENGTH = 32
 
     # --- storage -----------------------------------------------------------------
     SQLALCHEMY_DATABASE_URI = _normalise_db_url(

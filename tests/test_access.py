@@ -25,6 +25,7 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "accounts.sign_up": ("GET", "/account/sign-up", EVERYONE),
     "accounts.sign_in": ("GET", "/account/sign-in", EVERYONE),
     "accounts.sign_out": ("POST", "/account/sign-out", SIGNED_IN),
+    "accounts.sign_out_everywhere": ("POST", "/account/sign-out-everywhere", SIGNED_IN),
     "accounts.profile": ("GET", "/account/profile", {CUSTOMER}),
     "accounts.change_password": ("GET", "/account/password", SIGNED_IN),
     "accounts.forgot_password": ("GET", "/account/forgot-password", EVERYONE),
@@ -125,6 +126,8 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     # hence EVERYONE here; tests/test_metrics.py checks the refusals from elsewhere.
     "metrics.scrape": ("GET", "/metrics", EVERYONE),
 }
+# Posting one ends the session: the client signs in again before the next route.
+SIGN_OUTS = {"accounts.sign_out", "accounts.sign_out_everywhere"}
 
 
 def test_every_route_declares_its_audience(app):
@@ -163,7 +166,7 @@ def test_route_by_role(app, role):
             failures.append(f"{role} let in at {method} {url} ({response.status_code})")
         if response.status_code >= 500:
             failures.append(f"{role} got {response.status_code} at {method} {url}")
-        if method == "POST" and role != ANON and endpoint == "accounts.sign_out":
+        if method == "POST" and role != ANON and endpoint in SIGN_OUTS:
             client = _signed_in_client(app, role)  # signing out ended the session
     assert failures == []
 
@@ -196,7 +199,7 @@ def test_a_nul_in_a_request_never_breaks_a_route(app, role):
     client = _signed_in_client(app, role)
     failures = []
     for endpoint, (method, url, _allowed) in EXPECTED.items():
-        if endpoint == "accounts.sign_out":
+        if endpoint in SIGN_OUTS:
             continue
         if (in_path := _with_nul_in_path(url)) is not None:
             app.config["WTF_CSRF_ENABLED"] = False

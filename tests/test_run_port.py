@@ -57,8 +57,10 @@ def served(app, _schema, tmp_path):
     """The portal as `./scripts/run` serves it, on a free PORT, sharing the test database."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FLASK_", "STRIPE_")) and k not in ("PUBLIC_BASE_URL", "REDIS_URL")}
-    env.update(PORT=str(port), ACME_ENV="development", DATABASE_URL=_schema, MAIL_BACKEND="outbox",
+           if not k.startswith(("FLASK_", "STRIPE_"))
+           and k not in ("PUBLIC_BASE_URL", "REDIS_URL", "ACME_ENV", "SECRET_KEY")}
+    # No ACME_ENV: scripts/serve itself makes a local run development (unset means production).
+    env.update(PORT=str(port), DATABASE_URL=_schema, MAIL_BACKEND="outbox",
                FLASK_STRIPE_DEV_STANDIN_PORT="0", FLASK_DEV_TICK_SECONDS="0",
                FLASK_UPLOAD_DIR=str(tmp_path / "uploads"))
     log = (tmp_path / "serve.log").open("w")

@@ -163,6 +163,13 @@ def authenticate(email: str, password: str, *, now: datetime) -> User:
     return user
 
 
+def end_sessions(user: User) -> None:
+    """Sign the user out on the server: every copy of their session and remember-me cookie,
+    on every device, stops working (the session id carries the token this rotates). Commits."""
+    user.end_all_sessions()
+    db.session.commit()
+
+
 def change_password(user: User, current: str, new: str, *, now: datetime) -> None:
     """Change the password and end every other session (the caller re-signs this one in)."""
     if not verify_password(user, current):

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from flask import Flask, current_app, has_app_context
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..conflicts import retry_on_conflict
 from ..logging_setup import log
@@ -102,6 +104,21 @@ def enqueue(fn: Callable, *args: Any, job_id: str | None = None, queue_name: str
         _pool().submit(_run_with_app, app, fn, args, job_id)
     else:
         raise RuntimeError(f"unknown JOBS_MODE {mode!r}")
+
+
+def enqueue_or_leave_for_recovery(fn: Callable, *args: Any, job_id: str | None = None) -> bool:
+    """Enqueue the task for a row already committed; False if the queue was unreachable.
+
+    The row then waits, and the scheduler's tick queues its task once Redis answers again
+    (app/jobs/recovery.py). For a page whose work is saved and whose answer would otherwise
+    be a 503 for something that did happen (a new account's licence check)."""
+    try:
+        enqueue(fn, *args, job_id=job_id)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log().warning("queue unreachable: the tick will queue the job", task=fn.__name__,
+                      job_id=job_id, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return False
+    return True
 
 
 def _pool() -> ThreadPoolExecutor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from ..form_fields import Form, IntSelectField, WholeNumberField
 from ..models.counter import PANEL_STATES
@@ -14,15 +14,32 @@ FUEL_CHOICES = [(i, f"{i}/8" if 0 < i < 8 else ("Empty" if i == 0 else "Full")) 
 REQUIRED = "This field is required."
 
 
+VERSION_MAX_DIGITS = 9  # far more versions than a record ever reaches; bounds int()
+STALE_PAGE = "This page is out of date. Reload it and try again."
+
+
 class VersionedForm(Form):
-    """Carries the record version the tablet saw (optimistic locking)."""
-    version = HiddenField(validators=[Length(max=9)])
+    """Carries the record version the tablet saw (optimistic locking).
+
+    Empty means the page showed no record yet; anything else must be a version we issued,
+    or the step is refused (garbage must not skip the check)."""
+    version = HiddenField()
+
+    def validate_version(self, field) -> None:
+        data = field.data or ""
+        if data and not (data.isascii() and data.isdigit() and len(data) <= VERSION_MAX_DIGITS):
+            raise ValidationError(STALE_PAGE)
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        # The field is hidden: say it for the form as a whole, where the tablet shows it.
+        self.form_errors.extend(e for e in self.version.errors if e not in self.form_errors)
+        return valid
 
     @property
     def version_number(self) -> int | None:
-        data = self.version.data or ""
-        # Bounded before int(): a huge digit string would raise (and is no version we issued).
-        return int(data) if data.isascii() and data.isdigit() and len(data) <= 9 else None
+        """The version sent (only read after validation, which refused anything but digits)."""
+        return int(self.version.data) if self.version.data else None
 
 
 class IdCheckForm(VersionedForm):
@@ -51,7 +68,8 @@ def condition_form(formdata=None, **kwargs) -> Form:
 
 
 class PhotoForm(Form):
-    panel = SelectField("Part of the car", validators=[InputRequired(REQUIRED)])
+    # Own ids: the damage form on the same screen has a "panel" too.
+    panel = SelectField("Part of the car", id="photo-panel", validators=[InputRequired(REQUIRED)])
     photo = FileField("Photo", validators=[FileRequired("Take or choose a photo.")])
 
     def __init__(self, *args, **kwargs):
@@ -77,7 +95,7 @@ class NoShowForm(Form):
 
 
 class DamageForm(VersionedForm):
-    panel = SelectField("Part of the car", validators=[InputRequired(REQUIRED)])
+    panel = SelectField("Part of the car", id="damage-panel", validators=[InputRequired(REQUIRED)])
     amount = StringField("Charge (£)", validators=[DataRequired(REQUIRED), Length(max=12)])
     reason = StringField("What is damaged", validators=[DataRequired("Say what the damage is."),
                                                         Length(max=200)])
