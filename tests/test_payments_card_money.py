@@ -14,7 +14,10 @@ from app.models import AuditRecord, HireState, OutboundEmail, Payment, utcnow
 from app.payments import services
 from app.payments.refunds import RefundError, request_refund
 from app.payments.services import PaymentError
+from app.booking.seed import seed_rate_tables
 from tests import factories
+from tests.conftest import csrf_token
+from tests.test_booking import FMT, as_utc, local_day
 from tests.test_payments_card import (checkout_payments, customer, deliver, held_hire,  # noqa: F401
                                       paid_hire, pay, standin, start_card_payment, stripe_app)
 
@@ -69,6 +72,22 @@ def test_refund_request_with_a_key_is_idempotent_and_bounded(stripe_app, client,
     for event in standin.events("charge.refunded") * 3:
         assert deliver(client, standin, event).status_code == 200
     assert [p.state for p in payments_of(hire, "refund")] == ["succeeded"]
+
+
+def test_a_paid_booking_changed_to_a_cheaper_one_refunds_only_the_difference(stripe_app, client,
+                                                                              customer, standin):
+    seed_rate_tables()
+    hire = paid_hire(client, standin, customer, start=as_utc(local_day(10)), days=3)
+    paid = hire.total_pence
+    url = f"/book/hires/{hire.reference}/change"
+    shorter = {"pickup_at": local_day(10).strftime(FMT), "return_at": local_day(11).strftime(FMT)}
+    response = client.post(url, data={**shorter, "csrf_token": csrf_token(client, url)})
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert 0 < hire.total_pence < paid
+    # The card gets back what the shorter hire no longer costs, and keeps paying for one day.
+    assert [r["amount"] for r in standin.objects("refund")] == [paid - hire.total_pence]
+    assert [p.amount_pence for p in payments_of(hire, "refund")] == [paid - hire.total_pence]
 
 
 def test_staff_refund_is_audited_and_on_the_receipt(stripe_app, client, customer, standin):
