@@ -6,15 +6,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import select
 
+from app.booking.seed import seed_rate_tables
 from app.extensions import db
 from app.jobs import payments as payment_jobs
 from app.models import AuditRecord, HireState, OutboundEmail, Payment, utcnow
 from app.payments import services
 from app.payments.refunds import RefundError, request_refund
 from app.payments.services import PaymentError
-from app.booking.seed import seed_rate_tables
 from tests import factories
 from tests.conftest import csrf_token
 from tests.test_booking import FMT, as_utc, local_day
@@ -137,6 +138,25 @@ def test_deposit_hold_is_placed_then_captured_in_part_and_the_rest_released(stri
     receipt = client.get(f"/pay/{hire.reference}/receipt").get_data(as_text=True)
     for text in ("Deposit hold on your card", "Deposit kept", "Deposit released", "£40.00", "£210.00"):
         assert text in receipt
+
+
+def test_a_refused_capture_fails_the_hold_and_tells_staff(stripe_app, client, customer, standin, auth):
+    hire = paid_hire(client, standin, customer)
+    hold = services.place_deposit_hold(hire)
+    # The authorisation is gone at Stripe (lapsed, or cancelled from the dashboard).
+    gone = requests.post(f"{standin.url}/v1/payment_intents/{hold.provider_ref}/cancel",
+                         headers={"Authorization": "Bearer sk_test_card_tests"}, timeout=5)
+    assert gone.status_code == 200
+    staff = factories.make_user("staff")
+    services.capture_deposit(hire, 4000, staff, reason="fuel and cleaning")
+    assert standin.get(hold.provider_ref)["amount_received"] == 0  # nothing was taken
+    hold = db.session.get(Payment, hold.id)
+    assert hold.state == "failed"
+    assert [p.state for p in payments_of(hire, "capture")] == ["failed"]
+    auth.sign_out()
+    auth.sign_in_as("staff")
+    page = client.get(f"/pay/{hire.reference}/receipt").get_data(as_text=True)
+    assert "could not be captured" in page and "Take the deposit at the counter" in page
 
 
 def test_deposit_released_in_full_cancels_the_hold(stripe_app, client, customer, standin):
