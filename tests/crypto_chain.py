@@ -68,7 +68,7 @@ class ChainEnv:
         return self.w3.eth.get_balance(address)
 
 
-def tester_provider() -> EthereumTesterProvider:
+def chain_provider() -> EthereumTesterProvider:
     """A fresh in-memory chain, built without changing the test's warning policy.
 
     eth-tester calls `warnings.simplefilter("default")` each time it picks its backend, which
@@ -87,7 +87,7 @@ def deploy(w3: Web3, name: str, *args, sender: str) -> Any:
 
 @pytest.fixture
 def chain_env(app) -> ChainEnv:
-    provider = tester_provider()
+    provider = chain_provider()
     w3 = Web3(provider)
     owner, merchant, funder = w3.eth.accounts[0], w3.eth.accounts[1], w3.eth.accounts[2]
     contract, block = deploy(w3, "AcmePayments", merchant, sender=owner)

@@ -14,7 +14,7 @@ from web3 import Web3
 
 from app.config import BASE_DIR
 from app.integrations import chain
-from tests.crypto_chain import deploy, load_artifact, tester_provider
+from tests.crypto_chain import chain_provider, deploy, load_artifact
 
 CONTRACTS = BASE_DIR / "contracts"
 REF = bytes.fromhex("ab" * 32)
@@ -48,7 +48,7 @@ def test_the_app_reads_the_committed_artifact():
 
 @pytest.fixture
 def evm():
-    w3 = Web3(tester_provider())
+    w3 = Web3(chain_provider())
     owner, merchant, payer, stranger = w3.eth.accounts[:4]
     contract, _ = deploy(w3, "AcmePayments", merchant, sender=owner)
     return w3, contract, owner, merchant, payer, stranger
