@@ -9,6 +9,7 @@ in production, against a real EVM. Import the fixture into a test module to use 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -67,6 +68,16 @@ class ChainEnv:
         return self.w3.eth.get_balance(address)
 
 
+def chain_provider() -> EthereumTesterProvider:
+    """A fresh in-memory chain, built without changing the test's warning policy.
+
+    eth-tester calls `warnings.simplefilter("default")` each time it picks its backend, which
+    would leave warnings as mere output (not failures) for the rest of the test.
+    """
+    with warnings.catch_warnings():
+        return EthereumTesterProvider()
+
+
 def deploy(w3: Web3, name: str, *args, sender: str) -> Any:
     artifact = load_artifact(name)
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
@@ -76,7 +87,7 @@ def deploy(w3: Web3, name: str, *args, sender: str) -> Any:
 
 @pytest.fixture
 def chain_env(app) -> ChainEnv:
-    provider = EthereumTesterProvider()
+    provider = chain_provider()
     w3 = Web3(provider)
     owner, merchant, funder = w3.eth.accounts[0], w3.eth.accounts[1], w3.eth.accounts[2]
     contract, block = deploy(w3, "AcmePayments", merchant, sender=owner)

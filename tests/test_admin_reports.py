@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -192,8 +193,19 @@ def test_bad_ranges_are_refused(client, auth):
 
 
 def test_an_empty_fleet_reports_nothing_without_error(client, auth):
+    """No cars: no utilisation to show (not 0%), no money, no classes, nothing went wrong."""
     auth.sign_in_as("admin")
-    assert client.get("/admin/reports").status_code == 200
+    response = client.get("/admin/reports")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert re.search(r"\b12 weeks:", page)  # the default range: the last twelve weeks
+    weeks = 12 + 1  # and the whole range
+    assert '<th scope="row">All cars</th>' + '<td class="num">—</td>' * weeks + "</tr>" in page
+    for method in ("Card", "Crypto", "All methods"):
+        assert f'<th scope="row">{method}</th>' + '<td class="num">£0.00</td>' * weeks + "</tr>" in page
+    assert page.count("Nothing in this range.") == 2  # no utilisation and no revenue by class
+    rows = list(csv.reader(io.StringIO(client.get("/admin/reports/outcomes.csv").get_data(as_text=True))))
+    assert len(rows) > 1 and all(set(row[1:]) == {"0"} or set(row[1:]) == {"0.00"} for row in rows[1:]), rows
 
 
 def test_reports_read_the_rolled_up_figures_until_they_are_refreshed(app, january):

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import warnings
 
 import pytest
 from eth_tester.exceptions import TransactionFailed
-from web3 import EthereumTesterProvider, Web3
+from web3 import Web3
 
 from app.config import BASE_DIR
 from app.integrations import chain
-from tests.crypto_chain import deploy, load_artifact
+from tests.crypto_chain import chain_provider, deploy, load_artifact
 
 CONTRACTS = BASE_DIR / "contracts"
 REF = bytes.fromhex("ab" * 32)
@@ -47,10 +48,16 @@ def test_the_app_reads_the_committed_artifact():
 
 @pytest.fixture
 def evm():
-    w3 = Web3(EthereumTesterProvider())
+    w3 = Web3(chain_provider())
     owner, merchant, payer, stranger = w3.eth.accounts[:4]
     contract, _ = deploy(w3, "AcmePayments", merchant, sender=owner)
     return w3, contract, owner, merchant, payer, stranger
+
+
+def test_a_warning_after_the_chain_is_built_still_fails_the_test(evm):
+    # pytest.ini makes every warning an error; building the chain must not switch that off.
+    with pytest.raises(UserWarning, match="after the chain"):
+        warnings.warn("raised after the chain was built", UserWarning)
 
 
 def test_pay_forwards_everything_to_the_merchant_and_announces_it(evm):

@@ -6,6 +6,7 @@ transaction and lets the real watcher job (`scan_chain`) read the chain through 
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,12 @@ from app.models.crypto import ChainPayment, CryptoQuote, CryptoRefund
 from app.payments import crypto
 from tests import factories
 from tests.crypto_chain import CONFIRMATIONS, ETH, chain_env, deploy, settle_fully  # noqa: F401
+
+
+def test_a_warning_in_a_crypto_test_still_fails_it(chain_env):
+    # pytest.ini makes every warning an error; eth-tester's own filter must not switch that off.
+    with pytest.raises(UserWarning, match="after the chain"):
+        warnings.warn("raised after the chain was built", UserWarning)
 
 
 def held_hire(**kwargs):

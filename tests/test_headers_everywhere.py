@@ -12,6 +12,7 @@ import re
 from http.cookies import SimpleCookie
 
 import pytest
+from flask.testing import FlaskClient
 
 from tests import factories
 
@@ -67,9 +68,22 @@ def _sign_in(client, role: str, *, remember: bool = False):
     return user, response
 
 
-def _page(prod, kind: str):
+class RecordingClient(FlaskClient):
+    """A test client that keeps every Set-Cookie header it was sent (signing in included)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cookies_set: list[str] = []
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        self.cookies_set.extend(response.headers.getlist("Set-Cookie"))
+        return response
+
+
+def _page(prod, kind: str, client: FlaskClient | None = None):
     """(response, html?) for one kind of page."""
-    client = prod.test_client()
+    client = client or prod.test_client()
     with prod.app_context():
         if kind == "public page":
             return _get(client, "/"), True
@@ -149,10 +163,21 @@ def _csp(response) -> dict[str, set[str]]:
     return directives
 
 
+# The cookies each kind of visit sets on its way (signing in included). Visitors who are not
+# signed in get no cookie from pages without a form: nothing tracks them, and the public page
+# cache (app/pagecache.py) may share those pages.
+COOKIES_SET = {"public page": set(), "form page": {"session"}, "htmx fragment": set(),
+               "json error": set(), "html error": set(), "static file": set(),
+               "staff page": {"session"}, "customer page": {"session"}, "redirect": {"session"},
+               "metrics": {"session"}}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_cookie_set_anywhere_is_secure_httponly_and_samesite(prod, kind):
-    response, _ = _page(prod, kind)
-    for header in response.headers.getlist("Set-Cookie"):
+    client = RecordingClient(prod, prod.response_class, use_cookies=True)
+    _page(prod, kind, client)
+    assert {SimpleCookie(c).popitem()[0] for c in client.cookies_set} == COOKIES_SET[kind]
+    for header in client.cookies_set:
         _assert_strict_cookie(header)
 
 

@@ -5,10 +5,23 @@ from __future__ import annotations
 import pytest
 
 from app.extensions import db
-from app.models import TRANSITIONS, Hire, HireState, InvalidTransition
+from app.models import Hire, HireState, InvalidTransition
 from tests import factories
 
-ALL = list(HireState)
+# The lifecycle, written out here rather than read from the app's own table (which this checks).
+STATES = ["held", "confirmed", "active", "returned", "closed", "cancelled", "expired", "no_show",
+          "refused_at_pickup"]
+ALLOWED = {
+    ("held", "confirmed"), ("held", "cancelled"), ("held", "expired"),
+    ("confirmed", "active"), ("confirmed", "cancelled"), ("confirmed", "no_show"),
+    ("confirmed", "refused_at_pickup"),
+    ("active", "returned"),
+    ("returned", "closed"),
+}  # every other move is refused: closed, cancelled, expired, no_show and refused_at_pickup are final
+
+
+def test_the_states_are_the_ones_checked_here():
+    assert sorted(s.value for s in HireState) == sorted(STATES)
 
 
 def test_happy_path_is_recorded(app):
@@ -23,14 +36,14 @@ def test_happy_path_is_recorded(app):
     assert hire.occupancy is None  # a returned hire no longer holds the car
 
 
-@pytest.mark.parametrize("start", ALL)
-@pytest.mark.parametrize("to", ALL)
+@pytest.mark.parametrize(("start", "to"), [(a, b) for a in STATES for b in STATES],
+                         ids=lambda state: state)
 def test_only_allowed_transitions(start, to):
-    hire = Hire(state=start.value)  # no database needed: the rule lives on the model
-    if to in TRANSITIONS[start]:
-        hire.transition(to, by=None, why="test")
-        assert hire.state == to.value
+    hire = Hire(state=start)  # no database needed: the rule lives on the model
+    if (start, to) in ALLOWED:
+        hire.transition(HireState(to), by=None, why="test")
+        assert hire.state == to
     else:
         with pytest.raises(InvalidTransition):
-            hire.transition(to, by=None, why="test")
-        assert hire.state == start.value
+            hire.transition(HireState(to), by=None, why="test")
+        assert hire.state == start

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import select
 
+from app.booking.seed import seed_rate_tables
 from app.extensions import db
 from app.jobs import payments as payment_jobs
 from app.models import AuditRecord, HireState, OutboundEmail, Payment, utcnow
@@ -15,6 +17,8 @@ from app.payments import services
 from app.payments.refunds import RefundError, request_refund
 from app.payments.services import PaymentError
 from tests import factories
+from tests.conftest import csrf_token
+from tests.test_booking import FMT, as_utc, local_day
 from tests.test_payments_card import (checkout_payments, customer, deliver, held_hire,  # noqa: F401
                                       paid_hire, pay, standin, start_card_payment, stripe_app)
 
@@ -71,6 +75,22 @@ def test_refund_request_with_a_key_is_idempotent_and_bounded(stripe_app, client,
     assert [p.state for p in payments_of(hire, "refund")] == ["succeeded"]
 
 
+def test_a_paid_booking_changed_to_a_cheaper_one_refunds_only_the_difference(stripe_app, client,
+                                                                              customer, standin):
+    seed_rate_tables()
+    hire = paid_hire(client, standin, customer, start=as_utc(local_day(10)), days=3)
+    paid = hire.total_pence
+    url = f"/book/hires/{hire.reference}/change"
+    shorter = {"pickup_at": local_day(10).strftime(FMT), "return_at": local_day(11).strftime(FMT)}
+    response = client.post(url, data={**shorter, "csrf_token": csrf_token(client, url)})
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert 0 < hire.total_pence < paid
+    # The card gets back what the shorter hire no longer costs, and keeps paying for one day.
+    assert [r["amount"] for r in standin.objects("refund")] == [paid - hire.total_pence]
+    assert [p.amount_pence for p in payments_of(hire, "refund")] == [paid - hire.total_pence]
+
+
 def test_staff_refund_is_audited_and_on_the_receipt(stripe_app, client, customer, standin):
     hire = paid_hire(client, standin, customer)
     staff = factories.make_user("staff")
@@ -118,6 +138,25 @@ def test_deposit_hold_is_placed_then_captured_in_part_and_the_rest_released(stri
     receipt = client.get(f"/pay/{hire.reference}/receipt").get_data(as_text=True)
     for text in ("Deposit hold on your card", "Deposit kept", "Deposit released", "£40.00", "£210.00"):
         assert text in receipt
+
+
+def test_a_refused_capture_fails_the_hold_and_tells_staff(stripe_app, client, customer, standin, auth):
+    hire = paid_hire(client, standin, customer)
+    hold = services.place_deposit_hold(hire)
+    # The authorisation is gone at Stripe (lapsed, or cancelled from the dashboard).
+    gone = requests.post(f"{standin.url}/v1/payment_intents/{hold.provider_ref}/cancel",
+                         headers={"Authorization": "Bearer sk_test_card_tests"}, timeout=5)
+    assert gone.status_code == 200
+    staff = factories.make_user("staff")
+    services.capture_deposit(hire, 4000, staff, reason="fuel and cleaning")
+    assert standin.get(hold.provider_ref)["amount_received"] == 0  # nothing was taken
+    hold = db.session.get(Payment, hold.id)
+    assert hold.state == "failed"
+    assert [p.state for p in payments_of(hire, "capture")] == ["failed"]
+    auth.sign_out()
+    auth.sign_in_as("staff")
+    page = client.get(f"/pay/{hire.reference}/receipt").get_data(as_text=True)
+    assert "could not be captured" in page and "Take the deposit at the counter" in page
 
 
 def test_deposit_released_in_full_cancels_the_hold(stripe_app, client, customer, standin):

@@ -8,11 +8,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import DateTime, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import HireState, Occupancy
+from app.models import Hire, HireState, Occupancy
+from app.models.types import UTCDateTime
 from tests import factories
 
 T0 = datetime(2030, 6, 1, 9, tzinfo=timezone.utc)
@@ -26,12 +27,18 @@ def test_migrations_match_models(app):
     assert diff == []
 
 
-@pytest.mark.postgres
-def test_exclusion_constraint_is_installed(app):
-    names = db.session.scalars(text(
-        "SELECT conname FROM pg_constraint WHERE conrelid = 'occupancies'::regclass AND contype = 'x'"
-    )).all()
-    assert names == ["occupancies_no_overlap"]
+def test_the_database_itself_guards_against_overlap(app):
+    """PostgreSQL: the exclusion constraint; SQLite: the two triggers of migration 0010."""
+    if db.engine.dialect.name == "postgresql":
+        names = db.session.scalars(text(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'occupancies'::regclass AND contype = 'x'"
+        )).all()
+        assert names == ["occupancies_no_overlap"]
+    else:
+        names = db.session.scalars(text(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'occupancies' "
+            "ORDER BY name")).all()
+        assert names == ["occupancies_no_overlap_insert", "occupancies_no_overlap_update"]
 
 
 def test_overlapping_hires_of_one_car_are_impossible(app):
@@ -68,10 +75,26 @@ def test_cancelled_hire_frees_the_car(app):
     assert second.occupancy is not None
 
 
+def _is_timestamp(column) -> bool:
+    return isinstance(column.type, DateTime) or isinstance(getattr(column.type, "impl", None), DateTime)
+
+
+def test_every_model_timestamp_is_timezone_aware(app):
+    """SQLite keeps no time zone in the column: every timestamp goes through UTCDateTime,
+    which stores UTC and gives back aware times (tested on either database)."""
+    timestamps = [c for t in db.metadata.tables.values() for c in t.columns if _is_timestamp(c)]
+    assert timestamps  # the check below has something to look at
+    assert [f"{c.table.name}.{c.name}" for c in timestamps if not isinstance(c.type, UTCDateTime)] == []
+    hire = factories.make_hire(start=T0)
+    db.session.expire_all()
+    assert db.session.get(Hire, hire.id).start_at == T0 and hire.start_at.tzinfo is not None
+
+
+@pytest.mark.postgres
 def test_every_timestamp_column_is_timezone_aware(app):
+    """What the migrations built in PostgreSQL: timestamp with time zone everywhere."""
     inspector = inspect(db.engine)
-    naive = [f"{t}.{c['name']}" for t in inspector.get_table_names()
-             for c in inspector.get_columns(t)
-             if "TIMESTAMP" in str(c["type"]).upper() or "DATETIME" in str(c["type"]).upper()
-             if db.engine.dialect.name == "postgresql" and not getattr(c["type"], "timezone", False)]
-    assert naive == []
+    columns = [(t, c) for t in inspector.get_table_names() for c in inspector.get_columns(t)
+               if "TIMESTAMP" in str(c["type"]).upper()]
+    assert columns
+    assert [f"{t}.{c['name']}" for t, c in columns if not c["type"].timezone] == []

@@ -141,4 +141,6 @@ def test_pickup_and_return_on_a_tablet(live_server, new_page, tmp_path, size):
     assert native_dialogs == []
     assert page.console_errors == []
     with live_server.app.app_context():
-        assert db.session.query(Hire).filter_by(reference=ref).one().state in ("returned", "closed")
+        # No card on file: the charges beyond the (absent) deposit are left to staff, so the
+        # hire stays returned until they are settled.
+        assert db.session.query(Hire).filter_by(reference=ref).one().state == "returned"
