@@ -97,7 +97,7 @@ def test_sign_up_with_a_mistake_then_fixed(live_server, new_page, size):
     expect(page.get_by_text("Welcome, Jane Customer.")).to_be_visible()
     expect(page.get_by_text(PERSON["Email"])).to_be_visible()
     expect(page.get_by_label("Full name")).to_have_value("Jane Customer")
-    sign_out = page.get_by_role("button", name="Sign out")
+    sign_out = page.get_by_role("button", name="Sign out", exact=True)
     expect(sign_out).to_be_visible()
     assert sign_out.bounding_box()["height"] >= MIN_TOUCH_TARGET_PX
     _assert_fits_width(page, width)
@@ -138,7 +138,7 @@ def test_an_existing_customer_signs_in_through_the_form(live_server, new_page):
     browser_sign_in(page, live_server.url, customer.email)
     assert page.url == f"{live_server.url}/account/profile"
     expect(page.get_by_text(customer.email)).to_be_visible()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
     _assert_fits_width(page, PHONE[0])
     assert page.console_errors == []
 
