@@ -57,6 +57,19 @@ def test_refusal_at_pickup_refunds_once_and_frees_the_car(stripe_app, client, cu
     assert [k for k in kinds(hire) if k[0] == "refund"] == [("refund", hire.total_pence, "succeeded")]
 
 
+def test_refusing_a_hire_nothing_was_paid_for_refunds_nothing_and_frees_the_car(stripe_app, client,
+                                                                                 customer, standin):
+    """A confirmed hire with no payment (confirmed by staff, say): refusing it is not a 500
+    from asking a refund of money never taken."""
+    hire = factories.make_hire(customer=customer, start=utcnow() + timedelta(hours=2))
+    staff = staff_client(stripe_app)
+    response = post(staff, f"/counter/hires/{hire.reference}/pickup/refuse", {"reason": "no licence"})
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert hire.state == "refused_at_pickup" and hire.occupancy is None
+    assert standin.objects("refund") == [] and [k for k in kinds(hire) if k[0] == "refund"] == []
+
+
 def test_settlement_captures_part_of_the_hold_and_releases_the_rest(stripe_app, client, customer, standin):
     hire = paid_hire(client, standin, customer, start=utcnow() - timedelta(days=3), days=3)
     hold = payments.place_deposit_hold(hire)

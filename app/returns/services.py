@@ -307,8 +307,10 @@ def refuse_at_pickup(hire: Hire, *, by: User, now: datetime, reason: str) -> Non
         db.session.rollback()
         raise AlreadyProcessed("Another tablet changed this hire a moment ago; reload it.")
     from ..payments.refunds import request_refund
-    from ..payments.services import release_deposit
-    request_refund(hire, hire.total_pence, f"refused at pickup: {reason}", by)
+    from ..payments.services import release_deposit, rental_paid_pence
+    paid = rental_paid_pence(hire)  # what the refusal dialog showed; nothing paid, nothing back
+    if paid > 0:
+        request_refund(hire, paid, f"refused at pickup: {reason}", by)
     release_deposit(hire, by, reason="refused at pickup: deposit returned in full", now=now)
 
 
