@@ -294,7 +294,7 @@ def test_live_scheduler_ticks_every_minute():
             return None  # not run yet since boot (or skipped: no release was live yet)
         assert props["Result"] == "success" and props["ExecMainStatus"] == "0", props
         out = ssh(WORKER_IP, "sudo journalctl -b -u acme-tick.service -o cat").stdout
-        return re.search(r"Expired \d+ holds; \d+ reminders due\.", out)
+        return re.search(r"Expired \d+ holds; \d+ no-shows; \d+ reminders due\.", out)
 
     wait_until("`flask acme tick` to run from acme-tick.timer", ticked_since_boot,
                timeout=TICK_TIMEOUT_SECONDS, pause=2)
