@@ -15,7 +15,8 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import StopValidation, ValidationError
 
-from .config import DB_INT_MAX, FILTER_DATE_MAX, FILTER_DATE_MIN
+from .config import FILTER_DATE_MAX, FILTER_DATE_MIN
+from .web import bounded_int
 
 REQUIRED = "This field is required."
 # Pounds as people type them: "45", "45.5", "£45.50" (thousands commas are dropped first).
@@ -38,18 +39,6 @@ def parse_pounds(text: str) -> Optional[int]:
 def pounds(pence: Optional[int]) -> str:
     """Pence as a form shows them back: 4550 -> "45.50" ("" for none)."""
     return "" if pence is None else f"{pence // 100}.{pence % 100:02d}"
-
-
-def bounded_int(value) -> int:
-    """A whole number an INTEGER column holds ("1,200" -> 1200); ValueError for anything else.
-
-    The one bound for ids and numbers from forms, query strings and addresses: a larger one
-    would make PostgreSQL refuse the query (DataError) and SQLite's driver overflow.
-    """
-    number = int(str(value).strip().replace(",", ""))
-    if not -DB_INT_MAX <= number <= DB_INT_MAX:
-        raise ValueError(f"{value!r} is beyond the database's whole numbers")
-    return number
 
 
 class WholeNumberField(IntegerField):

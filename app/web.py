@@ -11,7 +11,18 @@ from werkzeug.routing import IntegerConverter
 
 from .config import DB_INT_MAX
 from .extensions import htmx
-from .form_fields import bounded_int
+
+
+def bounded_int(value) -> int:
+    """A whole number an INTEGER column holds ("1,200" -> 1200); ValueError for anything else.
+
+    The one bound for ids and numbers from forms, query strings and addresses: a larger one
+    would make PostgreSQL refuse the query (DataError) and SQLite's driver overflow.
+    """
+    number = int(str(value).strip().replace(",", ""))
+    if not -DB_INT_MAX <= number <= DB_INT_MAX:
+        raise ValueError(f"{value!r} is beyond the database's whole numbers")
+    return number
 
 
 class BoundedIntConverter(IntegerConverter):

@@ -87,20 +87,22 @@ def sign_out():
     # Ending the session on the server, not only dropping this browser's cookie: a copied
     # cookie must not outlive its owner's sign-out. The session id is per account (its
     # token), so this ends the account's other sessions too, and the message says so.
-    services.end_sessions(current_user)
-    logout_user()
-    flash("You are signed out, on every device.", "info")
-    return see_other(url_for("main.home"))
+    return _end_sessions("You are signed out, on every device.", url_for("main.home"))
 
 
 @bp.post("/sign-out-everywhere")
 @allow("customer", "staff", "admin")
 def sign_out_everywhere():
     """End every session of this account: other devices, copied cookies, "remember me"."""
+    return _end_sessions("You are signed out on every device. Sign in again to continue.",
+                         url_for("accounts.sign_in"))
+
+
+def _end_sessions(message: str, then: str):
     services.end_sessions(current_user)
     logout_user()
-    flash("You are signed out on every device. Sign in again to continue.", "info")
-    return see_other(url_for("accounts.sign_in"))
+    flash(message, "info")
+    return see_other(then)
 
 
 @bp.route("/profile", methods=["GET", "POST"])
