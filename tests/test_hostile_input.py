@@ -161,6 +161,15 @@ def test_audit_dates_at_the_calendars_ends_are_refused_beside_the_field(app, url
         assert "Enter a date from 01/01/2000 to 31/12/2099." in page(response)
 
 
+@pytest.mark.parametrize("dates", [("0001-01-01", "2030-01-01"), ("2030-01-01", "9999-12-31")])
+def test_report_dates_outside_the_filter_bounds_are_named_beside_the_field(app, dates):
+    """The reports use the same bounded date field as the audit log: nothing is queued."""
+    admin = signed_in(app, ADMIN)
+    response = admin.get(f"/admin/reports?date_from={dates[0]}&date_to={dates[1]}")
+    assert response.status_code == 422
+    assert "Enter a date from 01/01/2000 to 31/12/2099." in page(response)
+
+
 def test_audit_dates_inside_the_bounds_still_filter(app):
     admin = signed_in(app, ADMIN)
     assert admin.get("/admin/audit?date_from=2000-01-01&date_to=2099-12-31").status_code == 200

@@ -140,8 +140,8 @@ class ReportForm(Form):
     class Meta:
         csrf = False
 
-    date_from = DateField("From", validators=[Opt()])
-    date_to = DateField("To", validators=[Opt()])
+    date_from = DateField("From", validators=[Opt(), DateWithin()])
+    date_to = DateField("To", validators=[Opt(), DateWithin()])
     period = SelectField("Per", choices=[("week", "Week"), ("month", "Month")], default="week")
     by = SelectField("Utilisation by", choices=[("class", "Class"), ("branch", "Branch"),
                                                 ("car", "Car")], default="class")
