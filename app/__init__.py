@@ -140,6 +140,9 @@ def _finish_config(app: Flask) -> None:
                 f"Refusing to start in ACME_ENV={cfg['ENV_NAME']!r} without a real SECRET_KEY "
                 f"(at least {cfg['SECRET_KEY_MIN_LENGTH']} characters, from the environment). "
                 "For a local run set ACME_ENV=development.")
+        if cfg["PASSWORD_HASH_MEMORY_KIB"] < 19 * 1024 or cfg["PASSWORD_HASH_TIME_COST"] < 2:
+            raise RuntimeError("Refusing to start with the tests' cheap password hashing "
+                               "(PASSWORD_HASH_*): OWASP asks for at least 19 MiB, 2 passes.")
     if cfg["ENV_NAME"] == "production":
         if cfg["MAIL_BACKEND"] == "outbox":
             raise RuntimeError("The development mail outbox cannot be used in production; "

@@ -100,6 +100,11 @@ class Config:
     PASSWORD_MIN_ZXCVBN_SCORE = 3  # 0..4, zxcvbn's scale
     PASSWORD_RESET_MAX_AGE_SECONDS = 60 * 60
     SIGNIN_RATE_LIMIT = "5 per minute"  # per client address
+    # argon2id costs (argon2-cffi's defaults, RFC 9106's low-memory choice). A stored hash
+    # carries its own costs; one made with other costs is re-hashed at the next sign-in.
+    PASSWORD_HASH_TIME_COST = 3
+    PASSWORD_HASH_MEMORY_KIB = 64 * 1024
+    PASSWORD_HASH_PARALLELISM = 4
     # Per account, whatever the address: password guessing spread over many addresses.
     SIGNIN_ACCOUNT_RATE_LIMIT = "20 per hour"
     PASSWORD_RESET_RATE_LIMIT = "5 per hour"
@@ -347,3 +352,8 @@ class TestConfig(Config):
     MAIL_BACKEND = "outbox"
     WTF_CSRF_ENABLED = True
     SIGNIN_RATE_LIMIT = "5 per minute"
+    # The cheapest argon2id argon2-cffi allows: tests sign in thousands of times, and what
+    # they check is the rules around the hash, not its cost (a production check refuses these).
+    PASSWORD_HASH_TIME_COST = 1
+    PASSWORD_HASH_MEMORY_KIB = 8
+    PASSWORD_HASH_PARALLELISM = 1

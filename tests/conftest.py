@@ -14,20 +14,60 @@ import os
 import re
 
 import pytest
-from flask import has_app_context
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from jinja2 import BytecodeCache
 from sqlalchemy import text
+from werkzeug.routing import Rule
 
 from app import create_app
-from app.config import TestConfig, _normalise_db_url
+from app.config import Config, TestConfig, _normalise_db_url
 from app.extensions import db, limiter
 
 from . import factories
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+class _TemplateCache(BytecodeCache):
+    """Compiled templates shared by every app of the run (in memory)."""
+
+    def __init__(self):
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+PASSWORD_HASHING = ("PASSWORD_HASH_TIME_COST", "PASSWORD_HASH_MEMORY_KIB", "PASSWORD_HASH_PARALLELISM")
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
+
+
+# --- what every test app would otherwise redo ---------------------------------------------
+# Each test builds its own app (a fresh app per test, as in Flask's tutorial). Two parts of
+# that are the same for every app and cost more than the test itself: werkzeug compiling a
+# URL builder for each of ~95 rules, and Jinja compiling each template an app renders. Both
+# are kept for the run: the builders by what they are built from, the templates in Jinja's
+# own bytecode cache (keyed by the source's checksum, so an edited template is compiled anew).
+_builders: dict = {}
+_compile_builder = Rule._compile_builder
+
+
+def _shared_compile_builder(self, append_unknown=True):
+    key = (self.rule, tuple(self._trace), tuple(sorted((self.defaults or {}).items(), key=repr)),
+           tuple((k, type(v), vars(v).get("regex")) for k, v in sorted(self._converters.items())),
+           append_unknown)
+    if key not in _builders:
+        _builders[key] = _compile_builder(self, append_unknown)
+    return _builders[key]
+
+
+Rule._compile_builder = _shared_compile_builder
+Flask.jinja_options = {**Flask.jinja_options, "bytecode_cache": _TemplateCache()}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,6 +83,10 @@ def make_test_config(**overrides) -> dict:
     cfg.update(ENV_NAME="test", TESTING=True, JOBS_MODE="sync", MAIL_BACKEND="outbox",
                REDIS_URL=TEST_REDIS_URL, RATELIMIT_STORAGE_URI="",
                SQLALCHEMY_DATABASE_URI=_database_url())
+    if overrides.get("ENV_NAME", "test") not in ("test", "development"):
+        # A production-like app is built with production's password hashing (it refuses the
+        # tests' cheap one) unless the test says otherwise.
+        cfg.update({k: getattr(Config, k) for k in PASSWORD_HASHING})
     cfg.update(overrides)
     return cfg
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from app.config import Config
-from tests.conftest import make_test_config
+from app.config import Config, TestConfig
+from tests.conftest import PASSWORD_HASHING, make_test_config
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_KEY = "k" * Config.SECRET_KEY_MIN_LENGTH
@@ -62,3 +62,11 @@ def test_no_acme_env_with_a_real_key_starts_as_production(_schema):
     local = _start_wsgi(_schema, ACME_ENV="development")
     assert local.returncode == 0, local.stderr
     assert local.stdout.split() == ["development"]
+
+
+def test_production_refuses_the_tests_cheap_password_hashing(_schema):
+    """The tests hash passwords cheaply (TestConfig); a server never does."""
+    cheap = {k: getattr(TestConfig, k) for k in PASSWORD_HASHING}
+    with pytest.raises(RuntimeError, match="cheap password hashing"):
+        create_app(make_test_config(ENV_NAME="production", SECRET_KEY=REAL_KEY, MAIL_BACKEND="smtp",
+                                    **cheap))

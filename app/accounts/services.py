@@ -10,6 +10,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,9 +27,6 @@ from ..mail import queue_email
 from ..models import CustomerProfile, LicenceStatus, Role, User, utcnow
 from . import validators as v
 
-_hasher = PasswordHasher()
-# Verified against when the email is unknown, so a miss costs as long as a hit.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
 RESET_SALT = "password-reset"
 
 
@@ -53,17 +51,32 @@ class ProfileData:
         return cls(**{f: getattr(form, f).data or "" for f in cls.__dataclass_fields__})
 
 
+@lru_cache(maxsize=4)
+def _hashing(time_cost: int, memory_kib: int, parallelism: int) -> tuple[PasswordHasher, str]:
+    """The argon2 hasher for these costs, and a hash to verify against when the email is
+    unknown (so that a miss costs as long as a hit)."""
+    hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    return hasher, hasher.hash("not-a-real-password-just-for-timing")
+
+
+def _hasher() -> tuple[PasswordHasher, str]:
+    cfg = current_app.config
+    return _hashing(cfg["PASSWORD_HASH_TIME_COST"], cfg["PASSWORD_HASH_MEMORY_KIB"],
+                    cfg["PASSWORD_HASH_PARALLELISM"])
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher()[0].hash(password)
 
 
 def verify_password(user: User | None, password: str) -> bool:
+    hasher, dummy = _hasher()
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        hasher.verify(user.password_hash if user else dummy, password)
     except (VerificationError, InvalidHashError):
         return False
-    if user and _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    if user and hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
     return user is not None
 
 
