@@ -30,9 +30,14 @@ from tests.conftest import CSRF_RE, AuthActions
 
 from .crawler import Crawler, Target, path_of, query_of
 from .payloads import OVERSIZE_BYTES, as_files, form_payload, reflected
+from .sweeps import (PATH_EDGES, field_probes, file_probes, is_off_site, path_probes,
+                     redirect_probes)
 
 DEFAULT_EXAMPLES = 3
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
+# Seconds per role for the random part, after the sweeps (which always run in full).
+DEFAULT_SECONDS = 20
+SECONDS = float(os.environ.get("FUZZ_SECONDS", DEFAULT_SECONDS))
 MAX_PAGES = int(os.environ.get("FUZZ_MAX_PAGES", 80))
 SEED = os.environ.get("FUZZ_SEED")
 SLOW_SECONDS = 2.0  # a request slower than this is printed (a denial-of-service lead)
@@ -66,10 +71,29 @@ def services(app):
         STRIPE_WEBHOOK_SECRET=stripe.webhook_secret, STRIPE_READ_TIMEOUT_SECONDS=0.3)
     from app.extensions import limiter
     limiter.enabled = False
+    _watch_the_safety_net(app)
     yield
     limiter.enabled = True
     licence.stop()
     stripe.stop()
+
+
+SAFETY_NET_HITS: list[str] = []
+
+
+def _watch_the_safety_net(app):
+    """The error handlers turn a value the database refused (DataError, OverflowError) into a
+    400: a safety net, not the fix (the form or route should have named the field). Note each
+    time it catches something, so that the fuzzer reports it; the answer stays the same."""
+    from sqlalchemy.exc import DataError
+    handlers = app.error_handler_spec[None][None]
+    for exc in (DataError, OverflowError):
+        original = handlers[exc]
+
+        def noting(e, original=original):
+            SAFETY_NET_HITS.append(f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            return original(e)
+        handlers[exc] = noting
 
 
 def _seed_world():
@@ -124,18 +148,20 @@ class Session:
         return self.client.get(home).status_code == 200
 
 
-def _send(session: Session, target: Target, pairs, files, *, oversize: bool = False):
+def _send(session: Session, target: Target, pairs, files, *, oversize: bool = False,
+          path: str | None = None, query: list | None = None):
     headers = {"X-CSRFToken": session.csrf}
     if target.htmx:
         headers["HX-Request"] = "true"
-    path = path_of(target.url)
+    path = path or path_of(target.url)
+    query = query_of(target.url) + list(query or [])
     if target.method == "GET":
-        return session.client.get(path, query_string=query_of(target.url) + pairs, headers=headers)
+        return session.client.get(path, query_string=query + pairs, headers=headers)
     if oversize:
         pairs, files = [("csrf_token", session.csrf), ("filler", "x" * OVERSIZE_BYTES)], []
     body, content_type = _encode(pairs, files, multipart=bool(files) or target.multipart)
     return session.client.open(path, method=target.method, data=body, headers=headers,
-                               query_string=query_of(target.url), content_type=content_type)
+                               query_string=query, content_type=content_type)
 
 
 def _encode(pairs, files, *, multipart: bool) -> tuple[bytes, str]:
@@ -153,8 +179,11 @@ def _encode(pairs, files, *, multipart: bool) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def _check(response, target: Target, what: str, problems: list[str]):
+def _check(response, target: Target, what: str, problems: list[str], *, redirect: bool = False):
     where = f"{target.method} {target.url} ({target.endpoint}) {what}"
+    while SAFETY_NET_HITS:
+        problems.append(f"the database refused a value ({SAFETY_NET_HITS.pop()}): only the "
+                        f"safety net answered at {where}")
     body = response.get_data(as_text=True)
     if response.status_code >= 500:
         problems.append(f"{response.status_code} at {where}")
@@ -166,6 +195,13 @@ def _check(response, target: Target, what: str, problems: list[str]):
     for cookie in response.headers.getlist("Set-Cookie"):
         if cookie.startswith("fz="):
             problems.append(f"header injection (cookie set) at {where}")
+    if "X-Fz" in response.headers:
+        problems.append(f"header injection (X-Fz set) at {where}")
+    if redirect:
+        for header in ("Location", "HX-Redirect", "HX-Location"):
+            if is_off_site(response.headers.get(header, "")):
+                problems.append(f"sent off the site ({header}: "
+                                f"{response.headers[header]!r}) at {where}")
 
 
 def _summary(pairs, files) -> str:
@@ -176,7 +212,34 @@ def _summary(pairs, files) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def _fuzz_target(session: Session, target: Target, problems: list[str], seed: int) -> int:
+def _timed(send):
+    began = time.monotonic()
+    response = send()
+    took = time.monotonic() - began
+    return response, took
+
+
+def _sweep_target(session: Session, target: Target, rule, problems: list[str]) -> int:
+    """Every probe of the sweeps for one target (see sweeps.py)."""
+    sent = 0
+    probes = [*field_probes(target, session.csrf), *file_probes(target, session.csrf),
+              *redirect_probes(target, session.csrf)]
+    if rule is not None and rule.arguments:
+        probes += path_probes(target, session.csrf, rule)
+    for probe in probes:
+        response, took = _timed(lambda: _send(
+            session, target, probe.pairs, probe.files, path=probe.path, query=probe.query))
+        if took > SLOW_SECONDS:
+            print(f"[fuzz] slow: {took:.1f} s at {target.method} {target.url} {probe.what}")
+        sent += 1
+        _check(response, target, probe.what, problems, redirect=probe.redirect)
+        response.close()
+    return sent
+
+
+def _fuzz_target(session: Session, target: Target, problems: list[str], seed: int,
+                 deadline: float) -> int:
+    """Random combinations (hypothesis), until EXAMPLES are sent or the role's time is up."""
     sent = 0
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
@@ -184,10 +247,10 @@ def _fuzz_target(session: Session, target: Target, problems: list[str], seed: in
     @given(st.data())
     def run(data):
         nonlocal sent
+        if time.monotonic() > deadline:
+            return
         pairs, files = data.draw(form_payload(target, session.csrf))
-        began = time.monotonic()
-        response = _send(session, target, pairs, files)
-        took = time.monotonic() - began
+        response, took = _timed(lambda: _send(session, target, pairs, files))
         if took > SLOW_SECONDS:
             print(f"[fuzz] slow: {took:.1f} s at {target.method} {target.url} "
                   f"{_summary(pairs, files)}")
@@ -196,13 +259,36 @@ def _fuzz_target(session: Session, target: Target, problems: list[str], seed: in
         response.close()
 
     hypothesis_seed(seed)(run)()  # reproducible: the seed is printed
-    if target.method != "GET":
-        response = _send(session, target, [], [], oversize=True)
-        sent += 1
-        _check(response, target, "(17 MB body)", problems)
-        if response.status_code != 413:
-            problems.append(f"{response.status_code} (not 413) for a 17 MB body at "
-                            f"{target.method} {target.url}")
+    return sent
+
+
+def _oversize(session: Session, target: Target, problems: list[str]) -> int:
+    if target.method == "GET":
+        return 0
+    response = _send(session, target, [], [], oversize=True)
+    _check(response, target, "(17 MB body)", problems)
+    if response.status_code != 413:
+        problems.append(f"{response.status_code} (not 413) for a 17 MB body at "
+                        f"{target.method} {target.url}")
+    return 1
+
+
+def _every_route_with_an_id(app, session: Session, problems: list[str]) -> int:
+    """Routes the crawl did not reach too: every variable part of every address, at once,
+    replaced by each hostile path value, with each method the route takes."""
+    sent = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.arguments or rule.endpoint == "static" or rule.endpoint in NOT_FUZZED \
+                or rule.rule.startswith(Crawler.SKIP_PREFIXES):
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            for value in PATH_EDGES:
+                path = re.sub(r"<[^>]+>", value, rule.rule)
+                target = Target(method, f"http://localhost{path}", [], endpoint=rule.endpoint)
+                response = _send(session, target, [("csrf_token", session.csrf)], [])
+                sent += 1
+                _check(response, target, "(every route)", problems)
+                response.close()
     return sent
 
 
@@ -217,16 +303,28 @@ def test_fuzz_every_form_a_role_can_reach(app, services, role):
     targets, pages = crawler.crawl(seeds)
     targets = [t for t in targets if t.endpoint not in NOT_FUZZED]
     _assert_found_the_forms_of(role, targets)
+    rules = {rule.endpoint: rule for rule in app.url_map.iter_rules()}
 
     problems: list[str] = []
-    started, sent = time.monotonic(), 0
-    for i, target in enumerate(sorted(targets, key=lambda t: (t.endpoint, t.method))):
-        sent += _fuzz_target(session, target, problems, seed + i)
+    started = time.monotonic()
+    swept = _every_route_with_an_id(app, session, problems)
+    targets = sorted(targets, key=lambda t: (t.endpoint, t.method))
+    for target in targets:
+        swept += _sweep_target(session, target, rules.get(target.endpoint), problems)
+        swept += _oversize(session, target, problems)
         if not session.still_signed_in():
             session.sign_in()
-    print(f"\n[fuzz] {role}: {len(pages)} pages, {len(targets)} targets, {sent} requests in "
-          f"{time.monotonic() - started:.0f} s (seed {seed}, {EXAMPLES} examples each)")
-    for target in sorted(targets, key=lambda t: t.endpoint):
+    sweep_seconds = time.monotonic() - started
+    deadline, randomly = time.monotonic() + SECONDS, 0
+    for i, target in enumerate(targets):
+        randomly += _fuzz_target(session, target, problems, seed + i, deadline)
+        if not session.still_signed_in():
+            session.sign_in()
+    print(f"\n[fuzz] {role}: {len(pages)} pages, {len(targets)} targets; sweeps: {swept} requests "
+          f"in {sweep_seconds:.0f} s; random: {randomly} requests in "
+          f"{time.monotonic() - started - sweep_seconds:.0f} s (seed {seed}, up to {EXAMPLES} "
+          f"examples each, {SECONDS:.0f} s budget)")
+    for target in targets:
         print(f"[fuzz]   {target.method:4} {target.endpoint:36} "
               f"{','.join(sorted({f.name for f in target.fields}))[:90]}")
     db.session.expire_all()
