@@ -74,8 +74,8 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     )
 
     from . import models  # noqa: F401  (register the models with SQLAlchemy)
-    from .accounts.services import load_user
-    login_manager.user_loader(load_user)
+    from .accounts.sessions import load as load_session
+    login_manager.user_loader(load_session)
 
     from .security import enforce_access, refuse_nul_bytes
     app.before_request(refuse_nul_bytes)

@@ -113,6 +113,9 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False  # set True outside development in create_app
     REMEMBER_COOKIE_HTTPONLY = True
+    # Signed-in devices kept per account (app/accounts/sessions.py): a new sign-in beyond this
+    # ends the oldest (someone who never signs out does not pile up rows).
+    USER_SESSIONS_MAX = 20
     REMEMBER_COOKIE_SAMESITE = "Lax"
     WTF_CSRF_TIME_LIMIT = None  # token lives as long as the session
     FORCE_HTTPS = False  # Nginx terminates TLS; Talisman only sets headers

@@ -144,9 +144,9 @@ def signed_in_sessions(app, user_ids: list[int]) -> list[BrowserSession]:
     """Sessions exactly as sign-in would leave them, minted with the app's own secret so that
     the benchmark measures booking, not password hashing or the sign-in rate limit."""
     from flask import session
-    from flask_login import login_user
     from flask_wtf.csrf import generate_csrf
 
+    from app.accounts import sessions
     from app.extensions import db
     from app.models import User
 
@@ -156,7 +156,7 @@ def signed_in_sessions(app, user_ids: list[int]) -> list[BrowserSession]:
         for uid in user_ids:
             # A fresh app context each: Flask-WTF caches the token in `g`.
             with app.app_context(), app.test_request_context("/", base_url="https://127.0.0.1"):
-                login_user(db.session.get(User, uid))
+                sessions.begin(db.session.get(User, uid))
                 token = generate_csrf()
                 cookie = serializer.dumps(dict(session))
             out.append(BrowserSession(uid, f"{app.config['SESSION_COOKIE_NAME']}={cookie}", token))

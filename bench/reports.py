@@ -240,6 +240,7 @@ def roll_up(app, everything: bool) -> None:
 
 
 def measure(app) -> bool:
+    from app.accounts import sessions
     from app.admin import reports
     from app.extensions import db
     from app.models import User
@@ -259,6 +260,7 @@ def measure(app) -> bool:
     ok = True
     with app.app_context():
         admin = db.session.scalar(db.select(User).where(User.role == "admin"))
+        sessions.start(admin)
         session_id = admin.get_id()
         start, end = reports.default_range(today)
         report = reports.build(start, end, clock=time.perf_counter)

@@ -17,6 +17,7 @@ from app.booking.services import CarTaken
 from app.extensions import db
 from app.jobs.booking import tick
 from app.models import Hire, HireState, Occupancy, OutboundEmail, utcnow
+from app.accounts import sessions
 from tests import factories
 from tests.test_booking import HIDDEN_RE, as_utc, local_day, shop, trip_args  # noqa: F401
 
@@ -25,6 +26,7 @@ RACERS = 50
 
 def _signed_in_client(app, user):
     client = app.test_client()
+    sessions.start(user)
     with client.session_transaction() as session:
         session["_user_id"] = user.get_id()
         session["_fresh"] = True

@@ -1,6 +1,7 @@
 """Sessions end when people say so (issue 15 §2): a copied session or "remember me" cookie
 stops working after its owner signs out, changes or resets the password, signs out
-everywhere, or is deactivated; on every device at once.
+everywhere, or is deactivated. Signing out ends this device's session only; the others end
+with "sign out everywhere", a password change or reset, or a deactivation.
 
 Each test signs in for real, copies the browser's cookies into other clients (as a thief
 with the cookie jar would), and checks the copies work before the event and are sent to
@@ -53,7 +54,7 @@ def _opens(client, url: str) -> bool:
 
 def _sign_out(owner, user):
     assert AuthActions(owner).sign_out().status_code == 303
-    assert "You are signed out, on every device." in owner.get("/").get_data(as_text=True)
+    assert "You are signed out." in owner.get("/").get_data(as_text=True)
 
 
 def _sign_out_everywhere(owner, user):
@@ -107,6 +108,43 @@ def test_sign_out_everywhere_is_on_the_account_page_and_ends_other_devices(app):
     # Signing in again works as usual.
     _sign_in_remembered(phone, user)
     assert _opens(phone, MY_BOOKINGS)
+
+
+def test_signing_out_on_one_device_leaves_the_others_signed_in(app):
+    """The laptop signs out: its cookies (and their copies) die, the phone carries on."""
+    user = factories.make_user()
+    laptop, phone = app.test_client(), app.test_client()
+    _sign_in_remembered(laptop, user)
+    _sign_in_remembered(phone, user)
+    copy_of_laptop, _ = _copies(app, laptop)
+    _sign_out(laptop, user)
+    assert _refused(laptop, MY_BOOKINGS) and _refused(copy_of_laptop, MY_BOOKINGS)
+    assert _opens(phone, MY_BOOKINGS)
+    # The phone's "remember me" alone still signs it in.
+    remembered = app.test_client()
+    remembered.set_cookie("remember_token", phone.get_cookie("remember_token").value)
+    assert _opens(remembered, MY_BOOKINGS)
+
+
+def test_a_password_change_keeps_this_device_and_ends_the_others(app):
+    user = factories.make_user()
+    laptop, phone = app.test_client(), app.test_client()
+    _sign_in_remembered(laptop, user)
+    _sign_in_remembered(phone, user)
+    _change_password(laptop, user)
+    assert _opens(laptop, MY_BOOKINGS)
+    assert _refused(phone, MY_BOOKINGS)
+
+
+def test_a_person_who_never_signs_out_keeps_only_the_newest_sessions(app):
+    from app.models import UserSession
+    app.config["USER_SESSIONS_MAX"] = 3
+    user = factories.make_user()
+    devices = [app.test_client() for _ in range(5)]
+    for device in devices:
+        _sign_in_remembered(device, user)
+    assert db.session.query(UserSession).filter_by(user_id=user.id).count() == 3
+    assert [_opens(d, MY_BOOKINGS) for d in devices] == [False, False, True, True, True]
 
 
 def test_sign_out_everywhere_needs_the_csrf_token(app):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import current_app, flash, make_response, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, logout_user
 
 from ..extensions import limiter
 from ..models import utcnow
 from ..security import allow
 from ..web import add_errors, form_status, render, safe_path, see_other, wants_fragment
-from . import bp, licence, services, twofactor
+from . import bp, licence, services, sessions, twofactor
 from .forms import ChangePasswordForm, ForgotPasswordForm, ProfileForm, ResetPasswordForm, SignInForm, SignUpForm
 from .forms import LicenceCheckForm
 from .services import AccountError, ProfileData
@@ -40,7 +40,7 @@ def sign_up():
         except AccountError as exc:
             add_errors(form, exc.errors)
         else:
-            login_user(user)
+            sessions.begin(user)
             flash(f"Welcome, {user.full_name}. Your account is ready.", "success")
             if form.check_code.data:
                 try:
@@ -75,7 +75,7 @@ def sign_in():
             if twofactor.required_for(user):
                 # Staff and admins give a second factor before they are signed in.
                 return two_factor_hand_off(user, remember=form.remember.data, next_url=next_url)
-            login_user(user, remember=form.remember.data)
+            sessions.begin(user, remember=form.remember.data)
             return see_other(next_url)
     return render("accounts/sign_in.html", "accounts/partials/_sign_in_form.html",
                   form_status(form), form=form)
@@ -84,25 +84,20 @@ def sign_in():
 @bp.post("/sign-out")
 @allow("customer", "staff", "admin")
 def sign_out():
-    # Ending the session on the server, not only dropping this browser's cookie: a copied
-    # cookie must not outlive its owner's sign-out. The session id is per account (its
-    # token), so this ends the account's other sessions too, and the message says so.
-    return _end_sessions("You are signed out, on every device.", url_for("main.home"))
+    """Sign out on this device: its session ends on the server, so a copied cookie dies too;
+    the person's other devices stay signed in ("Sign out everywhere" ends those)."""
+    sessions.end_this(current_user._get_current_object())
+    flash("You are signed out.", "info")
+    return see_other(url_for("main.home"))
 
 
 @bp.post("/sign-out-everywhere")
 @allow("customer", "staff", "admin")
 def sign_out_everywhere():
     """End every session of this account: other devices, copied cookies, "remember me"."""
-    return _end_sessions("You are signed out on every device. Sign in again to continue.",
-                         url_for("accounts.sign_in"))
-
-
-def _end_sessions(message: str, then: str):
-    services.end_sessions(current_user)
-    logout_user()
-    flash(message, "info")
-    return see_other(then)
+    sessions.end_all(current_user._get_current_object())
+    flash("You are signed out on every device. Sign in again to continue.", "info")
+    return see_other(url_for("accounts.sign_in"))
 
 
 @bp.route("/profile", methods=["GET", "POST"])
@@ -138,10 +133,10 @@ def change_password():
         except AccountError as exc:
             add_errors(form, exc.errors)
         else:
-            # Other sessions ended; keep this one. login_user needs the user itself: given
-            # the current_user proxy it would make the proxy resolve to itself (recursion).
+            # Every session ended; this device gets a new one. login_user needs the user
+            # itself: given the current_user proxy it would resolve to itself (recursion).
             user = current_user._get_current_object()
-            login_user(user)
+            sessions.begin(user)
             flash("Your password is changed. Other devices have been signed out.", "success")
             return see_other(_home_for(user))
     return render("accounts/password.html", "accounts/partials/_password_form.html",

@@ -88,17 +88,6 @@ def find_user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email))
 
 
-def load_user(session_id: str) -> User | None:
-    """Flask-Login's loader: "<id>:<session token>"; a rotated token or inactive user ends it."""
-    user_id, _, token = session_id.partition(":")
-    if not user_id.isdigit() or not token:
-        return None
-    user = db.session.get(User, int(user_id))
-    if user is None or not user.active or user.session_token != token:
-        return None
-    return user
-
-
 def profile_errors(data: ProfileData, *, today: date) -> dict[str, str]:
     """Rules across fields: legal age, licence matches the person, licence in date."""
     errors: dict[str, str] = {}
@@ -174,13 +163,6 @@ def authenticate(email: str, password: str, *, now: datetime) -> User:
     user.last_sign_in_at = now
     db.session.commit()
     return user
-
-
-def end_sessions(user: User) -> None:
-    """Sign the user out on the server: every copy of their session and remember-me cookie,
-    on every device, stops working (the session id carries the token this rotates). Commits."""
-    user.end_all_sessions()
-    db.session.commit()
 
 
 def change_password(user: User, current: str, new: str, *, now: datetime) -> None:

@@ -2,7 +2,7 @@
 
 After a staff member's password is accepted, `hand_off` remembers in the (signed) session
 who is half signed in, for TWO_FACTOR_PENDING_MAX_AGE_SECONDS; only a correct code (or, on
-first sign-in, a completed enrolment) calls `login_user`. Too many wrong codes throw the
+first sign-in, a completed enrolment) calls `sessions.begin`. Too many wrong codes throw the
 half sign-in away, so the password must be given again.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from ..admin import services as staff_services
@@ -20,7 +20,7 @@ from ..form_fields import ConfirmForm
 from ..models import User, utcnow
 from ..security import allow
 from ..web import add_errors, form_status, safe_path, see_other
-from . import bp, twofactor
+from . import bp, sessions, twofactor
 from .services import AccountError
 from .twofactor_forms import AcceptInviteForm, NewPasswordForm, TwoFactorCodeForm
 
@@ -64,7 +64,7 @@ def _finish(state: dict, user: User) -> Response:
         session[PENDING] = state
         return see_other(url_for("accounts.two_factor_new_password"))
     session.pop(PENDING, None)
-    login_user(user, remember=bool(state.get("remember")))
+    sessions.begin(user, remember=bool(state.get("remember")))
     return see_other(safe_path(state.get("next", ""), url_for("main.home")))
 
 
@@ -131,7 +131,7 @@ def two_factor_enrol():
                 session[PENDING] = state
             else:
                 session.pop(PENDING, None)
-                login_user(user, remember=bool(state.get("remember")))
+                sessions.begin(user, remember=bool(state.get("remember")))
             # Shown once, here; only their hashes are kept.
             return render_template("accounts/two_factor_codes.html", codes=codes,
                                    next_url=next_url, first_time=True)
@@ -158,7 +158,7 @@ def two_factor_new_password():
             add_errors(form, exc.errors)
         else:
             session.pop(PENDING, None)
-            login_user(user, remember=bool(state.get("remember")))
+            sessions.begin(user, remember=bool(state.get("remember")))
             flash("Your new password is set.", "success")
             return see_other(safe_path(state.get("next", ""), url_for("main.home")))
     days = current_app.config["STAFF_PASSWORD_MAX_AGE_DAYS"]

@@ -12,12 +12,13 @@ from .payments import Payment, PaymentStateChange, StripeEvent
 from .pricing import DurationTier, Extra, OneWayFee, Season
 from .reporting import ReportFact, ReportGroupFact, ReportRefresh
 from .types import utcnow
-from .users import CustomerProfile, LicenceStatus, Role, User
+from .users import CustomerProfile, LicenceStatus, Role, User, UserSession, session_key_hash
 
 __all__ = [
     "AuditRecord", "Branch", "Car", "CarClass", "CustomerProfile", "Hire", "HireState",
     "HireStateChange", "InvalidTransition", "LicenceStatus", "MaintenanceBlock", "OCCUPYING_STATES",
-    "Occupancy", "OutboundEmail", "Payment", "Role", "TRANSITIONS", "User", "utcnow",
+    "Occupancy", "OutboundEmail", "Payment", "Role", "TRANSITIONS", "User", "UserSession",
+    "session_key_hash", "utcnow",
     "LicenceCheck", "LicenceCheckStatus",
     "CarPhoto", "ReportFact", "ReportGroupFact", "ReportRefresh",
     "DurationTier", "Extra", "OneWayFee", "Season",

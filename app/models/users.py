@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import secrets
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Optional
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, String
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, String, delete
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -50,7 +51,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER.value)
     active: Mapped[bool] = mapped_column(default=True)
-    # Part of the session identity: rotating it ends every session of this user.
+    # Emailed links (password reset, invitation) are bound to it: rotating it, as every
+    # "end all sessions" does, makes the links already sent stop working.
     session_token: Mapped[str] = mapped_column(String(64), default=new_session_token)
     branch_id: Mapped[Optional[int]] = mapped_column(ForeignKey("branches.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -72,9 +74,15 @@ class User(UserMixin, db.Model):
     )
     branch: Mapped[Optional["Branch"]] = relationship()
 
-    # Flask-Login uses this as the session's user id.
+    # The key of the signed-in session (one device's sign-in) this object was loaded for or
+    # signed in with; not stored: only its hash is, in user_sessions.
+    _session_key = None
+
+    # Flask-Login keeps this in the session and remember-me cookies: "<user id>:<session key>".
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_token}"
+        if not self._session_key:
+            raise RuntimeError("no signed-in session: start one (accounts.sessions.begin)")
+        return f"{self.id}:{self._session_key}"
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -89,10 +97,28 @@ class User(UserMixin, db.Model):
         return self.role == Role.ADMIN.value
 
     def end_all_sessions(self) -> None:
+        """Every device signed out, every emailed link void."""
         self.session_token = new_session_token()
+        db.session.execute(delete(UserSession).where(UserSession.user_id == self.id))
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.role}>"
+
+
+def session_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class UserSession(db.Model):
+    """One device's sign-in: its cookie carries the key, the database only its hash. Signing
+    out deletes the row, so every copy of that cookie stops working; other devices stay."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class CustomerProfile(db.Model):
