@@ -219,36 +219,43 @@ def _timed(send):
     return response, took
 
 
-def _sweep_target(session: Session, target: Target, rule, problems: list[str]) -> int:
-    """Every probe of the sweeps for one target (see sweeps.py)."""
+def _sweep_target(session: Session, target: Target, rule, problems: list[str],
+                  spent: dict[str, list]) -> int:
+    """Every probe of the sweeps for one target (see sweeps.py); `spent` adds up the
+    requests and seconds of each sweep."""
     sent = 0
-    probes = [*field_probes(target, session.csrf), *file_probes(target, session.csrf),
-              *redirect_probes(target, session.csrf)]
-    if rule is not None and rule.arguments:
-        probes += path_probes(target, session.csrf, rule)
-    for probe in probes:
-        response, took = _timed(lambda: _send(
-            session, target, probe.pairs, probe.files, path=probe.path, query=probe.query))
-        if took > SLOW_SECONDS:
-            print(f"[fuzz] slow: {took:.1f} s at {target.method} {target.url} {probe.what}")
-        sent += 1
-        _check(response, target, probe.what, problems, redirect=probe.redirect)
-        response.close()
+    sweeps = {"fields": field_probes(target, session.csrf),
+              "uploads": file_probes(target, session.csrf),
+              "redirects": redirect_probes(target, session.csrf),
+              "addresses": path_probes(target, session.csrf, rule)
+              if rule is not None and rule.arguments else []}
+    for sweep, probes in sweeps.items():
+        for probe in probes:
+            response, took = _timed(lambda: _send(
+                session, target, probe.pairs, probe.files, path=probe.path, query=probe.query))
+            if took > SLOW_SECONDS:
+                print(f"[fuzz] slow: {took:.1f} s at {target.method} {target.url} {probe.what}")
+            sent += 1
+            tally = spent.setdefault(sweep, [0, 0.0])
+            tally[0], tally[1] = tally[0] + 1, tally[1] + took
+            _check(response, target, probe.what, problems, redirect=probe.redirect)
+            response.close()
     return sent
 
 
 def _fuzz_target(session: Session, target: Target, problems: list[str], seed: int,
                  deadline: float) -> int:
-    """Random combinations (hypothesis), until EXAMPLES are sent or the role's time is up."""
+    """Random combinations (hypothesis): EXAMPLES for this target, if the role's time is not up
+    (checked per target: hypothesis needs each example to draw the same way when it replays)."""
     sent = 0
+    if time.monotonic() > deadline:
+        return 0
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck), derandomize=False)
     @given(st.data())
     def run(data):
         nonlocal sent
-        if time.monotonic() > deadline:
-            return
         pairs, files = data.draw(form_payload(target, session.csrf))
         response, took = _timed(lambda: _send(session, target, pairs, files))
         if took > SLOW_SECONDS:
@@ -308,10 +315,15 @@ def test_fuzz_every_form_a_role_can_reach(app, services, role):
     problems: list[str] = []
     started = time.monotonic()
     swept = _every_route_with_an_id(app, session, problems)
+    spent = {"every route's address": [swept, time.monotonic() - started]}
     targets = sorted(targets, key=lambda t: (t.endpoint, t.method))
     for target in targets:
-        swept += _sweep_target(session, target, rules.get(target.endpoint), problems)
-        swept += _oversize(session, target, problems)
+        swept += _sweep_target(session, target, rules.get(target.endpoint), problems, spent)
+        began = time.monotonic()
+        oversize = _oversize(session, target, problems)
+        swept += oversize
+        tally = spent.setdefault("17 MB bodies", [0, 0.0])
+        tally[0], tally[1] = tally[0] + oversize, tally[1] + time.monotonic() - began
         if not session.still_signed_in():
             session.sign_in()
     sweep_seconds = time.monotonic() - started
@@ -324,6 +336,8 @@ def test_fuzz_every_form_a_role_can_reach(app, services, role):
           f"in {sweep_seconds:.0f} s; random: {randomly} requests in "
           f"{time.monotonic() - started - sweep_seconds:.0f} s (seed {seed}, up to {EXAMPLES} "
           f"examples each, {SECONDS:.0f} s budget)")
+    print("[fuzz]   sweeps: " + "; ".join(f"{name} {n} in {seconds:.1f} s"
+                                          for name, (n, seconds) in spent.items()))
     for target in targets:
         print(f"[fuzz]   {target.method:4} {target.endpoint:36} "
               f"{','.join(sorted({f.name for f in target.fields}))[:90]}")
