@@ -16,6 +16,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Hire, HireState, Payment, User
 
+
 S = HireState
 CARD = "card"
 CRYPTO = "crypto"

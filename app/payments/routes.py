@@ -171,6 +171,5 @@ def stripe_webhook():
         return jsonify(error="invalid signature"), 400
     row = stripe_card.store_event(event, now=utcnow())
     if row is not None:
-        from ..jobs.payments import process_stripe_event
-        enqueue(process_stripe_event, row.id)
+        enqueue("app.jobs.payments.process_stripe_event", row.id)
     return jsonify(received=True), 200

@@ -38,6 +38,7 @@ from .deposits import (capture_hold, deposit_hold_params, due_deposit_holds, pla
 from .refunds import new_card_refund, record_refund_created, refund_params, send_card_refund
 from .webhooks import SUBSCRIBED_EVENTS, apply_refund_event, payment_from, process_event, store_event
 
+
 __all__ = [
     "lock_payment", "payments_of",
     "apply_checkout_session", "charge_saved_card", "confirm_hire_after_payment",

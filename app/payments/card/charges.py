@@ -22,6 +22,7 @@ from ...models import Hire, InvalidTransition, Payment, User, utcnow
 from ..ledger import (CARD, CHECKOUT, SAVED_CARD, S, PaymentError, ever_confirmed, lock_payment,
                       payments_of, purpose, refunded_pence, rental_paid_pence, saved_card_of)
 
+
 # --- the outcome of a card payment ------------------------------------------------------------
 
 def apply_checkout_session(payment_id: int, session: dict, *, now: datetime,
@@ -142,7 +143,6 @@ def record_charge_declined(payment_id: int, message: str, *, now: datetime, even
     db.session.commit()
 
 
-
 # --- charging the saved card ----------------------------------------------------------------
 
 def charge_saved_card(hire: Hire, amount_pence: int, reason: str, by: User, *,
@@ -175,8 +175,7 @@ def charge_saved_card(hire: Hire, amount_pence: int, reason: str, by: User, *,
     audit.record(by, "payment.saved_card_charged", hire,
                  new={"amount_pence": amount_pence, "reason": reason, "key": key}, at=now)
     db.session.commit()
-    from ...jobs.payments import charge_saved_card as charge_job  # jobs.payments imports this package: the cycle ends with jobs by name
-    enqueue(charge_job, payment.id)
+    enqueue("app.jobs.payments.charge_saved_card", payment.id)
     return payment
 
 

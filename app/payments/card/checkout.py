@@ -28,6 +28,7 @@ from ..crypto import hires_under_review
 from ..ledger import (CARD, CHECKOUT, OWING_STATES, PaymentError, PaymentNotFound, S,
                       amount_due_pence, checkout_charges, latest_checkout, lock_payment)
 
+
 UNREACHABLE_MESSAGE = ("We could not reach the card processor just now. No money has been taken. "
                        "Please try again in a minute.")
 STALLED_MESSAGE = ("Starting the card payment is taking longer than it should. No money has been "
@@ -179,8 +180,7 @@ def start_card_checkout(hire: Hire, user: User, *, amount_pence: int, success_ur
 
 
 def _enqueue_checkout(payment: Payment) -> None:
-    from ...jobs.payments import create_checkout_session  # jobs.payments imports this package: the cycle ends with jobs by name
-    enqueue(create_checkout_session, payment.id)
+    enqueue("app.jobs.payments.create_checkout_session", payment.id)
 
 
 def _start_overdue(payment: Payment, now: datetime) -> bool:
@@ -298,7 +298,6 @@ def record_start_refused(payment_id: int, message: str, *, now: datetime) -> Non
     log().error("stripe refused a request", payment_id=payment_id, message=message)
 
 
-
 @retry_on_conflict
 def record_checkout_return(hire: Hire, session_id: str, *, now: datetime) -> Optional[Payment]:
     """The customer came back from Checkout: fetch the session's outcome in a job.
@@ -322,8 +321,7 @@ def record_checkout_return(hire: Hire, session_id: str, *, now: datetime) -> Opt
 
 
 def _enqueue_sync(payment: Payment) -> None:
-    from ...jobs.payments import sync_checkout_session  # jobs.payments imports this package: the cycle ends with jobs by name
-    enqueue(sync_checkout_session, payment.id)
+    enqueue("app.jobs.payments.sync_checkout_session", payment.id)
 
 
 def _recheck_due(payment: Optional[Payment], now: datetime) -> bool:

@@ -26,6 +26,7 @@ from ...models import Hire, Payment, User, utcnow
 from ..ledger import (CARD, S, PaymentError, active_hold, lock_payment,
                       payments_of, saved_card_of)
 
+
 def place_deposit_hold(hire: Hire, *, now: Optional[datetime] = None,
                        by: Optional[User] = None) -> Optional[Payment]:
     """Put the deposit on the saved card as a hold (manual capture); the job calls Stripe.
@@ -66,8 +67,7 @@ def place_deposit_hold(hire: Hire, *, now: Optional[datetime] = None,
         db.session.rollback()
         return db.session.scalars(select(Payment).where(
             Payment.idempotency_key == f"hire:{hire.id}:deposit:{attempt}")).one()
-    from ...jobs.payments import authorise_deposit  # jobs.payments imports this package: the cycle ends with jobs by name
-    enqueue(authorise_deposit, hold.id)
+    enqueue("app.jobs.payments.authorise_deposit", hold.id)
     return hold
 
 
@@ -168,11 +168,8 @@ def capture_hold(hire: Hire, hold: Optional[Payment], amount_pence: int, by: Opt
                      new={"captured_pence": amount_pence,
                           "released_pence": hold.amount_pence - amount_pence, "reason": reason}, at=now)
     db.session.commit()
-    from ...jobs.payments import settle_deposit  # jobs.payments imports this package: the cycle ends with jobs by name
-    enqueue(settle_deposit, hold.id)
+    enqueue("app.jobs.payments.settle_deposit", hold.id)
     return hold
-
-
 
 
 def record_deposit_settled(hold_id: int, intent: dict, *, now: datetime) -> None:
@@ -211,7 +208,6 @@ def record_deposit_settle_refused(hold_id: int, message: str, *, now: datetime) 
         hold.failure_message = "The hold could not be captured (it may have lapsed)."
         hold.move_to("failed", why=f"capture refused: {message}", now=now)
     db.session.commit()
-
 
 
 def due_deposit_holds(now: datetime) -> list[Hire]:

@@ -20,6 +20,7 @@ from .charges import apply_checkout_session, record_charge_declined, record_char
 from .deposits import record_hold_authorised, record_hold_failed, record_hold_released
 from .refunds import record_refund_created
 
+
 SUBSCRIBED_EVENTS = frozenset({
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",

@@ -41,6 +41,7 @@ from .review import (accept_reviewed, can_accept, refund_reviewed, review_count,
 from .watching import (Settlement, confirm_paid_hire, lock_cursor, mark_vanished, move_block,
                        record_deposit, record_seen, settle)
 
+
 __all__ = [
     "BPS", "PAID_HIRE_STATES", "WEI_PER_ETH", "CryptoError", "CryptoUnavailable", "PaymentStatus",
     "Rate", "available", "create_quote", "crypto_payment_in_flight", "current_rate", "cursor_key",

@@ -23,6 +23,7 @@ from ...logging_setup import log
 from ...models import Hire, HireState, User
 from ...models.crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
 
+
 WEI_PER_ETH = 10**18
 BPS = 10_000
 PAID_HIRE_STATES = frozenset({HireState.CONFIRMED.value, HireState.ACTIVE.value,

@@ -27,6 +27,7 @@ from ...models.crypto import ChainPayment, CryptoRefund
 from ..ledger import CRYPTO, PaymentError
 from .quotes import CryptoError, format_eth, hire_payments
 
+
 # --- refunds -----------------------------------------------------------------------------------
 
 def _default_refund_key(hire: Hire, amount_pence: int, reason: str) -> str:

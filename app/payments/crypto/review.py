@@ -19,7 +19,6 @@ from .quotes import CryptoError, current_rate, pence_for_wei
 from .refunds import ask_for_refund_address, new_refund
 from .watching import confirm_paid_hire, record_deposit
 
-# --- staff review --------------------------------------------------------------------------------
 
 def review_queue() -> list[ChainPayment]:
     return list(db.session.scalars(select(ChainPayment).where(ChainPayment.state == "review")

@@ -23,7 +23,6 @@ from ...models.crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefun
 from .quotes import PAID_HIRE_STATES, format_eth, pence_for_wei, tolerance_wei
 from .refunds import new_refund
 
-# --- the watcher's findings -------------------------------------------------------------------
 
 def lock_cursor(key: str, start_block: int, now: datetime) -> ChainCursor:
     """The cursor row under a row lock (PostgreSQL): one scanner per contract at a time."""
