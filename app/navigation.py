@@ -11,7 +11,7 @@ from typing import Callable, Optional
 from flask import Flask, current_app
 from flask_login import current_user
 
-from .payments.crypto import review_count
+from .payments import review_count
 from .security import audience_for
 
 # (endpoint, label) in the order staff meet them during a day. Maintenance blocks are kept

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Inspection, OutboundEmail, Payment, utcnow
-from app.payments import services as payments
+from app import payments
 from app.returns import services
 from tests import factories
 from tests.conftest import AuthActions, csrf_token
@@ -97,7 +97,7 @@ def test_a_refund_the_settlement_cannot_make_is_left_to_staff_not_an_error(strip
                                                                           customer, standin):
     """Back two days early, but most of the price was given back already: the unused days'
     refund is more than is left. The return is recorded and staff are told; no 500."""
-    from app.payments.refunds import request_refund
+    from app.payments import request_refund
     hire = paid_hire(client, standin, customer, start=utcnow() - timedelta(days=1), days=3)
     request_refund(hire, hire.total_pence - 100, "goodwill", None)  # £1 left to refund
     staff = staff_client(stripe_app)

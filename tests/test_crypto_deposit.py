@@ -13,7 +13,7 @@ from app.jobs.booking import tick
 from app.models import HireState, OutboundEmail, Payment, utcnow
 from app.models.crypto import CryptoRefund
 from app.payments import crypto
-from app.payments import services as payments
+from app import payments
 from app.returns import services as counter
 from tests import factories
 from tests.conftest import AuthActions

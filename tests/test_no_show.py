@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from app.extensions import db
 from app.jobs.booking import tick
 from app.models import AuditRecord, Inspection, OutboundEmail, Payment, utcnow
-from app.payments import services as payments
+from app import payments
 from tests import factories
 from tests.conftest import CSRF_RE, AuthActions, csrf_token
 from tests.test_booking import local_day, shop, text_of, trip_args  # noqa: F401

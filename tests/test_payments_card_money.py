@@ -13,9 +13,8 @@ from app.booking.seed import seed_rate_tables
 from app.extensions import db
 from app.jobs import payments as payment_jobs
 from app.models import AuditRecord, HireState, OutboundEmail, Payment, utcnow
-from app.payments import services
-from app.payments.refunds import RefundError, request_refund
-from app.payments.services import PaymentError
+from app import payments as services
+from app.payments import PaymentError, RefundError, request_refund
 from tests import factories
 from tests.conftest import csrf_token
 from tests.test_booking import FMT, as_utc, local_day

@@ -27,7 +27,7 @@ from ..extensions import db
 from ..filters import money
 from ..logging_setup import log
 from ..models import AuditRecord, Hire, HireState, Inspection, OutboundEmail, User
-from ..payments.services import active_hold, eth_deposit, release_deposit, rental_paid_pence
+from ..payments import active_hold, eth_deposit, release_deposit, rental_paid_pence
 from . import emails
 from .services import BookingError, _lock, _request_refund
 

@@ -35,7 +35,7 @@ from . import pricing
 from .pricing import PricingError, Quote, RateTables
 
 if TYPE_CHECKING:
-    from ..payments.refunds import MoneyBack
+    from ..payments import MoneyBack
 
 S = HireState
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read out over the phone
@@ -636,7 +636,7 @@ def cancel_hire(hire: Hire, *, by: User, now: datetime) -> int:
                                           key=f"hire:{hire.id}:cancel-refund"):
         refund = 0  # payments could not give it back: staff follow up from the history
     if was_paid:
-        from ..payments.services import release_deposit
+        from ..payments import release_deposit
         release_deposit(hire, by, reason="booking cancelled: deposit returned in full", now=now)
     from . import emails
     emails.queue_cancelled(hire, refund_pence=refund, paid=was_paid)
@@ -652,7 +652,7 @@ def _request_refund(hire: Hire, amount_pence: int, reason: str, by: Optional[Use
     for staff to follow up; the cancellation or change itself stands.
     """
     try:
-        from ..payments.refunds import RefundError, request_refund
+        from ..payments import RefundError, request_refund
     except ModuleNotFoundError as exc:
         if exc.name != "app.payments.refunds":
             raise
@@ -760,7 +760,7 @@ def expire_held_hires(now: datetime, *, batch: int = 500) -> list[int]:
     """Expire unpaid holds whose time is up, freeing their cars. Safe to run twice or at once."""
     q = (select(Hire).where(Hire.state == S.HELD.value, Hire.hold_expires_at <= now)
          .order_by(Hire.id).limit(batch).with_for_update(skip_locked=True))
-    from ..payments.crypto import payment_keeps_hold
+    from ..payments import payment_keeps_hold
     expired = []
     for hire in db.session.scalars(q):
         if payment_keeps_hold(hire, now):
@@ -825,7 +825,7 @@ def _endings(hires: list[Hire]) -> dict[int, Ending]:
                HireStateChange.to_state.in_([s.value for s in ENDED_WITHOUT_HIRE]),
                HireStateChange.from_state != HireStateChange.to_state)  # not a later note
         .group_by(HireStateChange.hire_id)).all())
-    from ..payments.refunds import money_back
+    from ..payments import money_back
     money = money_back(ended)
     return {hire_id: Ending(at.get(hire_id), money[hire_id]) for hire_id in ended}
 
@@ -848,7 +848,7 @@ def customer_bookings(customer: User, *, past_limit: int = 50) -> MyBookings:
 
 def payments_under_review(hires: list[Hire]) -> set[int]:
     """The held hires among `hires` whose payment staff are reviewing: nothing to pay meanwhile."""
-    from ..payments.crypto import hires_under_review
+    from ..payments import hires_under_review
     return hires_under_review(h.id for h in hires if h.hire_state == S.HELD)
 
 

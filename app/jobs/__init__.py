@@ -5,13 +5,19 @@ the embedded default it runs the task in-process: on a small thread pool ("threa
 pages still never wait, or inline ("sync", for deterministic tests). Tasks take ids, build
 their own app context when they need one, and are idempotent, so running one twice is safe.
 Callers enqueue only after committing what the task will read.
+
+A service names its task by its dotted path (`enqueue("app.jobs.payments.create_refund", id)`),
+so services never import the jobs that call them back: dependencies run one way, jobs ->
+services. RQ stores that same path for a task given as a function, so both forms make the
+same job, and the paths of jobs already queued keep working.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from flask import Flask, current_app, has_app_context
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -84,12 +90,29 @@ def queue_names() -> list[str]:
     return [cfg["JOBS_QUEUE_NAME"], cfg["REPORTS_QUEUE_NAME"]]
 
 
-def enqueue(fn: Callable, *args: Any, job_id: str | None = None, queue_name: str | None = None,
+Task = Union[Callable, str]  # a task, or its dotted path ("app.jobs.payments.create_refund")
+
+
+def resolve(fn: Task) -> Callable:
+    """The task a dotted path names (a callable is returned as it is)."""
+    if callable(fn):
+        return fn
+    module, _, name = fn.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def task_name(fn: Task) -> str:
+    return fn.rpartition(".")[2] if isinstance(fn, str) else fn.__name__
+
+
+def enqueue(fn: Task, *args: Any, job_id: str | None = None, queue_name: str | None = None,
             timeout: int | None = None) -> None:
     """Run `fn(*args)` in the background: on RQ's queue `queue_name` (the customer-facing
     one by default) with at most `timeout` seconds an attempt (JOB_TIMEOUT_SECONDS by
-    default), or in-process on the embedded default."""
+    default), or in-process on the embedded default. `fn` is the task or its dotted path."""
     mode = current_app.config["JOBS_MODE"]
+    if mode != "rq":
+        fn = resolve(fn)
     if mode == "rq":
         from rq import Retry
         queue(queue_name).enqueue(
@@ -106,7 +129,7 @@ def enqueue(fn: Callable, *args: Any, job_id: str | None = None, queue_name: str
         raise RuntimeError(f"unknown JOBS_MODE {mode!r}")
 
 
-def enqueue_or_leave_for_recovery(fn: Callable, *args: Any, job_id: str | None = None) -> bool:
+def enqueue_or_leave_for_recovery(fn: Task, *args: Any, job_id: str | None = None) -> bool:
     """Enqueue the task for a row already committed; False if the queue was unreachable.
 
     The row then waits, and the scheduler's tick queues its task once Redis answers again
@@ -115,7 +138,7 @@ def enqueue_or_leave_for_recovery(fn: Callable, *args: Any, job_id: str | None =
     try:
         enqueue(fn, *args, job_id=job_id)
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        log().warning("queue unreachable: the tick will queue the job", task=fn.__name__,
+        log().warning("queue unreachable: the tick will queue the job", task=task_name(fn),
                       job_id=job_id, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return False
     return True

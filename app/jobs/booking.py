@@ -37,7 +37,7 @@ def tick(now_iso: str | None = None) -> dict:
     reminders = queue_due_reminders(now)
     # Payments' scheduled work rides on the same timer: card deposit holds that are now due
     # (DEPOSIT_HOLD_LEAD_DAYS before pickup), and a chain scan when crypto payments are open.
-    from ..payments.services import place_due_deposit_holds
+    from ..payments import place_due_deposit_holds
     from .chain import request_scan
     holds = place_due_deposit_holds(now)
     scanning = request_scan(now)

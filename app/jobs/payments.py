@@ -1,5 +1,8 @@
 """Card payment jobs: the only code that calls Stripe (through app/integrations/stripe_client).
 
+They serve the card provider (app/payments/card): its services record the work and
+enqueue these; the jobs hand Stripe's answers back to it.
+
 Each task takes ids, re-reads its Payment row, does nothing if the work is already done,
 and calls Stripe with the row's FIXED idempotency key, so a retry — by the queue after a
 timeout or a 500, or after the worker died between Stripe's answer and our commit — gets
@@ -15,12 +18,12 @@ from ..integrations import stripe_client
 from ..integrations.stripe_client import CardDeclined, StripeRejected, StripeUnavailable
 from ..logging_setup import log
 from ..models import Payment, utcnow
-from ..payments import services
+from ..payments import card
 from . import task
 
 
 def _unavailable(payment_id: int, exc: StripeUnavailable) -> None:
-    services.record_attempt_error(payment_id, str(exc), now=utcnow())
+    card.record_attempt_error(payment_id, str(exc), now=utcnow())
     raise exc
 
 
@@ -30,9 +33,9 @@ def create_checkout_session(payment_id: int) -> None:
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.checkout_session_id or payment.is_final:
         return
-    if services.cancel_if_unpayable(payment_id, now=utcnow()):
+    if card.cancel_if_unpayable(payment_id, now=utcnow()):
         return
-    params = services.checkout_params(payment)
+    params = card.checkout_params(payment)
     key = payment.idempotency_key
     db.session.rollback()  # hold no transaction open across the network call
     try:
@@ -40,9 +43,9 @@ def create_checkout_session(payment_id: int) -> None:
     except StripeUnavailable as exc:
         _unavailable(payment_id, exc)
     except (StripeRejected, CardDeclined) as exc:
-        services.record_start_refused(payment_id, str(exc), now=utcnow())
+        card.record_start_refused(payment_id, str(exc), now=utcnow())
         return
-    services.record_checkout_created(payment_id, session, now=utcnow())
+    card.record_checkout_created(payment_id, session, now=utcnow())
 
 
 @task
@@ -60,13 +63,13 @@ def sync_checkout_session(payment_id: int) -> None:
     except StripeRejected as exc:
         log().error("checkout session not retrievable", payment_id=payment_id, error=str(exc))
         return
-    services.apply_checkout_session(payment_id, session, now=utcnow())
+    card.apply_checkout_session(payment_id, session, now=utcnow())
 
 
 @task
 def process_stripe_event(event_row_id: int) -> None:
     """Apply one stored webhook event (once)."""
-    services.process_event(event_row_id, now=utcnow())
+    card.process_event(event_row_id, now=utcnow())
 
 
 @task
@@ -75,7 +78,7 @@ def authorise_deposit(hold_id: int) -> None:
     hold = db.session.get(Payment, hold_id)
     if hold is None or hold.state not in ("pending", "processing"):
         return
-    params = services.deposit_hold_params(hold)
+    params = card.deposit_hold_params(hold)
     key = hold.idempotency_key
     db.session.rollback()
     try:
@@ -83,17 +86,17 @@ def authorise_deposit(hold_id: int) -> None:
     except StripeUnavailable as exc:
         _unavailable(hold_id, exc)
     except CardDeclined as exc:
-        services.record_hold_failed(hold_id, exc.message, now=utcnow(),
+        card.record_hold_failed(hold_id, exc.message, now=utcnow(),
                                     intent_id=exc.payment_intent.get("id", ""))
         return
     except StripeRejected as exc:
-        services.record_hold_failed(hold_id, f"The hold could not be placed ({exc}).", now=utcnow())
+        card.record_hold_failed(hold_id, f"The hold could not be placed ({exc}).", now=utcnow())
         return
     if intent.get("status") == "requires_capture":
-        services.record_hold_authorised(hold_id, intent, now=utcnow())
+        card.record_hold_authorised(hold_id, intent, now=utcnow())
     else:
         # e.g. requires_action: the bank wants the customer present (3-D Secure).
-        services.record_hold_failed(hold_id, "Your bank asked to confirm the hold in person.",
+        card.record_hold_failed(hold_id, "Your bank asked to confirm the hold in person.",
                                     now=utcnow(), intent_id=intent.get("id", ""))
 
 
@@ -103,7 +106,7 @@ def settle_deposit(hold_id: int) -> None:
     hold = db.session.get(Payment, hold_id)
     if hold is None or not hold.provider_ref:
         return
-    children = [p for p in services.payments_of(hold.hire) if p.parent_id == hold.id]
+    children = [p for p in card.payments_of(hold.hire) if p.parent_id == hold.id]
     capture = next((p for p in children if p.kind == "capture" and not p.is_final), None)
     release = next((p for p in children if p.kind == "release" and not p.is_final), None)
     if capture is None and release is None:
@@ -120,9 +123,9 @@ def settle_deposit(hold_id: int) -> None:
     except StripeUnavailable as exc:
         _unavailable(hold_id, exc)
     except (StripeRejected, CardDeclined) as exc:
-        services.record_deposit_settle_refused(hold_id, str(exc), now=utcnow())
+        card.record_deposit_settle_refused(hold_id, str(exc), now=utcnow())
         return
-    services.record_deposit_settled(hold_id, intent, now=utcnow())
+    card.record_deposit_settled(hold_id, intent, now=utcnow())
 
 
 @task
@@ -131,7 +134,7 @@ def charge_saved_card(payment_id: int) -> None:
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.is_final:
         return
-    params = services.saved_card_params(payment)
+    params = card.saved_card_params(payment)
     key = payment.idempotency_key
     db.session.rollback()
     try:
@@ -139,36 +142,35 @@ def charge_saved_card(payment_id: int) -> None:
     except StripeUnavailable as exc:
         _unavailable(payment_id, exc)
     except CardDeclined as exc:
-        services.record_charge_declined(payment_id, exc.message, now=utcnow(),
+        card.record_charge_declined(payment_id, exc.message, now=utcnow(),
                                         intent_id=exc.payment_intent.get("id", ""))
         return
     except StripeRejected as exc:
-        services.record_charge_declined(payment_id, f"The charge could not be made ({exc}).",
+        card.record_charge_declined(payment_id, f"The charge could not be made ({exc}).",
                                         now=utcnow())
         return
     if intent.get("status") == "succeeded":
-        services.record_charge_succeeded(payment_id, intent_id=intent["id"],
+        card.record_charge_succeeded(payment_id, intent_id=intent["id"],
                                          customer=intent.get("customer"),
                                          payment_method=intent.get("payment_method"), now=utcnow())
     else:
-        services.record_charge_declined(payment_id, "Your bank asked to confirm this charge in person.",
+        card.record_charge_declined(payment_id, "Your bank asked to confirm this charge in person.",
                                         now=utcnow(), intent_id=intent.get("id", ""))
 
 
 def _record_refund(refund_id: int, refund: dict) -> None:
-    services.record_refund_created(refund_id, refund, now=utcnow())
+    card.record_refund_created(refund_id, refund, now=utcnow())
 
 
 @task
 def create_refund(refund_id: int) -> None:
     """Refund.create for a card refund, key "refund:<payment id>": one refund however often run."""
-    from ..payments.refunds import refund_params
     refund = db.session.get(Payment, refund_id)
     if refund is None or refund.kind != "refund" or refund.method != "card" or refund.is_final:
         return
     if refund.provider_ref:
         return  # Stripe's answer is already recorded; its webhook finishes the rest
-    params = refund_params(refund)
+    params = card.refund_params(refund)
     key = f"refund:{refund.id}"
     db.session.rollback()
     try:
@@ -176,7 +178,7 @@ def create_refund(refund_id: int) -> None:
     except StripeUnavailable as exc:
         _unavailable(refund_id, exc)
     except (StripeRejected, CardDeclined) as exc:
-        payment = services._lock_payment(refund_id)
+        payment = card.lock_payment(refund_id)
         if payment is not None and not payment.is_final:
             payment.failure_message = str(exc)[:300]
             payment.move_to("failed", why=f"Stripe refused the refund: {exc}", now=utcnow())
@@ -189,5 +191,5 @@ def create_refund(refund_id: int) -> None:
 @task
 def place_due_deposit_holds() -> list[int]:
     """Scheduled: place the deposit holds that are due (DEPOSIT_HOLD_LEAD_DAYS before pickup)."""
-    return services.place_due_deposit_holds(utcnow())
+    return card.place_due_deposit_holds(utcnow())
 

@@ -38,7 +38,7 @@ def waiting_rows(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
     JOB_RECOVERY_AFTER_SECONDS ago, whether or not a job exists for them."""
     from ..models import LicenceCheck, OutboundEmail, Payment, StripeEvent
     from ..models.licence import LicenceCheckStatus
-    from ..payments.services import CARD, CHECKOUT, SAVED_CARD
+    from ..payments import CARD, CHECKOUT, SAVED_CARD
     from . import licence, mail, payments
 
     before = now - timedelta(seconds=current_app.config["JOB_RECOVERY_AFTER_SECONDS"])

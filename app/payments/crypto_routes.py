@@ -1,4 +1,4 @@
-"""Crypto payment pages, on the `payments` blueprint (/pay). Thin: parse, call crypto.py, render.
+"""Crypto payment pages, on the `payments` blueprint (/pay). Thin: parse, call the crypto provider (crypto/), render.
 
 Customer: /pay/<reference>/crypto shows the ETH price and the "Pay with wallet" button
 (static/js/wallet.js), and a status fragment that polls itself until the payment is

@@ -20,9 +20,10 @@ from ..logging_setup import log
 from ..models import Hire, utcnow
 from ..security import allow
 from ..web import add_errors, form_status, render, see_other, wants_fragment
-from . import bp, services
+from . import bp, ledger
+from . import card as stripe_card
 from .forms import CardPaymentForm
-from .services import PaymentError, PaymentNotFound
+from .ledger import PaymentError, PaymentNotFound
 
 
 
@@ -45,7 +46,7 @@ def _check_stripe_settings(state: BlueprintSetupState) -> None:
 def _own_hire(reference: str) -> Hire:
     """The signed-in customer's own hire, or 404."""
     try:
-        hire = services.hire_for(reference, current_user)
+        hire = ledger.hire_for(reference, current_user)
     except PaymentNotFound:
         abort(404)
     if hire.customer_id != current_user.id:
@@ -64,13 +65,13 @@ def _crypto_url(hire: Hire) -> str | None:
 def start(reference: str):
     """The frozen price lines and the choice of Card or Crypto (after booking's confirm)."""
     hire = _own_hire(reference)
-    status = services.card_status(hire, utcnow())
+    status = stripe_card.card_status(hire, utcnow())
     if status.stage == "confirmed":
         return redirect(url_for("payments.receipt", reference=reference))
     return render("payments/start.html", "payments/start.html", hire=hire, card_status=status,
-                  amount_due=services.amount_due_pence(hire), crypto_url=_crypto_url(hire),
+                  amount_due=ledger.amount_due_pence(hire), crypto_url=_crypto_url(hire),
                   card_available=stripe_client.is_configured(),
-                  under_review=services.under_review(hire),
+                  under_review=stripe_card.under_review(hire),
                   came_back=request.args.get("cancelled") == "1")
 
 
@@ -79,13 +80,13 @@ def start(reference: str):
 def card(reference: str):
     """Confirm step: the amount to pay by card. POST records the payment and opens Checkout."""
     hire = _own_hire(reference)
-    due = services.amount_due_pence(hire)
+    due = ledger.amount_due_pence(hire)
     form = CardPaymentForm()
     if request.method == "GET":
         form.amount_pence.data = due
     if form.validate_on_submit():
         try:
-            services.start_card_checkout(
+            stripe_card.start_card_checkout(
                 hire, current_user, amount_pence=form.amount_pence.data,
                 # Stripe substitutes {CHECKOUT_SESSION_ID}; it must not be URL-encoded.
                 success_url=url_for("payments.card_return", reference=reference, _external=True)
@@ -97,7 +98,7 @@ def card(reference: str):
         except PaymentError as exc:
             add_errors(form, {"": exc.message})
             form.amount_pence.raw_data = None
-            form.amount_pence.data = services.amount_due_pence(hire)
+            form.amount_pence.data = ledger.amount_due_pence(hire)
         else:
             return see_other(url_for("payments.card_continue", reference=reference))
     status = form_status(form)
@@ -110,7 +111,7 @@ def card(reference: str):
 def card_continue(reference: str):
     """Waits for the Checkout Session (created by a job), then sends the browser to it."""
     hire = _own_hire(reference)
-    status = services.card_status(hire, utcnow())
+    status = stripe_card.card_status(hire, utcnow())
     if status.stage == "confirmed":
         return see_other(url_for("payments.receipt", reference=reference))
     if wants_fragment() and status.stage in ("ready", "declined") and status.checkout_url:
@@ -127,9 +128,9 @@ def card_continue(reference: str):
 def card_return(reference: str):
     """Back from Checkout: "Payment processing", turning into "Confirmed" by itself."""
     hire = _own_hire(reference)
-    services.record_checkout_return(hire, request.args.get("session_id", ""), now=utcnow())
+    stripe_card.record_checkout_return(hire, request.args.get("session_id", ""), now=utcnow())
     return render("payments/processing.html", "payments/partials/_status.html", hire=hire,
-                  card_status=services.card_status(hire, utcnow()))
+                  card_status=stripe_card.card_status(hire, utcnow()))
 
 
 @bp.get("/<reference>/status")
@@ -138,9 +139,9 @@ def status(reference: str):
     """The self-replacing status fragment the processing page polls."""
     hire = _own_hire(reference)
     now = utcnow()
-    services.recheck_returned_checkout(hire, now=now)
+    stripe_card.recheck_returned_checkout(hire, now=now)
     return render("payments/processing.html", "payments/partials/_status.html", hire=hire,
-                  card_status=services.card_status(hire, now))
+                  card_status=stripe_card.card_status(hire, now))
 
 
 @bp.get("/<reference>/receipt")
@@ -148,13 +149,13 @@ def status(reference: str):
 def receipt(reference: str):
     """Every payment, hold, capture and refund of a hire (its customer, or staff)."""
     try:
-        hire = services.hire_for(reference, current_user)
+        hire = ledger.hire_for(reference, current_user)
     except PaymentNotFound:
         abort(404)
     return render("payments/receipt.html", "payments/receipt.html", hire=hire,
-                  lines=services.receipt_lines(hire), amount_due=services.amount_due_pence(hire),
-                  net_paid=services.net_paid_pence(hire), hold=services.latest_hold(hire),
-                  card_status=services.card_status(hire, utcnow()))
+                  lines=ledger.receipt_lines(hire), amount_due=ledger.amount_due_pence(hire),
+                  net_paid=ledger.net_paid_pence(hire), hold=ledger.latest_hold(hire),
+                  card_status=stripe_card.card_status(hire, utcnow()))
 
 
 @bp.post("/webhooks/stripe")
@@ -168,8 +169,7 @@ def stripe_webhook():
     except ValueError as exc:
         log().warning("stripe webhook refused", reason=str(exc)[:200])
         return jsonify(error="invalid signature"), 400
-    row = services.store_event(event, now=utcnow())
+    row = stripe_card.store_event(event, now=utcnow())
     if row is not None:
-        from ..jobs.payments import process_stripe_event
-        enqueue(process_stripe_event, row.id)
+        enqueue("app.jobs.payments.process_stripe_event", row.id)
     return jsonify(received=True), 200

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..models import Hire
-from ..payments import services as payments
+from .. import payments
 from . import charges as rules
 from . import services
 

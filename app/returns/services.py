@@ -4,7 +4,7 @@ and returns (condition, charges, settlement).
 Plain functions over the session taking `by` (the staff member) and `now`. Each step is
 committed when done, so a dropped tablet connection loses nothing and reopening the hire
 continues at the first unfinished step. Every step writes an audit record. Money moves
-only through the payments area (`app.payments.services` / `app.payments.refunds`).
+only through the payments area's public names (`app.payments`).
 """
 
 from __future__ import annotations
@@ -306,8 +306,7 @@ def refuse_at_pickup(hire: Hire, *, by: User, now: datetime, reason: str) -> Non
     except StaleDataError:
         db.session.rollback()
         raise AlreadyProcessed("Another tablet changed this hire a moment ago; reload it.")
-    from ..payments.refunds import request_refund
-    from ..payments.services import release_deposit, rental_paid_pence
+    from ..payments import release_deposit, rental_paid_pence, request_refund
     paid = rental_paid_pence(hire)  # what the refusal dialog showed; nothing paid, nothing back
     if paid > 0:
         request_refund(hire, paid, f"refused at pickup: {reason}", by)
@@ -315,11 +314,10 @@ def refuse_at_pickup(hire: Hire, *, by: User, now: datetime, reason: str) -> Non
 
 
 def _payments_call(name: str, hire: Hire, **kwargs):
-    """Call a payments service (app/payments/services.py or refunds.py) if it is installed (the
+    """Call a payments service (app/payments: the names it exports) if it is installed (the
     counter works before card payments do)."""
-    from ..payments import refunds
-    from ..payments import services as payments
-    fn = getattr(payments, name, None) or getattr(refunds, name, None)
+    from .. import payments
+    fn = getattr(payments, name, None)
     if fn is None:
         log().warning("payments service missing", service=name, hire_id=hire.id)
         return None
@@ -429,7 +427,7 @@ def _email_receipt(hire: Hire, insp: Inspection, settlement: rules.Settlement) -
     from ..mail import queue_email
     lines = [f"  {l['label']}: {money(0 if l['waived_reason'] else l['amount_pence'])}"
              + (f" (waived: {l['waived_reason']})" if l["waived_reason"] else "") for l in insp.charge_lines]
-    from ..payments.services import eth_deposit
+    from ..payments import eth_deposit
     money_lines = rules.settlement_lines(settlement, paid_in_eth=eth_deposit(hire) is not None,
                                          reader="customer")
     body = (f"Hello {hire.customer.full_name},\n\nThank you for returning {hire.car.make} {hire.car.model} "
@@ -465,7 +463,7 @@ def _deposit_held_pence(hire: Hire) -> int:
 def _settle_money(hire: Hire, settlement: rules.Settlement, *, by: User) -> list[str]:
     """Ask payments to move the money; what it refuses is returned for staff to resolve
     (the hire stays `returned`, not `closed`, until it is)."""
-    from ..payments.services import PaymentError
+    from ..payments import PaymentError
     problems: list[str] = []
     steps = []
     if settlement.capture_from_hold_pence or settlement.release_pence:

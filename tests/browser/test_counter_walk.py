@@ -26,7 +26,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.filters import money
 from app.models import Hire, LicenceCheck, Payment, utcnow
-from app.payments import services as payments
+from app import payments
 from app.returns import services as counter
 from devtools.licence_standin import LicenceStandIn
 from tests import factories

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import utcnow
-from app.payments import services as payments
+from app import payments
 from tests import factories
 from tests.browser.conftest import browser_sign_in
 from tests.browser.test_counter import PORTRAIT, audit, small_targets
