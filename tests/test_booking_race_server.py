@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.booking import services as booking
+from app.booking import changes, errors, holds, trips
 from app.extensions import db
 from app.fleet import services as fleet
 from app.models import Hire, MaintenanceBlock, Occupancy, utcnow
@@ -203,7 +203,7 @@ def test_the_database_refuses_an_overlapping_occupancy_and_allows_one_that_touch
                                (hire.start_at + timedelta(hours=1), hire.start_at + timedelta(hours=2))):
         with pytest.raises(IntegrityError) as refused:
             _block(hire.car, starts_at, ends_at)
-        assert NO_OVERLAP_CONSTRAINT in booking._violated(refused.value)
+        assert NO_OVERLAP_CONSTRAINT in errors.violated_constraint(refused.value)
         db.session.rollback()
     _block(hire.car, hire.end_at, hire.end_at + timedelta(days=1))  # [start, end) may touch
     _block(hire.car, hire.start_at - timedelta(days=1), hire.start_at)
@@ -263,11 +263,11 @@ def test_a_change_of_dates_that_lost_the_race_gets_the_friendly_answer(booked, s
     hire, _ = booked
     factories.make_hire(car=hire.car, start=hire.end_at + timedelta(hours=12), days=2)
     now = utcnow()
-    trip = booking.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
-                             pickup_local=local_day(10), return_local=local_day(13), now=now)
-    _free_at_first_look(monkeypatch, booking, "is_free", True)
-    with pytest.raises(booking.CarTaken) as taken:
-        booking.change_hire(hire, trip, {}, by=hire.customer, now=now)
+    trip = trips.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
+                           pickup_local=local_day(10), return_local=local_day(13), now=now)
+    _free_at_first_look(monkeypatch, changes, "is_free", True)
+    with pytest.raises(errors.CarTaken) as taken:
+        changes.change_hire(hire, trip, {}, by=hire.customer, now=now)
     assert "just taken" in taken.value.message
     db.session.expire_all()
     assert db.session.get(Hire, hire.id).end_at == hire.start_at + timedelta(days=2)
@@ -277,13 +277,13 @@ def test_the_hold_that_lost_the_race_gets_the_friendly_answer_with_alternatives(
                                                                                monkeypatch):
     hire, other = booked
     now = utcnow()
-    trip = booking.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
-                             pickup_local=local_day(11), return_local=local_day(13), now=now)
-    _free_at_first_look(monkeypatch, booking, "is_free", True)
-    with pytest.raises(booking.CarTaken) as taken:
-        booking.create_hold(customer=factories.make_user("customer"), car_id=hire.car_id,
-                            trip=trip, extras={}, idempotency_key="lost-the-race",
-                            expected_total_pence=None, now=now)
+    trip = trips.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
+                           pickup_local=local_day(11), return_local=local_day(13), now=now)
+    _free_at_first_look(monkeypatch, holds, "is_free", True)
+    with pytest.raises(errors.CarTaken) as taken:
+        holds.create_hold(customer=factories.make_user("customer"), car_id=hire.car_id,
+                          trip=trip, extras={}, idempotency_key="lost-the-race",
+                          expected_total_pence=None, now=now)
     assert taken.value.message == TAKEN
     assert [offer.car.id for offer in taken.value.alternatives] == [other.id]
     assert db.session.scalar(select(func.count(Hire.id))) == 1

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ..accounts.validators import plain_text_error
 from ..booking import no_show as no_shows
-from ..booking.services import BookingError
+from ..booking.errors import BookingError
 from ..extensions import db
 from ..filters import money
 from ..models import Branch, Hire, InspectionPhoto, utcnow
