@@ -24,7 +24,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.booking import changes, errors, holds, trips
 from app.extensions import db
-from app.fleet import services as fleet
+from app.fleet import errors as fleet_errors
+from app.fleet import hire_moves, maintenance
 from app.models import Hire, MaintenanceBlock, Occupancy, utcnow
 from app.models.hires import NO_OVERLAP_CONSTRAINT, OCCUPYING_STATES
 from tests import factories
@@ -235,11 +236,11 @@ def _free_at_first_look(monkeypatch, module, name, answer):
 def test_a_maintenance_block_that_lost_the_race_is_refused_by_the_database(booked, monkeypatch):
     hire, _ = booked
     staff = factories.make_user("admin")
-    _free_at_first_look(monkeypatch, fleet, "_overlapping", [])
-    with pytest.raises(fleet.MaintenanceCollision) as refused:
-        fleet.add_block(hire.car, kind="service", starts_at=hire.start_at + timedelta(hours=1),
-                        ends_at=hire.start_at + timedelta(hours=5), note="", by=staff,
-                        now=utcnow())
+    _free_at_first_look(monkeypatch, maintenance, "_overlapping", [])
+    with pytest.raises(fleet_errors.MaintenanceCollision) as refused:
+        maintenance.add_block(hire.car, kind="service", starts_at=hire.start_at + timedelta(hours=1),
+                              ends_at=hire.start_at + timedelta(hours=5), note="", by=staff,
+                              now=utcnow())
     assert refused.value.errors[""] == ("The car is not free then: it overlaps 1 hire. "
                                         "Move the hires to another car first.")
     assert refused.value.hires == [hire]
@@ -251,9 +252,9 @@ def test_a_hire_moved_onto_a_car_taken_meanwhile_is_refused_by_the_database(book
     hire, other = booked
     staff = factories.make_user("admin")
     factories.make_hire(car=other, start=hire.start_at + timedelta(hours=3), days=1)
-    _free_at_first_look(monkeypatch, fleet, "free_cars_for", [other])
-    with pytest.raises(fleet.FleetError) as refused:
-        fleet.move_hire(hire, other, by=staff, now=utcnow())
+    _free_at_first_look(monkeypatch, hire_moves, "free_cars_for", [other])
+    with pytest.raises(fleet_errors.FleetError) as refused:
+        hire_moves.move_hire(hire, other, by=staff, now=utcnow())
     assert "was just taken" in refused.value.errors["to_car_id"]
     db.session.expire_all()
     assert db.session.get(Hire, hire.id).car_id == hire.car_id
