@@ -42,7 +42,7 @@ def tick(now_iso: str | None = None) -> dict:
     holds = place_due_deposit_holds(now)
     scanning = request_scan(now)
     # The counter's returns whose money has settled since (jobs, chain confirmations) close.
-    from ..returns.services import close_settled_returns
+    from ..returns.car_return import close_settled_returns
     closed = close_settled_returns(now)
     # Work committed while Redis was down (its job never queued) gets its job now.
     from .recovery import requeue_orphans
