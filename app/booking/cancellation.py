@@ -19,7 +19,6 @@ from .errors import BookingError
 from .holds import lock_hire
 
 S = HireState
-CANCELLABLE_STATES = frozenset({S.HELD, S.CONFIRMED})
 
 
 @dataclass(frozen=True)
@@ -54,18 +53,10 @@ def cancellation_refund_pence(hire: Hire, now: datetime, policy: CancelPolicy | 
     return max(hire.total_pence - fee, 0)
 
 
-def can_cancel(hire: Hire, now: datetime) -> bool:
-    return hire.hire_state in CANCELLABLE_STATES and now < hire.start_at
-
-
-def can_change(hire: Hire, now: datetime) -> bool:
-    return hire.hire_state in CANCELLABLE_STATES and now < hire.start_at
-
-
 def cancel_hire(hire: Hire, *, by: User, now: datetime) -> int:
     """Cancel before pickup; returns the refund payments was asked for (and accepted)."""
     hire = lock_hire(hire)
-    if not can_cancel(hire, now):
+    if not hire.can_cancel(now):
         db.session.rollback()
         raise BookingError("This booking can no longer be cancelled online. Please call the branch.")
     policy = CancelPolicy.from_config(current_app.config)

@@ -16,7 +16,7 @@ from ..models import Hire, HireState, HireStateChange, User
 from ..models.hires import NO_OVERLAP_CONSTRAINT
 from . import emails, pricing
 from .availability import is_free
-from .cancellation import can_change, request_refund_or_note
+from .cancellation import request_refund_or_note
 from .eligibility import booking_eligibility, is_young_driver
 from .errors import BookingError, CarTaken, NotEligible, violated_constraint
 from .holds import lock_hire
@@ -46,7 +46,7 @@ def trip_for_change(hire: Hire, pickup_local: datetime | None, return_local: dat
 
 def preview_change(hire: Hire, trip: Trip, extras: Mapping[str, int], *, now: datetime) -> ChangePreview:
     """Re-quote the hire for new dates or extras (today's rates); CarTaken if the car is busy."""
-    if not can_change(hire, now):
+    if not hire.can_change(now):
         raise BookingError("This booking can no longer be changed online. Please call the branch.")
     if not is_free(hire.car_id, trip, exclude_hire_id=hire.id):
         raise CarTaken("The car is not free for those dates. Try other times, or cancel and "

@@ -20,7 +20,7 @@ from ..pagecache import public_cache
 from ..security import allow
 from ..web import add_errors, render, see_other
 from . import availability, bp
-from .cancellation import CancelPolicy, can_cancel, can_change, cancel_hire, cancellation_refund_pence
+from .cancellation import CancelPolicy, cancel_hire, cancellation_refund_pence
 from .changes import change_hire, preview_change, trip_for_change
 from .eligibility import booking_eligibility
 from .errors import BookingError, CarTaken, NotEligible, PriceChanged
@@ -278,7 +278,7 @@ def cancel(reference: str):
     policy = CancelPolicy.from_config(current_app.config)
     return render("booking/cancel.html", "booking/partials/_cancel.html", status, hire=hire,
                   form=form, refund=cancellation_refund_pence(hire, now, policy),
-                  policy=policy, allowed=can_cancel(hire, now))
+                  policy=policy, allowed=hire.can_cancel(now))
 
 
 @bp.route("/hires/<reference>/change", methods=["GET", "POST"])
@@ -316,7 +316,7 @@ def change(reference: str):
     if form.errors:
         status = 422
     return render("booking/change.html", "booking/partials/_change_preview.html", status, hire=hire,
-                  form=form, preview=preview, taken=taken, allowed=can_change(hire, now))
+                  form=form, preview=preview, taken=taken, allowed=hire.can_change(now))
 
 
 def _hire_args(hire: Hire, extras) -> MultiDict:
