@@ -10,7 +10,7 @@ builds the schema with the real migrations, and fills it in SQL: 6,000 cars in 6
 back, a few weeks into the future), their payments (charges, deposit holds, refunds) and
 the return inspections with late, fuel and damage charges. Later runs reuse the data.
 
-The reports read figures rolled up per car and week/month (app/admin/reports.py): the
+The reports read figures rolled up per car and week/month (app/admin/reports/): the
 script times that roll-up (the nightly job over the whole history on a fresh data set, and
 the one of recent periods that runs every few minutes), then times whole report pages and
 CSV exports through the app (an admin's session, templates and charts included): one
@@ -216,7 +216,7 @@ def fill(engine) -> None:
 def roll_up(app, everything: bool) -> None:
     """The background work the pages rely on: the nightly roll-up of the whole history
     (when asked, or when there are no figures yet) and the one of recent periods."""
-    from app.admin import reports
+    from app.admin.reports import freshness, periods, refresh
     from app.extensions import db
     from app.models import ReportFact, ReportGroupFact, ReportRefresh, utcnow
 
@@ -224,16 +224,16 @@ def roll_up(app, everything: bool) -> None:
         # A data set filled by an older version of this script may predate these tables.
         db.metadata.create_all(db.engine, tables=[ReportFact.__table__, ReportGroupFact.__table__,
                                                   ReportRefresh.__table__])
-        today = reports.local_today()
+        today = periods.local_today()
         if everything or db.session.scalar(db.select(ReportFact.car_id).limit(1)) is None:
-            first, last = reports.history_range(today)
+            first, last = refresh.history_range(today)
             started = time.perf_counter()
-            rows = reports.refresh(first, last, now=utcnow())
+            rows = refresh.refresh(first, last, now=utcnow())
             print(f"nightly roll-up of the whole history ({first} to {last}): {rows:,} rows in "
                   f"{time.perf_counter() - started:.1f} s (a background job)")
-        recent_from, recent_to = reports.recent_range(today)
+        recent_from, recent_to = freshness.recent_range(today)
         started = time.perf_counter()
-        rows = reports.refresh(recent_from, recent_to, now=utcnow())
+        rows = refresh.refresh(recent_from, recent_to, now=utcnow())
         print(f"roll-up of recent periods ({recent_from} to {recent_to}): {rows:,} rows in "
               f"{time.perf_counter() - started:.1f} s (a background job, every "
               f"{app.config['REPORT_REFRESH_MINUTES']} minutes)")
@@ -241,7 +241,7 @@ def roll_up(app, everything: bool) -> None:
 
 def measure(app) -> bool:
     from app.accounts import sessions
-    from app.admin import reports
+    from app.admin.reports import periods, tables
     from app.extensions import db
     from app.models import User
 
@@ -262,8 +262,8 @@ def measure(app) -> bool:
         admin = db.session.scalar(db.select(User).where(User.role == "admin"))
         sessions.start(admin)
         session_id = admin.get_id()
-        start, end = reports.default_range(today)
-        report = reports.build(start, end, clock=time.perf_counter)
+        start, end = periods.default_range(today)
+        report = tables.build(start, end, clock=time.perf_counter)
         print(f"\nreading the default page's figures: {report.timings['queries']:.3f} s")
     client = app.test_client()
     with client.session_transaction() as session:

@@ -270,14 +270,14 @@ class Target:
             self.branches = {b.code: b.id for b in db.session.query(Branch)}
 
     def time_query(self, branch_code: str, start: datetime, end: datetime) -> int:
-        from app.booking import services
+        from app.booking import availability, trips
         from app.extensions import db
         from app.models import utcnow
         with self.app.app_context():
-            trip = services.make_trip(pickup_branch_id=self.branches[branch_code],
-                                      return_branch_id=self.branches[branch_code],
-                                      pickup_local=start, return_local=end, now=utcnow())
-            query = services.available_cars_query(trip, limit=self.app.config["SEARCH_RESULTS_LIMIT"])
+            trip = trips.make_trip(pickup_branch_id=self.branches[branch_code],
+                                   return_branch_id=self.branches[branch_code],
+                                   pickup_local=start, return_local=end, now=utcnow())
+            query = availability.available_cars_query(trip, limit=self.app.config["SEARCH_RESULTS_LIMIT"])
             t0 = time.perf_counter()
             rows = db.session.execute(query).all()
             self.query_ms.append((time.perf_counter() - t0) * 1000)
@@ -297,14 +297,14 @@ class Target:
     def explain(self, branch_code: str, start: datetime, end: datetime) -> str:
         from sqlalchemy.dialects import postgresql
 
-        from app.booking import services
+        from app.booking import availability, trips
         from app.extensions import db
         from app.models import utcnow
         with self.app.app_context():
-            trip = services.make_trip(pickup_branch_id=self.branches[branch_code],
-                                      return_branch_id=self.branches[branch_code],
-                                      pickup_local=start, return_local=end, now=utcnow())
-            query = services.available_cars_query(trip, limit=self.app.config["SEARCH_RESULTS_LIMIT"])
+            trip = trips.make_trip(pickup_branch_id=self.branches[branch_code],
+                                   return_branch_id=self.branches[branch_code],
+                                   pickup_local=start, return_local=end, now=utcnow())
+            query = availability.available_cars_query(trip, limit=self.app.config["SEARCH_RESULTS_LIMIT"])
             sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
             plan = db.session.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars().all()
             return "\n".join(plan)

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from app.booking import services as booking
+from app.booking import quotes, trips
 from app.extensions import db
 from app.models import AuditRecord, CarClass, DurationTier, Extra, Hire, OneWayFee, Season
 from tests import factories
@@ -15,7 +15,7 @@ from tests.conftest import post_form
 
 def _trip(car, days=3):
     start = datetime(2031, 2, 3, 10, tzinfo=timezone.utc)  # a Monday in winter, no season
-    return booking.Trip(car.home_branch, car.home_branch, start, start + timedelta(days=days))
+    return trips.Trip(car.home_branch, car.home_branch, start, start + timedelta(days=days))
 
 
 def test_a_new_class_rate_applies_to_new_quotes_not_existing_hires(app, client, auth):
@@ -24,7 +24,7 @@ def test_a_new_class_rate_applies_to_new_quotes_not_existing_hires(app, client, 
     car = factories.make_car(car_class=cls)
     hire = factories.make_hire(car=car)
     frozen = (list(hire.price_lines), hire.total_pence)
-    before = booking.price(car, _trip(car), {}, young_driver=False)
+    before = quotes.price(car, _trip(car), {}, young_driver=False)
 
     page = client.get("/admin/prices").get_data(as_text=True)
     assert f'id="class-{cls.id}-daily_rate"' in page and 'value="39.00"' in page
@@ -37,7 +37,7 @@ def test_a_new_class_rate_applies_to_new_quotes_not_existing_hires(app, client, 
     assert (cls.daily_rate_pence, cls.deposit_pence, cls.mileage_allowance_per_day) == (4550, 30000, 250)
     hire = db.session.get(Hire, hire.id)
     assert (hire.price_lines, hire.total_pence) == frozen
-    after = booking.price(db.session.get(type(car), car.id), _trip(car), {}, young_driver=False)
+    after = quotes.price(db.session.get(type(car), car.id), _trip(car), {}, young_driver=False)
     assert after.daily_rate_pence == 4550 and after.total_pence > before.total_pence
     record = db.session.scalar(select(AuditRecord).where(AuditRecord.action == "price.class_rates_changed"))
     assert record.actor_id == admin.id
@@ -70,14 +70,14 @@ def test_duration_tiers(client, auth):
     car = factories.make_car()
     hire = factories.make_hire(car=car, days=7)
     frozen = (list(hire.price_lines), hire.total_pence)
-    week_before = booking.price(car, _trip(car, days=7), {}, young_driver=False)
+    week_before = quotes.price(car, _trip(car, days=7), {}, young_driver=False)
     response = post_form(client, "/admin/prices/tier/new",
                          {"tier-new-min_days": "7", "tier-new-percent_off": "10"}, token_from="/admin/prices")
     assert response.status_code == 303
     tier = db.session.scalar(select(DurationTier))
     assert (tier.min_days, tier.percent_off) == (7, 10)
     # New quotes for a week get the discount; the booking made before keeps its price.
-    week_after = booking.price(car, _trip(car, days=7), {}, young_driver=False)
+    week_after = quotes.price(car, _trip(car, days=7), {}, young_driver=False)
     assert week_after.total_pence < week_before.total_pence
     hire = db.session.get(Hire, hire.id)
     assert (hire.price_lines, hire.total_pence) == frozen
@@ -139,7 +139,7 @@ def test_seasons_extras_and_one_way_fees(client, auth):
         "one_way_fee-new-fee": "30"}, token_from="/admin/prices")
     fee = db.session.scalar(select(OneWayFee))
     assert (fee.from_branch_id, fee.to_branch_id, fee.fee_pence) == (london.id, leeds.id, 3000)
-    tables = booking.load_rate_tables()
+    tables = quotes.load_rate_tables()
     assert tables.one_way_fees[(london.id, leeds.id)] == 3000 and not tables.extras
     assert [s.code for s in tables.seasons] == ["summer"]
 

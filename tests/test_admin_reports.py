@@ -37,7 +37,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from app.admin import reports
+from app.admin.reports import refresh, tables
 from app.extensions import db
 from app.models import HireState, Payment
 from tests import factories
@@ -108,7 +108,7 @@ def january():
     _returned(h7, [_line("late", 800, "traffic accident on the M1")])
     db.session.commit()
     # Roll the figures up, as the nightly refresh (or the page's first visit) would.
-    reports.refresh(date(2030, 12, 1), date(2031, 2, 28), now=datetime.now(timezone.utc))
+    refresh.refresh(date(2030, 12, 1), date(2031, 2, 28), now=datetime.now(timezone.utc))
     return {"a1": a1, "a2": a2, "b1": b1, "h6": h6}
 
 
@@ -117,7 +117,7 @@ def _rows(table):
 
 
 def test_weekly_report_by_class_matches_the_hand_computed_figures(app, january):
-    report = reports.build(date(2031, 1, 6), date(2031, 1, 19), period_kind="week", grouping="class")
+    report = tables.build(date(2031, 1, 6), date(2031, 1, 19), period_kind="week", grouping="class")
     assert [p.label for p in report.periods] == ["w/c 06 Jan 2031", "w/c 13 Jan 2031"]
     assert _rows(report.utilisation) == {"Compact": [42.0, 29.5, 35.7], "Estate": [0.0, None, 0.0]}
     assert _rows(report.utilisation_overall) == {"All cars": [28.0, 29.5, 28.6]}
@@ -135,17 +135,17 @@ def test_weekly_report_by_class_matches_the_hand_computed_figures(app, january):
 
 
 def test_per_car_and_per_branch(app, january):
-    by_car = reports.build(date(2031, 1, 6), date(2031, 1, 19), grouping="car")
+    by_car = tables.build(date(2031, 1, 6), date(2031, 1, 19), grouping="car")
     # A1: 72/168 and 63/168; A2: (36+33)/168 and 36/168; B1: 0 and not in the fleet.
     assert _rows(by_car.utilisation) == {"AA11 AAA A1": [42.9, 37.5, 40.2],
                                          "AA22 AAA A2": [41.1, 21.4, 31.2],
                                          "BB11 BBB B1": [0.0, None, 0.0]}
-    by_branch = reports.build(date(2031, 1, 6), date(2031, 1, 19), grouping="branch")
+    by_branch = tables.build(date(2031, 1, 6), date(2031, 1, 19), grouping="branch")
     assert _rows(by_branch.utilisation) == {"North": [42.0, 29.5, 35.7], "South": [0.0, None, 0.0]}
 
 
 def test_monthly(app, january):
-    report = reports.build(date(2031, 1, 1), date(2031, 1, 31), period_kind="month", grouping="class")
+    report = tables.build(date(2031, 1, 1), date(2031, 1, 31), period_kind="month", grouping="class")
     assert [p.label for p in report.periods] == ["Jan 2031"]
     # Compact: 2 cars x 31 days = 1488 h; booked 72 + 72 + 120 + 72 = 336 h -> 22.6%.
     # Estate: in the fleet 1-13 January = 288 h, never booked.
@@ -213,10 +213,10 @@ def test_reports_read_the_rolled_up_figures_until_they_are_refreshed(app, januar
     assert db.session.query(ReportFact).filter_by(period_kind="week").count() > 0
     _pay(january["h6"], "crypto", "charge", 1000)  # money taken after the last roll-up
     db.session.commit()
-    stale = reports.build(date(2031, 1, 6), date(2031, 1, 19))
+    stale = tables.build(date(2031, 1, 6), date(2031, 1, 19))
     assert _rows(stale.revenue_by_method)["Crypto"] == [9000, 0, 9000]
-    reports.refresh(date(2031, 1, 13), date(2031, 1, 19), now=datetime.now(timezone.utc))
-    fresh = reports.build(date(2031, 1, 6), date(2031, 1, 19))
+    refresh.refresh(date(2031, 1, 13), date(2031, 1, 19), now=datetime.now(timezone.utc))
+    fresh = tables.build(date(2031, 1, 6), date(2031, 1, 19))
     assert _rows(fresh.revenue_by_method)["Crypto"] == [9000, 1000, 10000]
     # The refresh replaced that week's figures; it did not add to them.
     assert _rows(fresh.revenue_by_method)["Card"] == [10000, 13000, 23000]
@@ -242,10 +242,10 @@ def test_refresh_now_and_from_the_command_line(client, auth, app, january):
     from tests.conftest import post_form
     response = post_form(client, f"/admin/reports/refresh?{query}", {}, token_from=f"/admin/reports?{query}")
     assert response.status_code == 303
-    assert _rows(reports.build(date(2031, 1, 6), date(2031, 1, 19)).revenue_by_method)["Crypto"][1] == 1000
+    assert _rows(tables.build(date(2031, 1, 6), date(2031, 1, 19)).revenue_by_method)["Crypto"][1] == 1000
     _pay(january["h6"], "crypto", "charge", 2000)
     db.session.commit()
     result = app.test_cli_runner().invoke(args=["admin", "refresh-reports"])
     assert result.exit_code == 0, result.output
     assert "Report figures for 2031-01-02 to 2031-01-20" in result.output
-    assert _rows(reports.build(date(2031, 1, 6), date(2031, 1, 19)).revenue_by_method)["Crypto"][1] == 3000
+    assert _rows(tables.build(date(2031, 1, 6), date(2031, 1, 19)).revenue_by_method)["Crypto"][1] == 3000

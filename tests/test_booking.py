@@ -13,9 +13,10 @@ import icalendar
 import pytest
 from sqlalchemy import event, func, select
 
-from app.booking import services
+from app.booking import availability, holds, quotes, trips
 from app.booking.seed import seed_rate_tables
-from app.booking.services import BookingError, CancelPolicy, cancellation_refund_pence
+from app.booking.cancellation import CancelPolicy, cancellation_refund_pence
+from app.booking.errors import BookingError
 from app.extensions import db
 from app.jobs.booking import tick
 from app.models import (Hire, HireState, InvalidTransition, Occupancy, OutboundEmail, utcnow)
@@ -110,7 +111,7 @@ def test_search_shows_only_cars_free_for_the_whole_period(client, shop):
     listed = set(re.findall(r"<h2>Volkswagen (\w+)</h2>", page)) | set(re.findall(r"<h2>Ford (\w+)</h2>", page))
     assert listed == {"Golf", "Ready", "Freed"}
     assert "<strong>3</strong> cars are free for the whole period" in page
-    expected = services.price(shop.car, services.make_trip(
+    expected = quotes.price(shop.car, trips.make_trip(
         pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id, pickup_local=start,
         return_local=end, now=utcnow()), {}, young_driver=False).total_pence
     assert f"£{expected // 100:,}.{expected % 100:02d}" in page
@@ -118,8 +119,8 @@ def test_search_shows_only_cars_free_for_the_whole_period(client, shop):
 
 def test_availability_is_one_query(app, shop):
     start, end = local_day(10), local_day(12)
-    trip = services.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
-                              pickup_local=start, return_local=end, now=utcnow())
+    trip = trips.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
+                           pickup_local=start, return_local=end, now=utcnow())
     statements = []
 
     def record(conn, cursor, statement, *args):
@@ -127,7 +128,7 @@ def test_availability_is_one_query(app, shop):
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:
-        result = services.search(trip)
+        result = availability.search(trip)
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     touching_cars = [s for s in statements if "occupancies" in s or "FROM cars" in s]
@@ -245,10 +246,10 @@ def test_the_hour_the_clocks_skip_is_refused(app, shop):
     march_change = max(date(year, 3, d) for d in range(25, 32) if date(year, 3, d).weekday() == 6)
     shop.lhr.opening_hours = {d: ["00:00", "23:59"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     with pytest.raises(BookingError) as err:
-        services.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
-                           pickup_local=datetime.combine(march_change, datetime.min.time()).replace(hour=1, minute=30),
-                           return_local=datetime.combine(march_change + timedelta(days=1), datetime.min.time()).replace(hour=10),
-                           now=datetime(year, 1, 1, tzinfo=timezone.utc))
+        trips.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
+                        pickup_local=datetime.combine(march_change, datetime.min.time()).replace(hour=1, minute=30),
+                        return_local=datetime.combine(march_change + timedelta(days=1), datetime.min.time()).replace(hour=10),
+                        now=datetime(year, 1, 1, tzinfo=timezone.utc))
     assert "does not exist" in err.value.errors["pickup_at"]
 
 
@@ -258,16 +259,16 @@ def test_clock_change_days_are_real_hours_and_one_charged_day(app, shop, month, 
     year = datetime.now(LONDON).year + 1
     sunday = max(date(year, month, d) for d in range(25, 32) if date(year, month, d).weekday() == 6)
     saturday = sunday - timedelta(days=1)
-    trip = services.make_trip(
+    trip = trips.make_trip(
         pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
         pickup_local=datetime.combine(saturday, datetime.min.time()).replace(hour=10),
         return_local=datetime.combine(sunday, datetime.min.time()).replace(hour=10),
         now=datetime(year, 1, 1, tzinfo=timezone.utc))
     assert trip.end - trip.start == timedelta(hours=hours)
-    quote = services.price(shop.car, trip, {}, young_driver=False)
+    quote = quotes.price(shop.car, trip, {}, young_driver=False)
     assert quote.days == days
     # Shown back in local time exactly as entered.
-    assert services.to_local(trip.end, "Europe/London").hour == 10
+    assert trips.to_local(trip.end, "Europe/London").hour == 10
 
 
 # --- quote ----------------------------------------------------------------------------------
@@ -460,8 +461,8 @@ def test_the_price_is_frozen_when_rates_change(client, auth, shop):
 def test_confirm_hire_confirms_once_and_emails_an_ics_once(app, shop):
     hire = factories.make_hire(car=shop.car, start=as_utc(local_day(10)), days=3, state=HireState.HELD)
     now = utcnow()
-    services.confirm_hire(hire, by=None, now=now)
-    services.confirm_hire(hire, by=None, now=now)  # a webhook delivered twice
+    holds.confirm_hire(hire, by=None, now=now)
+    holds.confirm_hire(hire, by=None, now=now)  # a webhook delivered twice
     db.session.expire_all()
     assert db.session.get(Hire, hire.id).state == "confirmed"
     emails = db.session.scalars(select(OutboundEmail)).all()
@@ -486,7 +487,7 @@ def test_a_hold_that_expired_cannot_be_confirmed(app, shop):
     hire.transition(HireState.EXPIRED, by=None, why="test")
     db.session.commit()
     with pytest.raises(InvalidTransition):
-        services.confirm_hire(hire, by=None, now=utcnow())
+        holds.confirm_hire(hire, by=None, now=utcnow())
     assert db.session.scalar(select(func.count(OutboundEmail.id))) == 0
 
 

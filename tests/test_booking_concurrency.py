@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.booking import services
-from app.booking.services import CarTaken
+from app.booking import holds, trips
+from app.booking.errors import CarTaken
 from app.extensions import db
 from app.jobs.booking import tick
 from app.models import Hire, HireState, Occupancy, OutboundEmail, utcnow
@@ -90,14 +90,14 @@ def test_the_exclusion_constraint_loser_gets_the_same_friendly_answer(app, shop,
     first, second = factories.make_user("customer"), factories.make_user("customer")
     other = factories.make_car(car_class=shop.compact, branch=shop.lhr, make="Ford", model="Focus")
     now = utcnow()
-    trip = services.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
-                              pickup_local=local_day(10), return_local=local_day(12), now=now)
-    services.create_hold(customer=first, car_id=shop.car.id, trip=trip, extras={},
-                         idempotency_key="first-key", expected_total_pence=None, now=now)
-    monkeypatch.setattr(services, "is_free", lambda *args, **kwargs: True)  # the race window
+    trip = trips.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
+                           pickup_local=local_day(10), return_local=local_day(12), now=now)
+    holds.create_hold(customer=first, car_id=shop.car.id, trip=trip, extras={},
+                      idempotency_key="first-key", expected_total_pence=None, now=now)
+    monkeypatch.setattr(holds, "is_free", lambda *args, **kwargs: True)  # the race window
     with pytest.raises(CarTaken) as taken:
-        services.create_hold(customer=second, car_id=shop.car.id, trip=trip, extras={},
-                             idempotency_key="second-key", expected_total_pence=None, now=now)
+        holds.create_hold(customer=second, car_id=shop.car.id, trip=trip, extras={},
+                          idempotency_key="second-key", expected_total_pence=None, now=now)
     assert taken.value.message == "Sorry, that car was just taken for those dates."
     assert [o.car.id for o in taken.value.alternatives] == [other.id]
     assert db.session.scalar(select(func.count(Hire.id))) == 1

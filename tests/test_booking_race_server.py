@@ -22,9 +22,10 @@ import requests
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.booking import services as booking
+from app.booking import changes, errors, holds, trips
 from app.extensions import db
-from app.fleet import services as fleet
+from app.fleet import errors as fleet_errors
+from app.fleet import hire_moves, maintenance
 from app.models import Hire, MaintenanceBlock, Occupancy, utcnow
 from app.models.hires import NO_OVERLAP_CONSTRAINT, OCCUPYING_STATES
 from tests import factories
@@ -203,7 +204,7 @@ def test_the_database_refuses_an_overlapping_occupancy_and_allows_one_that_touch
                                (hire.start_at + timedelta(hours=1), hire.start_at + timedelta(hours=2))):
         with pytest.raises(IntegrityError) as refused:
             _block(hire.car, starts_at, ends_at)
-        assert NO_OVERLAP_CONSTRAINT in booking._violated(refused.value)
+        assert NO_OVERLAP_CONSTRAINT in errors.violated_constraint(refused.value)
         db.session.rollback()
     _block(hire.car, hire.end_at, hire.end_at + timedelta(days=1))  # [start, end) may touch
     _block(hire.car, hire.start_at - timedelta(days=1), hire.start_at)
@@ -235,11 +236,11 @@ def _free_at_first_look(monkeypatch, module, name, answer):
 def test_a_maintenance_block_that_lost_the_race_is_refused_by_the_database(booked, monkeypatch):
     hire, _ = booked
     staff = factories.make_user("admin")
-    _free_at_first_look(monkeypatch, fleet, "_overlapping", [])
-    with pytest.raises(fleet.MaintenanceCollision) as refused:
-        fleet.add_block(hire.car, kind="service", starts_at=hire.start_at + timedelta(hours=1),
-                        ends_at=hire.start_at + timedelta(hours=5), note="", by=staff,
-                        now=utcnow())
+    _free_at_first_look(monkeypatch, maintenance, "_overlapping", [])
+    with pytest.raises(fleet_errors.MaintenanceCollision) as refused:
+        maintenance.add_block(hire.car, kind="service", starts_at=hire.start_at + timedelta(hours=1),
+                              ends_at=hire.start_at + timedelta(hours=5), note="", by=staff,
+                              now=utcnow())
     assert refused.value.errors[""] == ("The car is not free then: it overlaps 1 hire. "
                                         "Move the hires to another car first.")
     assert refused.value.hires == [hire]
@@ -251,9 +252,9 @@ def test_a_hire_moved_onto_a_car_taken_meanwhile_is_refused_by_the_database(book
     hire, other = booked
     staff = factories.make_user("admin")
     factories.make_hire(car=other, start=hire.start_at + timedelta(hours=3), days=1)
-    _free_at_first_look(monkeypatch, fleet, "free_cars_for", [other])
-    with pytest.raises(fleet.FleetError) as refused:
-        fleet.move_hire(hire, other, by=staff, now=utcnow())
+    _free_at_first_look(monkeypatch, hire_moves, "free_cars_for", [other])
+    with pytest.raises(fleet_errors.FleetError) as refused:
+        hire_moves.move_hire(hire, other, by=staff, now=utcnow())
     assert "was just taken" in refused.value.errors["to_car_id"]
     db.session.expire_all()
     assert db.session.get(Hire, hire.id).car_id == hire.car_id
@@ -263,11 +264,11 @@ def test_a_change_of_dates_that_lost_the_race_gets_the_friendly_answer(booked, s
     hire, _ = booked
     factories.make_hire(car=hire.car, start=hire.end_at + timedelta(hours=12), days=2)
     now = utcnow()
-    trip = booking.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
-                             pickup_local=local_day(10), return_local=local_day(13), now=now)
-    _free_at_first_look(monkeypatch, booking, "is_free", True)
-    with pytest.raises(booking.CarTaken) as taken:
-        booking.change_hire(hire, trip, {}, by=hire.customer, now=now)
+    trip = trips.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
+                           pickup_local=local_day(10), return_local=local_day(13), now=now)
+    _free_at_first_look(monkeypatch, changes, "is_free", True)
+    with pytest.raises(errors.CarTaken) as taken:
+        changes.change_hire(hire, trip, {}, by=hire.customer, now=now)
     assert "just taken" in taken.value.message
     db.session.expire_all()
     assert db.session.get(Hire, hire.id).end_at == hire.start_at + timedelta(days=2)
@@ -277,13 +278,13 @@ def test_the_hold_that_lost_the_race_gets_the_friendly_answer_with_alternatives(
                                                                                monkeypatch):
     hire, other = booked
     now = utcnow()
-    trip = booking.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
-                             pickup_local=local_day(11), return_local=local_day(13), now=now)
-    _free_at_first_look(monkeypatch, booking, "is_free", True)
-    with pytest.raises(booking.CarTaken) as taken:
-        booking.create_hold(customer=factories.make_user("customer"), car_id=hire.car_id,
-                            trip=trip, extras={}, idempotency_key="lost-the-race",
-                            expected_total_pence=None, now=now)
+    trip = trips.make_trip(pickup_branch_id=shop.lhr.id, return_branch_id=shop.lhr.id,
+                           pickup_local=local_day(11), return_local=local_day(13), now=now)
+    _free_at_first_look(monkeypatch, holds, "is_free", True)
+    with pytest.raises(errors.CarTaken) as taken:
+        holds.create_hold(customer=factories.make_user("customer"), car_id=hire.car_id,
+                          trip=trip, extras={}, idempotency_key="lost-the-race",
+                          expected_total_pence=None, now=now)
     assert taken.value.message == TAKEN
     assert [offer.car.id for offer in taken.value.alternatives] == [other.id]
     assert db.session.scalar(select(func.count(Hire.id))) == 1

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.filters import money
 from app.models import AuditRecord, HireState, Inspection, InspectionPhoto, LicenceCheck, Occupancy
-from app.returns import services
+from app.returns import car_return, counter_board, inspections
 from tests import factories
 from tests.conftest import csrf_token
 from tests.test_licence import GOOD_CODE, HX, service, standin  # noqa: F401 (fixtures)
@@ -124,7 +124,7 @@ def test_whole_pickup_then_return(staff_client, app):
     r = post(staff_client, f"/counter/hires/{ref}/pickup/hand-over", {})
     assert r.status_code == 303, r.get_data(as_text=True)
     db.session.expire_all()
-    hire = services.hire_by_reference(ref)
+    hire = counter_board.hire_by_reference(ref)
     assert hire.state == "active" and hire.car.odometer_miles == 12_050
 
     # Return: 400 miles over three days (600 allowed), one eighth short, a dent charged.
@@ -145,18 +145,18 @@ def test_whole_pickup_then_return(staff_client, app):
     assert no_reason.status_code == 422
     assert post(staff_client, f"/counter/hires/{ref}/return/waive",
                 {"code": "refuelling", "reason": "regular customer"}).status_code == 303
-    insp = services.inspection(hire, "return")
+    insp = inspections.inspection(hire, "return")
     r = post(staff_client, f"/counter/hires/{ref}/return/settle", {"version": str(insp.version)})
     assert r.status_code == 303, r.get_data(as_text=True)
     db.session.expire_all()
-    insp = services.inspection(hire, "return")
+    insp = inspections.inspection(hire, "return")
     owed = {line["code"]: (0 if line["waived_reason"] else line["amount_pence"]) for line in insp.charge_lines}
     # Returned about three days early: three unused days back at 50% of the 39.00 day rate.
     assert owed == {"fuel": 1200, "refuelling": 0, "damage1": 12_050, "unused": -3 * 3900 // 2}
     assert insp.total_pence == sum(owed.values())
     # No card on file: the charge beyond the (absent) deposit is left to staff, so the hire
     # stays returned (closed only once the money is settled).
-    assert services.hire_by_reference(ref).state == "returned"
+    assert counter_board.hire_by_reference(ref).state == "returned"
     actions = set(db.session.scalars(select(AuditRecord.action).where(AuditRecord.object_id == str(hire.id))))
     assert {"pickup.id_checked", "pickup.condition", "pickup.photo", "pickup.signed", "pickup.handed_over",
             "return.condition", "return.damage_added", "return.charge_waived", "return.settled",
@@ -171,9 +171,9 @@ def test_second_tablet_cannot_settle_again(staff_client, app):
                      damages=[], waivers={}, charge_lines=[], condition_recorded_at=_now())
     db.session.add(out)
     db.session.commit()
-    insp = services.open_inspection(hire, "return", by=staff, now=_now())
-    services.record_condition(insp, by=staff, now=_now(), odometer=150, fuel_eighths=8,
-                              checklist={p: {"state": "ok", "note": ""} for p in PANELS})
+    insp = inspections.open_inspection(hire, "return", by=staff, now=_now())
+    inspections.record_condition(insp, by=staff, now=_now(), odometer=150, fuel_eighths=8,
+                                 checklist={p: {"state": "ok", "note": ""} for p in PANELS})
     seen_version = insp.version
     first = post(staff_client, f"/counter/hires/{hire.reference}/return/settle", {"version": str(seen_version)})
     assert first.status_code == 303
@@ -198,7 +198,7 @@ def test_photo_uploads_are_checked_and_stripped(staff_client, app):
               content_type="multipart/form-data")
     assert ok.status_code == 303
     photo = db.session.scalars(select(InspectionPhoto)).one()
-    stored = (services.upload_dir() / photo.filename).read_bytes()
+    stored = (inspections.upload_dir() / photo.filename).read_bytes()
     exif = Image.open(io.BytesIO(stored)).getexif()
     assert 0x8825 not in exif and 0x010F not in exif  # GPS and camera make gone
     served = staff_client.get(f"/counter/photos/{photo.thumb_filename}")
@@ -235,7 +235,7 @@ def test_refused_licence_blocks_hand_over(staff_client):
     assert "Disqualified" in page
     refused = post(staff_client, f"/counter/hires/{hire.reference}/pickup/hand-over", {})
     assert refused.status_code == 422 and "Licence and ID" in refused.get_data(as_text=True)
-    assert services.hire_by_reference(hire.reference).state == "confirmed"
+    assert counter_board.hire_by_reference(hire.reference).state == "confirmed"
 
 
 def test_customer_cannot_reach_counter(client, auth):
@@ -305,8 +305,8 @@ def test_hand_over_refusal_and_settle_confirm_in_the_page_with_the_amounts(staff
     page = staff_client.get(f"/counter/hires/{ref}").get_data(as_text=True)
     assert "hx-confirm" not in page
     settle = page.split('id="settle-dialog"', 1)[1].split("</dialog>", 1)[0]
-    owed = sum(line.owed_pence for line in services.preview_charges(
-        hire, services.inspection(hire, "return"), now=_now()))
+    owed = sum(line.owed_pence for line in car_return.preview_charges(
+        hire, inspections.inspection(hire, "return"), now=_now()))
     assert f"Settle {hire.reference}?" in settle and "Confirm and settle" in settle
     # Back the same day, fuel short: the unused days' refund is larger than the fuel charges.
     assert owed < 0 and money(owed) in settle.split("Total", 1)[1]

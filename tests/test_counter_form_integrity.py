@@ -17,7 +17,7 @@ import pytest
 
 from app.extensions import db
 from app.models import HireState, Inspection
-from app.returns import services
+from app.returns import counter_board, inspections
 from app.returns.forms import STALE_PAGE
 from tests import factories
 from tests.test_counter import PANELS, _pickup_hire, condition, post, staff_client  # noqa: F401
@@ -37,9 +37,9 @@ def _returning_hire(staff_client):
                               checklist={}, damages=[], waivers={}, charge_lines=[],
                               condition_recorded_at=_now()))
     db.session.commit()
-    insp = services.open_inspection(hire, "return", by=staff_client.staff, now=_now())
-    services.record_condition(insp, by=staff_client.staff, now=_now(), odometer=150, fuel_eighths=6,
-                              checklist={p: {"state": "ok", "note": ""} for p in PANELS})
+    insp = inspections.open_inspection(hire, "return", by=staff_client.staff, now=_now())
+    inspections.record_condition(insp, by=staff_client.staff, now=_now(), odometer=150, fuel_eighths=6,
+                                 checklist={p: {"state": "ok", "note": ""} for p in PANELS})
     return hire
 
 
@@ -51,12 +51,12 @@ def _refused_as_stale(response) -> None:
 @pytest.mark.parametrize("version", GARBAGE_VERSIONS)
 def test_a_pickup_step_with_a_garbage_version_is_refused(staff_client, version):
     hire = _pickup_hire(staff_client.branch)
-    services.open_inspection(hire, "pickup", by=staff_client.staff, now=_now())
+    inspections.open_inspection(hire, "pickup", by=staff_client.staff, now=_now())
     response = post(staff_client, f"/counter/hires/{hire.reference}/pickup/id-check",
                     {"id_matches": "y", "version": version})
     _refused_as_stale(response)
     db.session.expire_all()
-    assert services.inspection(hire, "pickup").id_checked_at is None
+    assert inspections.inspection(hire, "pickup").id_checked_at is None
 
 
 @pytest.mark.parametrize("version", ["abc", "9" * 10])
@@ -71,14 +71,14 @@ def test_return_steps_with_a_garbage_version_are_refused(staff_client, version):
                            {**condition(160, 8), "version": version}))
     _refused_as_stale(post(staff_client, f"/counter/hires/{ref}/return/settle", {"version": version}))
     db.session.expire_all()
-    insp = services.inspection(hire, "return")
+    insp = inspections.inspection(hire, "return")
     assert insp.damages == [] and insp.waivers == {} and insp.odometer_miles == 150
-    assert services.hire_by_reference(ref).state == "active"
+    assert counter_board.hire_by_reference(ref).state == "active"
 
 
 def test_the_version_the_page_gave_still_works(staff_client):
     hire = _returning_hire(staff_client)
-    insp = services.inspection(hire, "return")
+    insp = inspections.inspection(hire, "return")
     response = post(staff_client, f"/counter/hires/{hire.reference}/return/damage",
                     {"panel": "left", "amount": "50", "reason": "dent", "version": str(insp.version)})
     assert response.status_code == 303, response.get_data(as_text=True)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Inspection, OutboundEmail, Payment, utcnow
 from app import payments
-from app.returns import services
+from app.returns import inspections
 from tests import factories
 from tests.conftest import AuthActions, csrf_token
 from tests.test_counter import PANELS, condition
@@ -78,7 +78,7 @@ def test_settlement_captures_part_of_the_hold_and_releases_the_rest(stripe_app, 
     picked_up(hire)
     ref = hire.reference
     assert post(staff, f"/counter/hires/{ref}/return/condition", condition(300, 6)).status_code == 303
-    insp = services.inspection(hire, "return")
+    insp = inspections.inspection(hire, "return")
     owed = 2 * 1200 + 2000  # two eighths short plus the refuelling service
     assert post(staff, f"/counter/hires/{ref}/return/settle", {"version": str(insp.version)}).status_code == 303
     captures = standin.requests("POST", f"/v1/payment_intents/{hold.provider_ref}/capture")
@@ -104,7 +104,7 @@ def test_a_refund_the_settlement_cannot_make_is_left_to_staff_not_an_error(strip
     picked_up(hire)
     ref = hire.reference
     assert post(staff, f"/counter/hires/{ref}/return/condition", condition(150, 8)).status_code == 303
-    insp = services.inspection(hire, "return")
+    insp = inspections.inspection(hire, "return")
     answer = post(staff, f"/counter/hires/{ref}/return/settle", {"version": str(insp.version)})
     assert answer.status_code == 303
     page = staff.get(answer.headers["Location"]).get_data(as_text=True)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from app.extensions import db
 from app.models import Inspection
-from app.returns import services
+from app.returns import inspections
 from tests.test_counter import _pickup_hire, post, staff_client  # noqa: F401 (fixture)
 
 
@@ -105,7 +105,7 @@ def test_a_good_signature_is_stored_re_encoded_without_its_metadata(staff_client
     assert response.status_code == 303
     insp = db.session.scalar(db.select(Inspection).where(Inspection.hire_id == hire.id))
     assert insp.signed_at is not None
-    stored = (services.upload_dir() / insp.signature_filename).read_bytes()
+    stored = (inspections.upload_dir() / insp.signature_filename).read_bytes()
     assert stored != sent
     image = Image.open(io.BytesIO(stored))
     assert image.format == "PNG"

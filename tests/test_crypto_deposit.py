@@ -14,7 +14,7 @@ from app.models import HireState, OutboundEmail, Payment, utcnow
 from app.models.crypto import CryptoRefund
 from app.payments import crypto
 from app import payments
-from app.returns import services as counter
+from app.returns import inspections, pickup
 from tests import factories
 from tests.conftest import AuthActions
 from tests.crypto_chain import CONFIRMATIONS, chain_env  # noqa: F401
@@ -74,7 +74,7 @@ def test_return_keeps_the_charges_and_sends_the_rest_of_the_deposit_back_in_eth(
     ref = hire.reference
     assert post(staff, f"/counter/hires/{ref}/return/condition", condition(300, 6)).status_code == 303
     owed = 2 * app.config["FUEL_PRICE_PER_EIGHTH_PENCE"] + app.config["REFUELLING_FEE_PENCE"]
-    version = counter.inspection(hire, "return").version
+    version = inspections.inspection(hire, "return").version
     assert post(staff, f"/counter/hires/{ref}/return/settle", {"version": str(version)}).status_code == 303
 
     [kept] = rows(hire, "capture")
@@ -108,7 +108,7 @@ def test_return_keeps_the_charges_and_sends_the_rest_of_the_deposit_back_in_eth(
 def test_cancelling_a_crypto_hire_returns_the_whole_deposit_and_the_policy_refund(app, chain_env):
     hire, quote = paid_hire(chain_env, start=utcnow() + timedelta(days=10))
     staff = factories.make_user("staff")
-    from app.booking.services import cancel_hire
+    from app.booking.cancellation import cancel_hire
     assert cancel_hire(hire, by=hire.customer, now=utcnow()) == hire.total_pence  # free cancellation
     found = refunds(hire)
     assert sorted(r.amount_pence for r in found) == sorted([hire.total_pence, hire.deposit_pence])
@@ -121,7 +121,7 @@ def test_cancelling_a_crypto_hire_returns_the_whole_deposit_and_the_policy_refun
 def test_refusal_at_pickup_of_a_crypto_hire_returns_price_and_deposit_once(app, chain_env):
     hire, quote = paid_hire(chain_env, start=utcnow() + timedelta(hours=1))
     staff = factories.make_user("staff")
-    counter.refuse_at_pickup(hire, by=staff, now=utcnow(), reason="licence expired")
+    pickup.refuse_at_pickup(hire, by=staff, now=utcnow(), reason="licence expired")
     found = refunds(hire)
     assert sorted(r.amount_pence for r in found) == sorted([hire.total_pence, hire.deposit_pence])
     assert sum(r.amount_wei for r in found) == quote.amount_wei

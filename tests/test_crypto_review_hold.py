@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.booking.services import cancel_hire, expire_held_hires
+from app.booking.cancellation import cancel_hire
+from app.booking.scheduled import expire_held_hires
 from app.extensions import db
 from app.models import HireState, utcnow
 from app.payments import crypto

@@ -13,7 +13,7 @@ import icalendar
 from jinja2.filters import do_filesizeformat
 from sqlalchemy import select
 
-from app.booking import services
+from app.booking import holds
 from app.extensions import db
 from app.models import HireState, OutboundEmail, utcnow
 from tests import factories
@@ -23,7 +23,7 @@ LINK_RE = re.compile(r'<a href="([^"]+)" download>([^<]+)</a>\s*<span class="mut
 
 def _confirmed_booking_email():
     hire = factories.make_hire(state=HireState.HELD)
-    services.confirm_hire(hire, by=None, now=utcnow())
+    holds.confirm_hire(hire, by=None, now=utcnow())
     email = db.session.scalars(select(OutboundEmail)).one()
     return hire, email
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.fleet import services
+from app.fleet import errors, hire_moves, maintenance
 from app.models import AuditRecord, Hire, HireState, MaintenanceBlock, Occupancy, OutboundEmail
 from tests import factories
 from tests.conftest import post_form
@@ -149,16 +149,16 @@ def test_only_confirmed_hires_not_yet_started_move(app, auth, fleet):
     held = factories.make_hire(car=car, start=START, days=1, state=HireState.HELD)
     active = factories.make_hire(car=car, start=now - timedelta(days=1), days=3, state=HireState.ACTIVE)
     for hire in (held, active):
-        with pytest.raises(services.FleetError):
-            services.move_hire(hire, spare, by=staff, now=now)
+        with pytest.raises(errors.FleetError):
+            hire_moves.move_hire(hire, spare, by=staff, now=now)
     confirmed = factories.make_hire(car=car, start=START + timedelta(days=5), days=1)
-    with pytest.raises(services.FleetError, match="not free"):
-        services.move_hire(confirmed, fleet["estate"], by=staff, now=now)
-    with pytest.raises(services.FleetError, match="not free"):
-        services.move_hire(confirmed, fleet["retired_spare"], by=staff, now=now)
-    with pytest.raises(services.FleetError, match="already started"):
-        services.move_hire(confirmed, spare, by=staff, now=START + timedelta(days=6))
-    services.move_hire(confirmed, spare, by=staff, now=now)
+    with pytest.raises(errors.FleetError, match="not free"):
+        hire_moves.move_hire(confirmed, fleet["estate"], by=staff, now=now)
+    with pytest.raises(errors.FleetError, match="not free"):
+        hire_moves.move_hire(confirmed, fleet["retired_spare"], by=staff, now=now)
+    with pytest.raises(errors.FleetError, match="already started"):
+        hire_moves.move_hire(confirmed, spare, by=staff, now=START + timedelta(days=6))
+    hire_moves.move_hire(confirmed, spare, by=staff, now=now)
     assert db.session.get(Hire, confirmed.id).car_id == spare.id
     assert db.session.scalar(select(db.func.count(OutboundEmail.id))) == 1
 
@@ -201,16 +201,16 @@ def test_a_hire_booked_in_the_same_instant_is_caught_by_postgres(app, fleet, mon
     staff = factories.make_user("staff")
     car = fleet["car"]
     hire = factories.make_hire(car=car, start=START, days=3)
-    real = services._overlapping
+    real = maintenance._overlapping
     calls = []
 
     def overlooks_the_first_time(*args):
         calls.append(args)
         return [] if len(calls) == 1 else real(*args)
 
-    monkeypatch.setattr(services, "_overlapping", overlooks_the_first_time)
-    with pytest.raises(services.MaintenanceCollision) as err:
-        services.add_block(car, kind="repair", starts_at=START, ends_at=START + timedelta(days=1),
-                           note="", by=staff, now=START - timedelta(days=1))
+    monkeypatch.setattr(maintenance, "_overlapping", overlooks_the_first_time)
+    with pytest.raises(errors.MaintenanceCollision) as err:
+        maintenance.add_block(car, kind="repair", starts_at=START, ends_at=START + timedelta(days=1),
+                              note="", by=staff, now=START - timedelta(days=1))
     assert [h.id for h in err.value.hires] == [hire.id]
     assert db.session.scalar(select(db.func.count(MaintenanceBlock.id))) == 0

@@ -19,14 +19,18 @@ from ..extensions import db
 from ..form_fields import ConfirmForm, parse_pounds, pounds
 from ..models import CarClass, utcnow
 from ..web import add_errors, form_status, render, see_other
-from . import audit_log, bp, charts, reports, services
+from . import audit_log, bp, charts, services
 from .forms import (AuditFilterForm, ClassRatesForm, ExtraForm, InviteForm, OneWayFeeForm,
                     ReportForm, SeasonForm, StaffForm, TierForm)
+from .reports.freshness import ensure_fresh, request_refresh
+from .reports.periods import GROUPINGS, ReportError, default_range, local_today
+from .reports.refresh import history_range, refresh
+from .reports.tables import SECTIONS, Report, build, to_csv
 from .services import AdminError, ClassRates, StaffData
 
 
 def _today() -> date:
-    return reports.local_today()
+    return local_today()
 
 
 @bp.get("/")
@@ -358,16 +362,16 @@ def audit_csv():
 def _report_params(form: ReportForm):
     """The range, period and grouping asked for (defaults where left empty); ReportError if invalid."""
     valid = form.validate()
-    start, end = reports.default_range(_today())
+    start, end = default_range(_today())
     if valid and form.date_from.data:
         start = form.date_from.data
     if valid and form.date_to.data:
         end = form.date_to.data
     form.date_from.data, form.date_to.data = start, end
     period = form.period.data if form.period.data in ("week", "month") else "week"
-    grouping = form.by.data if form.by.data in reports.GROUPINGS else "class"
+    grouping = form.by.data if form.by.data in GROUPINGS else "class"
     if not valid:
-        raise reports.ReportError({})
+        raise ReportError({})
     return form, start, end, period, grouping
 
 
@@ -377,12 +381,12 @@ def reports_page():
     form = ReportForm(request.args)
     try:
         form, start, end, period, grouping = _report_params(form)
-        as_of = reports.ensure_fresh(start, end, today=_today(), now=utcnow())
+        as_of = ensure_fresh(start, end, today=_today(), now=utcnow())
         # Per car, the page shows the least-used cars (the ones to act on); the CSV has all.
-        report = reports.build(start, end, period_kind=period, grouping=grouping, as_of=as_of,
-                               car_limit=current_app.config["REPORT_MAX_ROWS_SHOWN"],
-                               clock=time.perf_counter)
-    except reports.ReportError as exc:
+        report = build(start, end, period_kind=period, grouping=grouping, as_of=as_of,
+                       car_limit=current_app.config["REPORT_MAX_ROWS_SHOWN"],
+                       clock=time.perf_counter)
+    except ReportError as exc:
         add_errors(form, exc.errors)
         return render_template("admin/reports.html", form=form, report=None), 422
     return render_template("admin/reports.html", form=form, report=report,
@@ -397,8 +401,8 @@ def refresh_reports():
         abort(400)
     try:
         _, start, end, _, _ = _report_params(ReportForm(request.args))
-        reports.request_refresh(start, end, job_id=f"report-refresh-{start}-{end}-{utcnow():%Y%m%d%H%M%S}")
-    except reports.ReportError as exc:
+        request_refresh(start, end, job_id=f"report-refresh-{start}-{end}-{utcnow():%Y%m%d%H%M%S}")
+    except ReportError as exc:
         abort(422, " ".join(exc.errors.values()))
     flash("The figures are being refreshed; reload the page in a minute.", "info")
     return see_other(url_for("admin.reports_page", **request.args.to_dict()))
@@ -411,16 +415,16 @@ def refresh_reports():
               help="Last day (default: the last hire's end, or today).")
 def refresh_reports_command(date_from, date_to) -> None:
     """Roll up the report figures (nightly, from a timer): the whole history by default."""
-    first, last = reports.history_range(_today())
+    first, last = history_range(_today())
     start = date_from.date() if date_from else first
     end = date_to.date() if date_to else last
     started = time.perf_counter()
-    written = reports.refresh(start, end, now=utcnow())
+    written = refresh(start, end, now=utcnow())
     click.echo(f"Report figures for {start} to {end}: {written} rows in "
                f"{time.perf_counter() - started:.1f} s.")
 
 
-def _report_charts(report: reports.Report) -> dict[str, Any]:
+def _report_charts(report: Report) -> dict[str, Any]:
     # Short labels along the axis ("07 Sep", "Sep 26"); the tables have the full ones.
     zone = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
     fmt = "%b %y" if report.period_kind == "month" else "%d %b"
@@ -457,14 +461,14 @@ def _report_charts(report: reports.Report) -> dict[str, Any]:
 @bp.get("/reports/<section>.csv")
 def report_csv(section: str):
     """One report table as CSV, for the same range and grouping as the page."""
-    if section not in reports.SECTIONS:
+    if section not in SECTIONS:
         abort(404)
     try:
         _, start, end, period, grouping = _report_params(ReportForm(request.args))
-        as_of = reports.ensure_fresh(start, end, today=_today(), now=utcnow())
-        report = reports.build(start, end, period_kind=period, grouping=grouping, as_of=as_of)
-    except reports.ReportError as exc:
+        as_of = ensure_fresh(start, end, today=_today(), now=utcnow())
+        report = build(start, end, period_kind=period, grouping=grouping, as_of=as_of)
+    except ReportError as exc:
         abort(422, " ".join(exc.errors.values()))
     name = f"acme-{section}-{start.isoformat()}-{end.isoformat()}.csv"
-    return Response(reports.to_csv(reports.SECTIONS[section](report)), mimetype="text/csv",
+    return Response(to_csv(SECTIONS[section](report)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -13,6 +13,7 @@ from flask import current_app, render_template
 
 from ..mail import queue_email
 from ..models import Hire, OutboundEmail
+from .ics import hire_ics
 
 ICS_MIMETYPE = "text/calendar"
 
@@ -30,7 +31,6 @@ def _queue(hire: Hire, key: str, subject: str, template: str,
 
 
 def _ics(hire: Hire, now: datetime) -> tuple[str, str, str]:
-    from .services import hire_ics
     return (f"acme-{hire.reference}.ics", ICS_MIMETYPE, hire_ics(hire, now=now))
 
 

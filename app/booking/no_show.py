@@ -29,7 +29,9 @@ from ..logging_setup import log
 from ..models import AuditRecord, Hire, HireState, Inspection, OutboundEmail, User
 from ..payments import active_hold, eth_deposit, release_deposit, rental_paid_pence
 from . import emails
-from .services import BookingError, _lock, _request_refund
+from .cancellation import request_refund_or_note
+from .errors import BookingError
+from .holds import lock_hire
 
 S = HireState
 NO_SHOW_ACTION = "hire.no_show"  # the audit record, written with the move; it keeps the terms
@@ -67,7 +69,7 @@ def mark_no_show(hire: Hire, *, by: Optional[User], now: datetime) -> NoShowTerm
     (or no longer) a confirmed hire past its pickup time: another tablet or the scheduler
     got there first, or it is too early.
     """
-    hire = _lock(hire)
+    hire = lock_hire(hire)
     if not can_mark_no_show(hire, now):
         db.session.rollback()
         if hire.hire_state == S.CONFIRMED:
@@ -99,8 +101,8 @@ def _apply_policy(hire: Hire, terms: NoShowTerms, *, by: Optional[User], now: da
     """The money and the email after the move; each step keyed, so running it again is harmless.
     The email goes last: its presence says the policy was applied in full."""
     refunded = terms.refund_pence
-    if refunded > 0 and not _request_refund(hire, refunded, "no-show: price less the no-show fee",
-                                            by, key=f"hire:{hire.id}:no-show-refund"):
+    if refunded > 0 and not request_refund_or_note(hire, refunded, "no-show: price less the no-show fee",
+                                                   by, key=f"hire:{hire.id}:no-show-refund"):
         refunded = 0  # payments could not give it back: staff follow up from the history
     release_deposit(hire, by, reason="no-show: deposit returned in full", now=now)
     emails.queue_no_show(hire, fee_pence=terms.fee_pence, refund_pence=refunded,

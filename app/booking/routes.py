@@ -15,14 +15,21 @@ from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
 from ..filters import money
-from ..models import Branch, CarClass, Hire, User, utcnow
+from ..models import Branch, CarClass, Hire, HireState, User, utcnow
 from ..pagecache import public_cache
 from ..security import allow
 from ..web import add_errors, render, see_other
-from . import bp, services
+from . import availability, bp
+from .cancellation import CancelPolicy, cancel_hire, cancellation_refund_pence
+from .changes import change_hire, preview_change, trip_for_change
+from .eligibility import booking_eligibility
+from .errors import BookingError, CarTaken, NotEligible, PriceChanged
 from .forms import (CancelForm, ChangeForm, ConfirmForm, SearchForm, TripForm, chosen_extras,
                     extras_args, trip_args, with_extras)
-from .services import BookingError, CarTaken, Filters, NotEligible, PriceChanged
+from .holds import create_hold, new_idempotency_key, same_booking
+from .my_bookings import customer_bookings, customer_hire, payments_under_review
+from .quotes import active_extras
+from .trips import Filters, Trip, default_trip_times, make_trip, to_local
 
 
 @bp.app_template_global()
@@ -58,22 +65,22 @@ def _default_args(branches: list[Branch]) -> MultiDict:
     if not branches:
         return MultiDict()
     branch = branches[0]
-    start, end = services.default_trip_times(branch, utcnow())
+    start, end = default_trip_times(branch, utcnow())
     return MultiDict({"pickup_branch": str(branch.id), "return_branch": str(branch.id),
                       "pickup_at": start.strftime("%Y-%m-%dT%H:%M"),
                       "return_at": end.strftime("%Y-%m-%dT%H:%M")})
 
 
-def _trip(form: TripForm) -> services.Trip:
-    return services.make_trip(pickup_branch_id=form.pickup_branch.data,
-                              return_branch_id=form.return_branch.data,
-                              pickup_local=form.pickup_at.data, return_local=form.return_at.data,
-                              now=utcnow())
+def _trip(form: TripForm) -> Trip:
+    return make_trip(pickup_branch_id=form.pickup_branch.data,
+                     return_branch_id=form.return_branch.data,
+                     pickup_local=form.pickup_at.data, return_local=form.return_at.data,
+                     now=utcnow())
 
 
 def _parse(form_class, formdata, branches):
     """Build and check a trip form with extras: (form, trip or None, extras, chosen)."""
-    extras = services.active_extras()
+    extras = active_extras()
     cls = with_extras(form_class, extras)
     form = cls() if formdata is None else cls(formdata=formdata)  # None: the POSTed form
     form.set_branches(branches)
@@ -112,7 +119,7 @@ def search():
             filters = Filters(car_class=form.car_class.data or "", min_seats=int(form.seats.data or 0),
                               transmission=form.transmission.data or "",
                               fuel_type=form.fuel.data or "")
-            result = services.search(trip, filters, customer=_customer())
+            result = availability.search(trip, filters, customer=_customer())
     if form.errors:
         status = 422
     args = trip_args(form) if result is not None else {}
@@ -131,7 +138,7 @@ def quote(car_id: int):
     if trip is not None:
         context["args"] = trip_args(form)
         try:
-            context["offer"] = services.offer_for(car_id, trip, chosen, customer=_customer())
+            context["offer"] = availability.offer_for(car_id, trip, chosen, customer=_customer())
         except CarTaken as exc:
             context["taken"], status = exc, 409
         except BookingError as exc:
@@ -153,15 +160,15 @@ def _review_context(car_id: int, form, trip, extras, chosen, *, key: str):
         return context, 422
     context["args"] = trip_args(form)
     context["hidden"] = {**context["args"], **extras_args(chosen, extras)}
-    existing = services.same_booking(current_user, car_id, trip)
+    existing = same_booking(current_user, car_id, trip)
     if existing is not None:  # reloaded after confirming: no second hold, show the first
         context.update(existing=existing, existing_url=_after_booking_url(existing))
         return context, 200
-    eligible, why = services.booking_eligibility(current_user, trip.start, trip.end)
+    eligible, why = booking_eligibility(current_user, trip.start, trip.end)
     if not eligible:
         context["ineligible"] = why
     try:
-        offer = services.offer_for(car_id, trip, chosen, customer=_customer())
+        offer = availability.offer_for(car_id, trip, chosen, customer=_customer())
     except CarTaken as exc:
         context["taken"] = exc
         return context, 409
@@ -180,7 +187,7 @@ def review(car_id: int):
     """The confirm step: "You are about to book ... for £X"; nothing is held or paid yet."""
     form, trip, extras, chosen = _parse(TripForm, request.args, _branches())
     context, status = _review_context(car_id, form, trip, extras, chosen,
-                                      key=services.new_idempotency_key())
+                                      key=new_idempotency_key())
     return render("booking/review.html", "booking/partials/_review.html", status, **context)
 
 
@@ -190,10 +197,10 @@ def confirm(car_id: int):
     """Hold the car (state `held`) and hand over to payment. Posting twice gives one hire."""
     form, trip, extras, chosen = _parse(ConfirmForm, None, _branches())
     # A form that lost its key gets a fresh one: it has created nothing yet.
-    key = form.idempotency_key.data or services.new_idempotency_key()
+    key = form.idempotency_key.data or new_idempotency_key()
     if trip is not None:
         try:
-            hire = services.create_hold(
+            hire = create_hold(
                 customer=current_user, car_id=car_id, trip=trip, extras=chosen,
                 idempotency_key=key,
                 expected_total_pence=form.expected_total.data, now=utcnow())
@@ -220,7 +227,7 @@ def confirm(car_id: int):
 
 def _after_booking_url(hire: Hire) -> str:
     """The payment step when payments is installed, else the booking's own page."""
-    if hire.hire_state == services.S.HELD and "payments.start" in current_app.view_functions:
+    if hire.hire_state == HireState.HELD and "payments.start" in current_app.view_functions:
         return url_for("payments.start", reference=hire.reference)
     return url_for("booking.hire_detail", reference=hire.reference)
 
@@ -229,13 +236,13 @@ def _after_booking_url(hire: Hire) -> str:
 @allow("customer")
 def my_bookings():
     """The customer's upcoming, active and past hires."""
-    bookings = services.customer_bookings(current_user)
+    bookings = customer_bookings(current_user)
     return render("booking/mine.html", "booking/mine.html", bookings=bookings, now=utcnow(),
                   can_pay="payments.start" in current_app.view_functions)
 
 
 def _own_hire(reference: str) -> Hire:
-    hire = services.customer_hire(current_user, reference)
+    hire = customer_hire(current_user, reference)
     if hire is None:
         abort(404)
     return hire
@@ -248,7 +255,7 @@ def hire_detail(reference: str):
     hire = _own_hire(reference)
     return render("booking/hire.html", "booking/hire.html", hire=hire, now=utcnow(),
                   can_pay="payments.start" in current_app.view_functions,
-                  under_review=bool(services.payments_under_review([hire])))
+                  under_review=bool(payments_under_review([hire])))
 
 
 @bp.route("/hires/<reference>/cancel", methods=["GET", "POST"])
@@ -260,7 +267,7 @@ def cancel(reference: str):
     form = CancelForm()
     if form.validate_on_submit():
         try:
-            refund = services.cancel_hire(hire, by=current_user, now=now)
+            refund = cancel_hire(hire, by=current_user, now=now)
         except BookingError as exc:
             add_errors(form, exc.errors)
         else:
@@ -268,10 +275,10 @@ def cancel(reference: str):
                 f" We are refunding {money(refund)} to your card." if refund else ""), "success")
             return see_other(url_for("booking.my_bookings"))
     status = 422 if form.errors else 200
-    policy = services.CancelPolicy.from_config(current_app.config)
+    policy = CancelPolicy.from_config(current_app.config)
     return render("booking/cancel.html", "booking/partials/_cancel.html", status, hire=hire,
-                  form=form, refund=services.cancellation_refund_pence(hire, now, policy),
-                  policy=policy, allowed=services.can_cancel(hire, now))
+                  form=form, refund=cancellation_refund_pence(hire, now, policy),
+                  policy=policy, allowed=hire.can_cancel(now))
 
 
 @bp.route("/hires/<reference>/change", methods=["GET", "POST"])
@@ -280,7 +287,7 @@ def change(reference: str):
     """New dates or extras, re-quoted live; applied only if the car is still free."""
     hire = _own_hire(reference)
     now = utcnow()
-    extras = services.active_extras()
+    extras = active_extras()
     form_class = with_extras(ChangeForm, extras)
     if request.method == "POST":
         form = form_class()
@@ -291,17 +298,17 @@ def change(reference: str):
     preview, status, taken = None, 200, None
     if form.validate():
         try:
-            trip = services.trip_for_change(hire, form.pickup_at.data, form.return_at.data, now)
+            trip = trip_for_change(hire, form.pickup_at.data, form.return_at.data, now)
             chosen = chosen_extras(form, extras)
             if request.method == "POST":
-                preview = services.change_hire(hire, trip, chosen, by=current_user, now=now)
+                preview = change_hire(hire, trip, chosen, by=current_user, now=now)
                 flash(f"Booking {hire.reference} is changed. New total {money(preview.quote.total_pence)}.",
                       "success")
-                if (preview.difference_pence > 0 and hire.hire_state == services.S.CONFIRMED
+                if (preview.difference_pence > 0 and hire.hire_state == HireState.CONFIRMED
                         and "payments.start" in current_app.view_functions):
                     return see_other(url_for("payments.start", reference=hire.reference))
                 return see_other(url_for("booking.hire_detail", reference=hire.reference))
-            preview = services.preview_change(hire, trip, chosen, now=now)
+            preview = preview_change(hire, trip, chosen, now=now)
         except CarTaken as exc:
             taken, status = exc.message, 409
         except BookingError as exc:
@@ -309,13 +316,13 @@ def change(reference: str):
     if form.errors:
         status = 422
     return render("booking/change.html", "booking/partials/_change_preview.html", status, hire=hire,
-                  form=form, preview=preview, taken=taken, allowed=services.can_change(hire, now))
+                  form=form, preview=preview, taken=taken, allowed=hire.can_change(now))
 
 
 def _hire_args(hire: Hire, extras) -> MultiDict:
-    args = {"pickup_at": services.to_local(hire.start_at, hire.pickup_branch.timezone)
+    args = {"pickup_at": to_local(hire.start_at, hire.pickup_branch.timezone)
             .strftime("%Y-%m-%dT%H:%M"),
-            "return_at": services.to_local(hire.end_at, hire.return_branch.timezone)
+            "return_at": to_local(hire.end_at, hire.return_branch.timezone)
             .strftime("%Y-%m-%dT%H:%M")}
     args.update(extras_args(dict(hire.extras or {}), extras))
     return MultiDict(args)

@@ -13,7 +13,9 @@ from ..form_fields import (Form, InRange, IntSelectField, Money, WholeNumberFiel
 from ..form_fields import strip as _clean
 from ..models.fleet import FUEL_TYPES, MAINTENANCE_KINDS, TRANSMISSIONS
 from . import validators as v
-from .services import SORTS, STATUS_FILTERS, CarData
+from .car_records import CarData
+from .fleet_list import SORTS, STATUS_FILTERS, FleetFilters
+
 
 def _whole(label: str, low: int, high: int, unit: str = "") -> IntegerField:
     return WholeNumberField(label, validators=[
@@ -144,7 +146,6 @@ class FleetFilterForm(Form):
 
     def filters(self):
         """What to search for; a value that failed its check (and says so) is left out."""
-        from .services import FleetFilters
 
         def pick(value, allowed, default):
             return value if value in allowed else default

@@ -15,9 +15,9 @@ from ..extensions import db
 from ..form_fields import ConfirmForm
 from ..models import Car, Hire, MaintenanceBlock, utcnow
 from ..web import add_errors, form_status, render, safe_path, see_other
-from . import bp, services
+from . import bp, car_records, fleet_list, hire_moves, maintenance
+from .errors import FleetError, MaintenanceCollision, RetireRefused
 from .forms import CarForm, FleetFilterForm, MaintenanceForm, MoveHireForm, PhotoUploadForm
-from .services import FleetError, MaintenanceCollision, RetireRefused
 from .validators import format_plate
 
 LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"
@@ -42,11 +42,11 @@ def _aware(local: Optional[datetime], zone: ZoneInfo) -> Optional[datetime]:
 @bp.get("/")
 def cars():
     """The fleet list: filters and sort that apply as you type (htmx), or on submit."""
-    classes, branches = services.choices()
+    classes, branches = fleet_list.choices()
     form = FleetFilterForm(request.args)
     form.set_choices(classes, branches)
     valid = form.validate()
-    result = services.search_cars(form.filters())
+    result = fleet_list.search_cars(form.filters())
     query = {k: v for k, v in request.args.items() if k != "page"}
     return render("fleet/cars.html", "fleet/partials/_results.html", 200 if valid else 422,
                   form=form, result=result, format_plate=format_plate,
@@ -56,7 +56,7 @@ def cars():
 @bp.route("/cars/new", methods=["GET", "POST"])
 def new_car():
     """Workflow 5: add a car to the fleet, with its photos."""
-    classes, branches = services.choices()
+    classes, branches = fleet_list.choices()
     form = CarForm()
     form.set_choices(classes, branches)
     if request.method == "GET":
@@ -65,7 +65,7 @@ def new_car():
         form.co2_g_km.data, form.odometer_miles.data = 0, 0
     if form.validate_on_submit():
         try:
-            car = services.add_car(form.to_data(), form.uploads(), by=current_user, now=utcnow())
+            car = car_records.add_car(form.to_data(), form.uploads(), by=current_user, now=utcnow())
         except FleetError as exc:
             add_errors(form, exc.errors)
         else:
@@ -97,14 +97,14 @@ def _car_page(car: Car, *, status: int = 200, maintenance_form: Optional[Mainten
         for hire in collision.hires:
             move = MoveHireForm(formdata=None, prefix=f"move-{hire.id}")
             move.to_car_id.choices = [(c.id, f"{format_plate(c.plate)} · {c.make} {c.model}")
-                                      for c in services.free_cars_for(hire)]
+                                      for c in hire_moves.free_cars_for(hire)]
             move.return_to.data = _car_url_with_block(car, maintenance_form)
             moves[hire.id] = move
     context = dict(
         car=car, now=now, zone=car.home_branch.timezone, format_plate=format_plate,
-        hires=services.hires_to_come(car, now=now), blocks=services.upcoming_blocks(car, now=now),
+        hires=car_records.hires_to_come(car, now=now), blocks=maintenance.upcoming_blocks(car, now=now),
         maintenance_form=maintenance_form, collision=collision, moves=moves,
-        can_move=services.can_move, retire_refused=retire_refused,
+        can_move=hire_moves.can_move, retire_refused=retire_refused,
         photo_form=photo_form or PhotoUploadForm(formdata=None), confirm=ConfirmForm(formdata=None),
     )
     if fragment:
@@ -132,7 +132,7 @@ def car(car_id: int):
 def edit_car(car_id: int):
     """Change a car's details."""
     car = _car_or_404(car_id)
-    classes, branches = services.choices()
+    classes, branches = fleet_list.choices()
     form = CarForm()
     form.set_choices(classes, branches)
     del form.photos  # photos are managed on the car's page
@@ -140,7 +140,7 @@ def edit_car(car_id: int):
         form.fill_from(car)
     if form.validate_on_submit():
         try:
-            changed = services.update_car(car, form.to_data(), by=current_user, now=utcnow())
+            changed = car_records.update_car(car, form.to_data(), by=current_user, now=utcnow())
         except FleetError as exc:
             add_errors(form, exc.errors)
         else:
@@ -156,7 +156,7 @@ def retire_car(car_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.retire_car(car, by=current_user, now=utcnow())
+        car_records.retire_car(car, by=current_user, now=utcnow())
     except RetireRefused as exc:
         return _car_page(car, status=409, retire_refused=exc)
     flash(f"{format_plate(car.plate)} is retired: customers can no longer book it.", "success")
@@ -169,7 +169,7 @@ def reinstate_car(car_id: int):
     car = _car_or_404(car_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    services.reinstate_car(car, by=current_user)
+    car_records.reinstate_car(car, by=current_user)
     flash(f"{format_plate(car.plate)} is back in the fleet.", "success")
     return see_other(url_for("fleet.car", car_id=car.id))
 
@@ -181,7 +181,7 @@ def add_photos(car_id: int):
     form = PhotoUploadForm()
     if form.validate_on_submit():
         try:
-            added = services.add_photos(car, form.uploads(), by=current_user)
+            added = car_records.add_photos(car, form.uploads(), by=current_user)
         except FleetError as exc:
             add_errors(form, exc.errors)
         else:
@@ -198,7 +198,7 @@ def remove_photo(car_id: int, photo_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.remove_photo(car, photo_id, by=current_user)
+        car_records.remove_photo(car, photo_id, by=current_user)
     except FleetError:
         abort(404)
     flash("Photo removed.", "success")
@@ -212,7 +212,7 @@ def cover_photo(car_id: int, photo_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.set_cover(car, photo_id, by=current_user)
+        car_records.set_cover(car, photo_id, by=current_user)
     except FleetError:
         abort(404)
     flash("Cover photo changed.", "success")
@@ -228,9 +228,9 @@ def add_maintenance(car_id: int):
     if form.validate_on_submit():
         zone = _zone(car)
         try:
-            services.add_block(car, kind=form.kind.data, starts_at=_aware(form.starts_at.data, zone),
-                               ends_at=_aware(form.ends_at.data, zone), note=form.note.data or "",
-                               by=current_user, now=utcnow())
+            maintenance.add_block(car, kind=form.kind.data, starts_at=_aware(form.starts_at.data, zone),
+                                  ends_at=_aware(form.ends_at.data, zone), note=form.note.data or "",
+                                  by=current_user, now=utcnow())
         except MaintenanceCollision as exc:
             form.form_errors.append(exc.errors[""])
             return _car_page(car, status=409, maintenance_form=form, collision=exc,
@@ -252,7 +252,7 @@ def remove_maintenance(block_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     car_id = block.car_id
-    services.remove_block(block, by=current_user)
+    maintenance.remove_block(block, by=current_user)
     flash("Maintenance block cancelled.", "success")
     return see_other(url_for("fleet.car", car_id=car_id) + "#maintenance")
 
@@ -272,9 +272,9 @@ def hire(reference: str):
     hire = _hire_or_404(reference)
     form = MoveHireForm(formdata=None)
     form.to_car_id.choices = [(c.id, f"{format_plate(c.plate)} · {c.make} {c.model}")
-                              for c in services.free_cars_for(hire)]
+                              for c in hire_moves.free_cars_for(hire)]
     return render_template("fleet/hire.html", hire=hire, form=form, format_plate=format_plate,
-                           can_move=services.can_move(hire) and hire.start_at > utcnow())
+                           can_move=hire_moves.can_move(hire) and hire.start_at > utcnow())
 
 
 @bp.post("/hires/<reference>/move")
@@ -283,7 +283,7 @@ def move_hire(reference: str):
     hire = _hire_or_404(reference)
     prefix = request.args.get("prefix", "")
     form = MoveHireForm(prefix=prefix if prefix == f"move-{hire.id}" else "")
-    form.to_car_id.choices = [(c.id, c.plate) for c in services.free_cars_for(hire)]
+    form.to_car_id.choices = [(c.id, c.plate) for c in hire_moves.free_cars_for(hire)]
     back = safe_path(form.return_to.data, url_for("fleet.hire", reference=hire.reference))
     if not form.validate_on_submit():
         abort(400)
@@ -293,7 +293,7 @@ def move_hire(reference: str):
         return see_other(back)
     old_plate = format_plate(hire.car.plate)
     try:
-        services.move_hire(hire, to_car, by=current_user, now=utcnow())
+        hire_moves.move_hire(hire, to_car, by=current_user, now=utcnow())
     except FleetError as exc:
         flash(" ".join(exc.errors.values()), "error")
         return see_other(back)

@@ -28,7 +28,7 @@ _ticker_started: set[int] = set()
 @task
 def tick(now_iso: str | None = None) -> dict:
     """One scheduler pass. `now_iso` (ISO 8601 with offset) is for tests and catch-up runs."""
-    from ..booking.services import expire_held_hires, queue_due_reminders
+    from ..booking.scheduled import expire_held_hires, queue_due_reminders
     now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
     expired = expire_held_hires(now)
     from ..booking.no_show import finish_interrupted_no_shows, mark_due_no_shows
@@ -42,7 +42,7 @@ def tick(now_iso: str | None = None) -> dict:
     holds = place_due_deposit_holds(now)
     scanning = request_scan(now)
     # The counter's returns whose money has settled since (jobs, chain confirmations) close.
-    from ..returns.services import close_settled_returns
+    from ..returns.car_return import close_settled_returns
     closed = close_settled_returns(now)
     # Work committed while Redis was down (its job never queued) gets its job now.
     from .recovery import requeue_orphans

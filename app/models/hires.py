@@ -47,6 +47,8 @@ TRANSITIONS: dict[HireState, frozenset[HireState]] = {
 }
 # States in which the hire keeps the car from anyone else.
 OCCUPYING_STATES = frozenset({S.HELD, S.CONFIRMED, S.ACTIVE})
+# States in which the customer may still cancel or change the booking online (before pickup).
+CANCELLABLE_STATES = frozenset({S.HELD, S.CONFIRMED})
 HIRE_STATE_VALUES = tuple(s.value for s in HireState)
 
 
@@ -107,6 +109,14 @@ class Hire(db.Model):
 
     def can_move_to(self, to: HireState) -> bool:
         return to in TRANSITIONS[self.hire_state]
+
+    def can_cancel(self, now: datetime) -> bool:
+        """May the customer still cancel online? Held or confirmed, and not yet picked up."""
+        return self.hire_state in CANCELLABLE_STATES and now < self.start_at
+
+    def can_change(self, now: datetime) -> bool:
+        """May the customer still change the dates or extras online? As for cancelling."""
+        return self.hire_state in CANCELLABLE_STATES and now < self.start_at
 
     def occupy(self, until: datetime) -> None:
         """Claim the car from start until `until` (end plus any cleaning buffer)."""

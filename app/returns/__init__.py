@@ -1,4 +1,18 @@
-"""The counter: pickups and returns. Staff and admins only."""
+"""The counter: pickups and returns. Staff and admins only.
+
+Services are plain functions over the session taking `by` (the staff member) and `now`.
+Each step is committed when done, so a dropped tablet connection loses nothing and
+reopening the hire continues at the first unfinished step; every step writes an audit
+record. Money moves only through the payments area.
+
+- `errors.py`          CounterError, AlreadyProcessed (another tablet finished the step first)
+- `counter_board.py`   today's and tomorrow's pickups and returns at a branch; hire by reference
+- `inspections.py`     the record of a pickup or return, step by step: ID, condition, photos, signature
+- `pickup.py`          licence re-check, the steps of a pickup and a return, hand-over or refusal
+- `car_return.py`      taking a car back: charges, damage, waivers, settlement, receipt, closing
+- `charges.py`         the named charge rules (pure); `previews.py` the money shown before settling
+- `routes.py`, `licence_routes.py`, `forms.py`  the pages (thin)
+"""
 
 from flask import Blueprint
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..models import Hire
 from .. import payments
 from . import charges as rules
-from . import services
+from .car_return import settlement_for
 
 
 @dataclass(frozen=True)
@@ -50,5 +50,5 @@ def pickup_money(hire: Hire) -> PickupMoney:
 
 def settle_money(hire: Hire, lines: list[rules.Line]) -> list[tuple[str, int]]:
     """For the settle dialog: (label, pence) for each movement of money settling makes."""
-    return rules.settlement_lines(services.settlement_for(hire, lines),
+    return rules.settlement_lines(settlement_for(hire, lines),
                                   paid_in_eth=payments.eth_deposit(hire) is not None, reader="staff")

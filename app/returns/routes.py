@@ -16,22 +16,23 @@ from sqlalchemy import select
 
 from ..accounts.validators import plain_text_error
 from ..booking import no_show as no_shows
-from ..booking.services import BookingError
+from ..booking.errors import BookingError
 from ..extensions import db
 from ..filters import money
 from ..models import Branch, Hire, InspectionPhoto, utcnow
 from ..web import add_errors, int_arg, render, see_other
-from . import bp, previews, services
+from . import bp, car_return, counter_board, inspections, pickup, previews
+from .errors import AlreadyProcessed, CounterError
 from .forms import (DamageForm, HandOverForm, IdCheckForm, NoShowForm, PhotoForm, RefuseForm,
                     SettleForm, SignatureForm, WaiveForm, condition_form)
+from .inspections import PICKUP, RETURN
 from .licence_routes import licence_context
-from .services import PICKUP, RETURN, CounterError
 
 DATA_URL_PREFIX = "data:image/png;base64,"
 
 
 def _hire(reference: str) -> Hire:
-    hire = services.hire_by_reference(reference)
+    hire = counter_board.hire_by_reference(reference)
     if hire is None:
         abort(404)
     return hire
@@ -57,7 +58,7 @@ def board():
     branches = db.session.scalars(select(Branch).order_by(Branch.name)).all()
     return render("returns/board.html", "returns/partials/_board.html",
                   422 if query_error or branch_error else 200,
-                  board=services.board(branch_id=branch_id, now=utcnow(), query=query),
+                  board=counter_board.board(branch_id=branch_id, now=utcnow(), query=query),
                   branches=branches, branch_id=branch_id, query=query, query_error=query_error,
                   branch_error=branch_error,
                   now=utcnow())
@@ -72,12 +73,12 @@ def hire(reference: str):
 
 
 def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
-    insp = services.inspection(hire, kind)
+    insp = inspections.inspection(hire, kind)
     now = utcnow()
     context = dict(hire=hire, kind=kind, insp=insp, now=now,
-                   pickup=services.inspection(hire, PICKUP) if kind == RETURN else None,
-                   steps=(services.pickup_steps(hire, insp) if kind == PICKUP
-                          else services.return_steps(hire, insp)),
+                   pickup=inspections.inspection(hire, PICKUP) if kind == RETURN else None,
+                   steps=(pickup.pickup_steps(hire, insp) if kind == PICKUP
+                          else pickup.return_steps(hire, insp)),
                    panels=current_app.config["CONDITION_PANELS"])
     version = insp.version if insp else None
     context["id_form"] = forms.get("id_form") or IdCheckForm(formdata=None, version=version)
@@ -91,11 +92,11 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
     context["settle_form"] = forms.get("settle_form") or SettleForm(formdata=None, version=version)
     context["step_error"] = forms.get("step_error", "")
     if kind == PICKUP:
-        context["licence_ok"], context["licence_message"] = services.licence_ok(hire)
+        context["licence_ok"], context["licence_message"] = pickup.licence_ok(hire)
         context.update(licence_context(hire), pickup_money=previews.pickup_money(hire))
     if kind == RETURN and insp is not None and insp.condition_recorded_at is not None:
         try:
-            context["lines"] = services.preview_charges(hire, insp, now=now)
+            context["lines"] = car_return.preview_charges(hire, insp, now=now)
         except CounterError as exc:
             context["step_error"] = exc.errors.get("", "")
             context["lines"] = []
@@ -121,7 +122,7 @@ def _done(hire: Hire, kind: str):
 def _failed(hire: Hire, kind: str, form_name: str, form, exc: CounterError | None = None):
     if exc is not None:
         add_errors(form, exc.errors)
-        if isinstance(exc, services.AlreadyProcessed):
+        if isinstance(exc, AlreadyProcessed):
             db.session.expire_all()
             return _flow_page(hire, kind, 409, step_error=exc.errors[""])
     return _flow_page(hire, kind, 422, **{form_name: form})
@@ -148,16 +149,16 @@ def start(reference: str, kind: str):
     if kind not in (PICKUP, RETURN):
         abort(404)
     try:
-        services.open_inspection(hire, kind, by=current_user, now=utcnow())
+        inspections.open_inspection(hire, kind, by=current_user, now=utcnow())
     except CounterError as exc:
         return _flow_page(hire, kind, 409, step_error=exc.errors[""])
     return _done(hire, kind)
 
 
 def _open(hire: Hire, kind: str):
-    insp = services.inspection(hire, kind)
+    insp = inspections.inspection(hire, kind)
     if insp is None:
-        insp = services.open_inspection(hire, kind, by=current_user, now=utcnow())
+        insp = inspections.open_inspection(hire, kind, by=current_user, now=utcnow())
     return insp
 
 
@@ -165,7 +166,7 @@ def _open(hire: Hire, kind: str):
 def id_check(reference: str):
     """Tick: photo ID seen and matching (who ticked it is recorded)."""
     hire = _hire(reference)
-    return _step(hire, PICKUP, "id_form", IdCheckForm(), lambda form: services.tick_id_checked(
+    return _step(hire, PICKUP, "id_form", IdCheckForm(), lambda form: inspections.tick_id_checked(
         _open(hire, PICKUP), by=current_user, now=utcnow(), version=form.version_number))
 
 
@@ -179,10 +180,10 @@ def condition(reference: str, kind: str):
     def record(form):
         checklist = {p: {"state": getattr(form, f"panel_{p}").data, "note": getattr(form, f"note_{p}").data or ""}
                      for p in current_app.config["CONDITION_PANELS"]}
-        services.record_condition(_open(hire, kind), by=current_user, now=utcnow(),
-                                  odometer=form.odometer.data, fuel_eighths=form.fuel_eighths.data,
-                                  checklist=checklist, needs_cleaning=bool(form.needs_cleaning.data),
-                                  version=form.version_number)
+        inspections.record_condition(_open(hire, kind), by=current_user, now=utcnow(),
+                                     odometer=form.odometer.data, fuel_eighths=form.fuel_eighths.data,
+                                     checklist=checklist, needs_cleaning=bool(form.needs_cleaning.data),
+                                     version=form.version_number)
     return _step(hire, kind, "condition_form", condition_form(formdata=request.form), record)
 
 
@@ -192,7 +193,7 @@ def add_photo(reference: str, kind: str):
     hire = _hire(reference)
     if kind not in (PICKUP, RETURN):
         abort(404)
-    return _step(hire, kind, "photo_form", PhotoForm(), lambda form: services.add_photo(
+    return _step(hire, kind, "photo_form", PhotoForm(), lambda form: inspections.add_photo(
         _open(hire, kind), panel=form.panel.data, data=form.photo.data.read(), by=current_user, now=utcnow()))
 
 
@@ -209,8 +210,8 @@ def signature(reference: str):
             png = base64.b64decode(data[len(DATA_URL_PREFIX):], validate=True)
         except (binascii.Error, ValueError):
             raise CounterError({"signature": "The signature did not arrive; please sign again."})
-        services.record_signature(_open(hire, PICKUP), png=png, by=current_user, now=utcnow(),
-                                  version=form.version_number)
+        inspections.record_signature(_open(hire, PICKUP), png=png, by=current_user, now=utcnow(),
+                                     version=form.version_number)
     return _step(hire, PICKUP, "signature_form", SignatureForm(), record)
 
 
@@ -218,7 +219,7 @@ def signature(reference: str):
 def hand_over(reference: str):
     """Hand the keys over: the hire becomes active."""
     hire = _hire(reference)
-    return _step(hire, PICKUP, "handover_form", HandOverForm(), lambda form: services.hand_over(
+    return _step(hire, PICKUP, "handover_form", HandOverForm(), lambda form: pickup.hand_over(
         hire, by=current_user, now=utcnow(), version=form.version_number))
 
 
@@ -226,7 +227,7 @@ def hand_over(reference: str):
 def refuse(reference: str):
     """Refuse at pickup: the car is released and the customer refunded."""
     hire = _hire(reference)
-    return _step(hire, PICKUP, "refuse_form", RefuseForm(), lambda form: services.refuse_at_pickup(
+    return _step(hire, PICKUP, "refuse_form", RefuseForm(), lambda form: pickup.refuse_at_pickup(
         hire, by=current_user, now=utcnow(), reason=form.reason.data))
 
 
@@ -270,8 +271,8 @@ def add_damage(reference: str):
         amount = form.amount_pence()
         if amount is None:
             raise CounterError({"amount": "Enter an amount in pounds, like 120 or 120.50."})
-        services.add_damage(_open(hire, RETURN), panel=form.panel.data, amount_pence=amount,
-                            reason=form.reason.data, by=current_user, now=utcnow(), version=form.version_number)
+        car_return.add_damage(_open(hire, RETURN), panel=form.panel.data, amount_pence=amount,
+                              reason=form.reason.data, by=current_user, now=utcnow(), version=form.version_number)
     return _step(hire, RETURN, "damage_form", DamageForm(), record)
 
 
@@ -279,7 +280,7 @@ def add_damage(reference: str):
 def waive(reference: str):
     """Waive one charge, with the reason recorded."""
     hire = _hire(reference)
-    return _step(hire, RETURN, "waive_form", WaiveForm(), lambda form: services.waive(
+    return _step(hire, RETURN, "waive_form", WaiveForm(), lambda form: car_return.waive(
         _open(hire, RETURN), code=form.code.data, reason=form.reason.data, by=current_user, now=utcnow(),
         version=form.version_number))
 
@@ -292,7 +293,7 @@ def settle(reference: str):
     def record(form):
         if form.version_number is None:
             raise CounterError("Reload the page and settle again.")
-        result = services.settle_return(hire, by=current_user, now=utcnow(), version=form.version_number)
+        result = car_return.settle_return(hire, by=current_user, now=utcnow(), version=form.version_number)
         for problem in result.problems:
             flash(f"Charges recorded, but the payment needs attention: {problem}", "error")
     return _step(hire, RETURN, "settle_form", SettleForm(), record)
@@ -311,7 +312,7 @@ def inspection_photo(name: str):
         if db.session.scalar(select(Inspection.id).where(Inspection.signature_filename == name)) is None:
             abort(404)
         known = "image/png"
-    response = send_from_directory(services.upload_dir(), name, mimetype=known)
+    response = send_from_directory(inspections.upload_dir(), name, mimetype=known)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.cache_control.private = True
     return response

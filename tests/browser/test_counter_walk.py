@@ -27,7 +27,7 @@ from app.extensions import db
 from app.filters import money
 from app.models import Hire, LicenceCheck, Payment, utcnow
 from app import payments
-from app.returns import services as counter
+from app.returns import car_return, inspections
 from devtools.licence_standin import LicenceStandIn
 from tests import factories
 from tests.browser.test_counter import audit, draw_signature, photo_file
@@ -203,7 +203,7 @@ def test_a_pickup_and_a_return_from_the_board(stripe_app, client, auth, standin,
     # Settling closes the hire once its money has moved: at once if the capture job was
     # quicker, else at the scheduler's next tick (run here). Either way it ends closed.
     assert eventually(lambda: db.session.get(Payment, hold.id).state == "succeeded")
-    counter.close_settled_returns(utcnow())
+    car_return.close_settled_returns(utcnow())
     db.session.expire_all()
     assert db.session.get(Hire, back.id).state == "closed"
 
@@ -219,11 +219,11 @@ def test_hand_over_opens_in_place_when_the_licence_check_comes_back(served, new_
     db.session.add(LicenceCheck(user_id=customer.id, licence_number="CUSTO907150J99AB", check_code="WAITABIT",
                                 idempotency_key="booking-check", status="verified", completed_at=utcnow()))
     now = utcnow()
-    insp = counter.open_inspection(hire, counter.PICKUP, by=staff, now=now)
-    counter.tick_id_checked(insp, by=staff, now=now)
-    counter.record_condition(insp, by=staff, now=now, odometer=1000, fuel_eighths=8,
-                             checklist={p: {"state": "ok", "note": ""} for p in served.app.config["CONDITION_PANELS"]})
-    counter.record_signature(insp, png=base64.b64decode(signature_png().split(",", 1)[1]), by=staff, now=now)
+    insp = inspections.open_inspection(hire, inspections.PICKUP, by=staff, now=now)
+    inspections.tick_id_checked(insp, by=staff, now=now)
+    inspections.record_condition(insp, by=staff, now=now, odometer=1000, fuel_eighths=8,
+                                 checklist={p: {"state": "ok", "note": ""} for p in served.app.config["CONDITION_PANELS"]})
+    inspections.record_signature(insp, png=base64.b64decode(signature_png().split(",", 1)[1]), by=staff, now=now)
 
     page = new_page(*PHONE)
     native = staff_at_the_board(page, served, staff)

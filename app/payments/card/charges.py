@@ -116,7 +116,7 @@ def confirm_hire_after_payment(hire: Hire, *, now: datetime) -> None:
     """held -> confirmed through the booking area (one transition, one confirmation email)."""
     # Booking imports payments (refunds, deposits): the hire lifecycle of issue 16 will turn
     # this call into an event; until then the import waits until it is needed.
-    from ...booking.services import confirm_hire
+    from ...booking.holds import confirm_hire
     try:
         confirm_hire(hire, by=None, now=now)
     except InvalidTransition:

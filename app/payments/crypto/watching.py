@@ -201,6 +201,6 @@ def confirm_paid_hire(hire: Hire, now: datetime) -> None:
     """held -> confirmed through booking's `confirm_hire` (commits; emails once)."""
     # Booking imports payments (refunds, deposits): the hire lifecycle of issue 16 will turn
     # this call into an event; until then the import waits until it is needed.
-    from ...booking.services import confirm_hire
+    from ...booking.holds import confirm_hire
     confirm_hire(hire, by=None, now=now)
 

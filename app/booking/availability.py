@@ -1,0 +1,136 @@
+"""Availability: which cars are free for a trip, in one query, and their prices.
+
+No car is ever double-booked: this checks first so that the loser of a race gets a friendly
+answer (`CarTaken` with alternatives); the database is the final guard on `occupancies`
+(PostgreSQL's exclusion constraint, SQLite's triggers of migration 0010, both named
+`occupancies_no_overlap`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping, Optional
+
+from flask import current_app
+from sqlalchemy import and_, exists, func, literal, literal_column, or_, select
+from sqlalchemy.orm import contains_eager, joinedload
+
+from ..extensions import db
+from ..models import Car, CarClass, Occupancy, User
+from .eligibility import is_young_driver
+from .errors import BookingError, CarTaken
+from .pricing import Quote, RateTables
+from .quotes import load_rate_tables, price
+from .trips import Filters, Trip
+
+ALTERNATIVES_SHOWN = 3
+
+
+def _overlaps(start: datetime, until: datetime):
+    """Occupancy rows overlapping [start, until): the same half-open rule as the exclusion
+    constraint, written so the btree (car_id, starts_at, ends_at) answers it."""
+    return and_(Occupancy.starts_at < until, Occupancy.ends_at > start)
+
+
+def _busy(start: datetime, until: datetime, exclude_hire_id: int | None = None):
+    """EXISTS an occupancy (hire or maintenance) of the outer query's car in the period."""
+    q = select(literal(1)).where(Occupancy.car_id == Car.id, _overlaps(start, until))
+    if exclude_hire_id is not None:
+        q = q.where(or_(Occupancy.hire_id.is_(None), Occupancy.hire_id != exclude_hire_id))
+    if db.session.get_bind().dialect.name == "postgresql":
+        # OFFSET 0 keeps NOT EXISTS a per-car probe of ix_occupancies_car_id_starts_at: a
+        # branch's ~200 cars cost ~200 short index-only scans, whatever the table's size.
+        # Without it the planner may choose a hash anti-join over every car's occupancies in
+        # the period, which grows with the whole fleet's bookings (bench/README.md).
+        q = q.offset(literal_column("0"))
+    return exists(q.correlate(Car))
+
+
+def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int | None = None,
+                         exclude_car_id: int | None = None):
+    """Cars at the pickup branch, free for the whole trip plus cleaning buffer, cheapest first.
+
+    One statement: the cars, their class, and the count of all matches (window function).
+    """
+    rate = func.coalesce(Car.daily_rate_override_pence, CarClass.daily_rate_pence)
+    q = (select(Car, func.count().over().label("matches"))
+         .join(Car.car_class)
+         .options(contains_eager(Car.car_class))
+         .where(Car.status == "available", Car.home_branch_id == trip.pickup_branch.id,
+                ~_busy(trip.start, trip.until()))
+         .order_by(rate, Car.id))
+    if filters.car_class:
+        q = q.where(CarClass.code == filters.car_class)
+    if filters.min_seats:
+        q = q.where(Car.seats >= filters.min_seats)
+    if filters.transmission:
+        q = q.where(Car.transmission == filters.transmission)
+    if filters.fuel_type:
+        q = q.where(Car.fuel_type == filters.fuel_type)
+    if exclude_car_id is not None:
+        q = q.where(Car.id != exclude_car_id)
+    if limit is not None:
+        q = q.limit(limit)
+    return q
+
+
+@dataclass(frozen=True)
+class Offer:
+    car: Car
+    quote: Quote
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    offers: list[Offer]
+    matches: int
+    young_driver: bool = False
+    tables: RateTables | None = field(default=None, repr=False)
+
+
+def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User] = None,
+           limit: int | None = None) -> SearchResult:
+    """Free cars for the trip with their full price (no extras), cheapest first."""
+    rows = db.session.execute(available_cars_query(
+        trip, filters, limit=limit or current_app.config["SEARCH_RESULTS_LIMIT"])).all()
+    tables = load_rate_tables()
+    young = is_young_driver(customer, trip)
+    offers = [Offer(car, price(car, trip, {}, young_driver=young, tables=tables)) for car, _ in rows]
+    return SearchResult(offers, rows[0].matches if rows else 0, young, tables)
+
+
+def alternatives(trip: Trip, car: Car, *, customer: Optional[User] = None) -> list[Offer]:
+    """Up to three free cars for the same trip: the same class first, then any."""
+    same = search(trip, Filters(car_class=car.car_class.code), customer=customer,
+                  limit=ALTERNATIVES_SHOWN + 1).offers
+    offers = [o for o in same if o.car.id != car.id][:ALTERNATIVES_SHOWN]
+    if len(offers) < ALTERNATIVES_SHOWN:
+        seen = {o.car.id for o in offers} | {car.id}
+        more = search(trip, customer=customer, limit=ALTERNATIVES_SHOWN + len(seen)).offers
+        offers += [o for o in more if o.car.id not in seen][:ALTERNATIVES_SHOWN - len(offers)]
+    return offers
+
+
+def is_free(car_id: int, trip: Trip, *, exclude_hire_id: int | None = None) -> bool:
+    q = select(Car.id).where(Car.id == car_id, ~_busy(trip.start, trip.until(), exclude_hire_id))
+    return db.session.scalar(q) is not None
+
+
+def bookable_car(car_id: int, trip: Trip) -> Car:
+    """The car, if it can be hired from the trip's pickup branch at all (else BookingError)."""
+    car = db.session.scalar(select(Car).options(joinedload(Car.car_class)).where(Car.id == car_id))
+    if car is None or car.status != "available" or car.home_branch_id != trip.pickup_branch.id:
+        raise BookingError({"": f"That car cannot be picked up at {trip.pickup_branch.name}. "
+                                "Please search again."})
+    return car
+
+
+def offer_for(car_id: int, trip: Trip, extras: Mapping[str, int], *,
+              customer: Optional[User] = None) -> Offer:
+    """The quote for one car; CarTaken (with alternatives) when it is not free for the trip."""
+    car = bookable_car(car_id, trip)
+    if not is_free(car.id, trip):
+        raise CarTaken("That car is not free for those dates.",
+                       alternatives(trip, car, customer=customer))
+    return Offer(car, price(car, trip, extras, young_driver=is_young_driver(customer, trip)))
