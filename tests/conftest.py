@@ -133,9 +133,23 @@ def _services_reachable(_schema):
 
 
 def _empty_tables() -> None:
+    """Every table empty and every id counting from 1 again, as after the migrations.
+
+    PostgreSQL: TRUNCATE costs per table named (new files for each), a tenth of a second and
+    more for all ~45 when most tests fill a handful: so only the tables holding rows are
+    truncated, and the sequences used since their last restart are restarted."""
     tables = [t.name for t in db.metadata.sorted_tables]
     if db.engine.dialect.name == "postgresql":
-        db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        holding_rows = " UNION ALL ".join(
+            f"SELECT '{name}' FROM (SELECT 1 FROM {name} LIMIT 1) AS {name}_row" for name in tables)
+        filled = db.session.scalars(text(holding_rows)).all()
+        used = db.session.scalars(text(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) FROM pg_sequences "
+            "WHERE last_value IS NOT NULL")).all()
+        if filled:
+            db.session.execute(text(f"TRUNCATE {', '.join(filled)} RESTART IDENTITY CASCADE"))
+        for sequence in used:
+            db.session.execute(text(f"ALTER SEQUENCE {sequence} RESTART"))
     else:
         for name in reversed(tables):
             db.session.execute(text(f"DELETE FROM {name}"))
