@@ -112,6 +112,11 @@ def _schema(tmp_path_factory):
             with db.engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
+                # A throw-away test database: a commit need not wait for the disk (what a
+                # crash of this machine would lose is nothing the tests keep). Every later
+                # connection, the servers' and workers' included, gets it.
+                name = conn.execute(text("SELECT current_database()")).scalar_one()
+                conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
         upgrade(revision="heads")
         db.engine.dispose()
     return _database_url()
