@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .jobs import enqueue
+from .queueing import enqueue
 from .models import OutboundEmail
 
 

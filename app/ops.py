@@ -19,7 +19,7 @@ from flask import current_app
 
 from .cli import acme
 from .config import BASE_DIR
-from .jobs import enqueue, redis_connection, task
+from .queueing import enqueue, redis_connection, task
 from .models import utcnow
 
 PING_KEY_PREFIX = "acme:ops:ping:"

@@ -172,7 +172,7 @@ def _pending_check(user_id: int, hire_id: int | None, number: str, code: str) ->
 def _enqueue(check: LicenceCheck) -> None:
     # The check is committed and shown as "Checking…": with the queue down it waits for the
     # tick to ask it, which is what the page already says (not a 503 for saved work).
-    from ..jobs import enqueue_or_leave_for_recovery
+    from ..queueing import enqueue_or_leave_for_recovery
     from ..jobs.licence import JOB_ID, check_licence
     enqueue_or_leave_for_recovery(check_licence, check.id, job_id=JOB_ID.format(check.id))
 

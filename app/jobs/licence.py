@@ -8,7 +8,7 @@ from ..extensions import db
 from ..integrations import licence as licence_client
 from ..logging_setup import log
 from ..models import LicenceCheck, utcnow
-from . import task
+from ..queueing import task
 
 JOB_ID = "licence-check-{}"  # one job per check
 

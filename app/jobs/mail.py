@@ -16,7 +16,7 @@ from ..extensions import db
 from ..integrations import mail as mail_client
 from ..logging_setup import log
 from ..models import OutboundEmail, utcnow
-from . import task
+from ..queueing import task
 
 JOB_ID = "email-{}"  # one job per email: enqueued twice, it is still one job
 INTERRUPTED = ("Sending was interrupted while the mail server was taking it; it may have "
