@@ -8,8 +8,10 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from .extensions import db
+from .ops import ping_worker
 
 acme = AppGroup("acme", help="ACME Rentals commands.")
+acme.add_command(ping_worker)
 
 
 @acme.command("create-admin")
@@ -70,5 +72,3 @@ def tick(now_iso: str | None) -> None:
 def register_cli(app: Flask) -> None:
     app.cli.add_command(acme)
 
-
-from . import ops  # noqa: E402,F401  (adds `flask acme ping-worker`; imports `acme` above)

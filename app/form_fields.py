@@ -16,6 +16,7 @@ from wtforms import IntegerField, PasswordField, SelectField, StringField, TextA
 from wtforms.validators import StopValidation, ValidationError
 
 from .config import FILTER_DATE_MAX, FILTER_DATE_MIN
+from .plain_text import plain_text_error
 from .web import bounded_int
 
 REQUIRED = "This field is required."
@@ -128,8 +129,6 @@ class PlainText:
         self.multiline = multiline
 
     def __call__(self, form, field):
-        # Imported here: app.accounts (whose routes use this module) owns the rule.
-        from .accounts.validators import plain_text_error
         error = plain_text_error(field.data if isinstance(field.data, str) else "",
                                  multiline=self.multiline)
         if error:

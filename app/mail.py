@@ -6,8 +6,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .jobs import enqueue
 from .models import OutboundEmail
+from .queueing import enqueue
+
+JOB_ID = "email-{}"  # one job per email: enqueued twice, it is still one job
+SEND_TASK = "app.jobs.mail.send_email"  # by name: the job imports this module, not the reverse
 
 
 def queue_email(*, key: str, to: str, subject: str, body: str,
@@ -29,6 +32,5 @@ def queue_email(*, key: str, to: str, subject: str, body: str,
         db.session.rollback()
         return db.session.scalars(
             select(OutboundEmail).where(OutboundEmail.idempotency_key == key)).one()
-    from .jobs.mail import JOB_ID, send_email
-    enqueue(send_email, email.id, job_id=JOB_ID.format(email.id))
+    enqueue(SEND_TASK, email.id, job_id=JOB_ID.format(email.id))
     return email

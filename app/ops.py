@@ -16,10 +16,10 @@ import uuid
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
-from .cli import acme
 from .config import BASE_DIR
-from .jobs import enqueue, redis_connection, task
+from .queueing import enqueue, redis_connection, task
 from .models import utcnow
 
 PING_KEY_PREFIX = "acme:ops:ping:"
@@ -37,9 +37,10 @@ def ping_job(token: str) -> None:
                            ex=PING_RESULT_TTL_SECONDS)
 
 
-@acme.command("ping-worker")
+@click.command("ping-worker")
 @click.option("--timeout", type=float, default=PING_DEFAULT_TIMEOUT_SECONDS, show_default=True,
               help="Seconds to wait for a worker to run the job.")
+@with_appcontext
 def ping_worker(timeout: float) -> None:
     """Enqueue a trivial job and wait until a worker has processed it (exit 1 if none does)."""
     if current_app.config["JOBS_MODE"] != "rq":

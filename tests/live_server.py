@@ -20,7 +20,8 @@ import pytest
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from app import create_app, jobs
+from app import create_app
+from app import queueing as jobs
 from app.extensions import db
 from tests.conftest import make_test_config
 

@@ -669,7 +669,7 @@ def test_development_runs_the_scheduler_from_the_in_process_pool(app, make_app, 
     """With no systemd timer (the embedded default), holds still expire on their own."""
     import time
 
-    from app import jobs
+    from app import queueing as jobs
     from app.jobs.booking import start_dev_ticker
     hire = factories.make_hire(car=shop.car, start=as_utc(local_day(10)), days=2, state=HireState.HELD)
     hire.hold_expires_at = utcnow() - timedelta(seconds=1)

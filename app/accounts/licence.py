@@ -27,10 +27,13 @@ from .. import audit
 from ..extensions import db
 from ..integrations import licence as client
 from ..models import CustomerProfile, Hire, LicenceCheck, LicenceCheckStatus, LicenceStatus, User
+from ..queueing import enqueue_or_leave_for_recovery
 from . import validators as v
 from .services import AccountError
 
 S = LicenceCheckStatus
+CHECK_JOB_ID = "licence-check-{}"  # one job per check
+CHECK_TASK = "app.jobs.licence.check_licence"  # by name: the job imports this module
 
 # Messages a person understands, by reason code (the rules add their numbers to some).
 UNAVAILABLE_MESSAGE = ("We could not reach the licence checking service just now. "
@@ -172,9 +175,7 @@ def _pending_check(user_id: int, hire_id: int | None, number: str, code: str) ->
 def _enqueue(check: LicenceCheck) -> None:
     # The check is committed and shown as "Checking…": with the queue down it waits for the
     # tick to ask it, which is what the page already says (not a 503 for saved work).
-    from ..jobs import enqueue_or_leave_for_recovery
-    from ..jobs.licence import JOB_ID, check_licence
-    enqueue_or_leave_for_recovery(check_licence, check.id, job_id=JOB_ID.format(check.id))
+    enqueue_or_leave_for_recovery(CHECK_TASK, check.id, job_id=CHECK_JOB_ID.format(check.id))
 
 
 # --- the rental rules -----------------------------------------------------------------------

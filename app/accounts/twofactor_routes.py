@@ -14,13 +14,12 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from ..admin import services as staff_services
 from ..extensions import db, limiter
 from ..form_fields import ConfirmForm
 from ..models import User, utcnow
 from ..security import allow
 from ..web import add_errors, form_status, safe_path, see_other
-from . import bp, sessions, twofactor
+from . import bp, invites, sessions, twofactor
 from .services import AccountError
 from .twofactor_forms import AcceptInviteForm, NewPasswordForm, TwoFactorCodeForm
 
@@ -189,13 +188,13 @@ def recovery_codes():
 def accept_invite(token: str):
     """A new member of staff chooses a password, then sets up two-factor sign-in."""
     try:
-        invited = staff_services.user_for_invite(token)
+        invited = invites.user_for_invite(token)
     except AccountError as exc:
         return render_template("accounts/staff_invite_invalid.html", message=exc.errors[""]), 400
     form = AcceptInviteForm(invited_email=invited.email, invited_name=invited.full_name)
     if form.validate_on_submit():
         try:
-            user = staff_services.accept_invite(token, form.password.data, now=utcnow())
+            user = invites.accept_invite(token, form.password.data, now=utcnow())
         except AccountError as exc:
             add_errors(form, exc.errors)
         else:

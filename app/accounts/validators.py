@@ -12,6 +12,8 @@ from datetime import date
 import phonenumbers
 from zxcvbn import zxcvbn
 
+from ..plain_text import plain_text_error  # noqa: F401  (one of the rules for what people type)
+
 # DVLA driving licence number, 16 characters:
 #  1-5 surname (padded with 9), 6 decade of birth year, 7-8 birth month (+50 for women),
 #  9-10 day of birth, 11 last digit of birth year, 12-13 initials (padded with 9),
@@ -19,9 +21,6 @@ from zxcvbn import zxcvbn
 LICENCE_RE = re.compile(r"^[A-Z9]{5}\d(?:[05][1-9]|[16][0-2])(?:0[1-9]|[12]\d|3[01])\d[A-Z9]{2}\d[A-Z\d]{2}$")
 # UK postcode (BS 7666 shape), after normalising to upper case with one space.
 POSTCODE_RE = re.compile(r"^(GIR 0AA|[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2})$")
-NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-# Text typed in a box of several lines: tab, new line and carriage return are allowed.
-MULTILINE_TEXT_RE = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")
 
 
 def normalise_email(email: str) -> str:
@@ -101,12 +100,4 @@ def password_error(password: str, *, min_length: int, min_score: int,
         feedback = result.get("feedback") or {}
         hint = feedback.get("warning") or " ".join(feedback.get("suggestions") or [])
         return ("That password is too easy to guess." + (f" {hint}" if hint else "")).strip()
-    return None
-
-
-def plain_text_error(value: str, multiline: bool = False) -> str | None:
-    """No control characters (a NUL cannot even be stored by PostgreSQL); a text of several
-    lines may hold tabs and line breaks."""
-    if value and not (MULTILINE_TEXT_RE if multiline else NAME_RE).match(value):
-        return "Remove the control characters."
     return None

@@ -1,8 +1,8 @@
 """Staff joiners and leavers, and prices. Admins only; every change is audited.
 
 Joiners: an admin invites a person by email. The account exists at once (role, branch) but
-has no password; the emailed link (signed, expiring, single use) lets them choose one, then
-they set up two-factor sign-in. Leavers: deactivating ends every session at once (the
+has no password; the emailed link (signed, expiring, single use; app/accounts/invites.py) lets
+them choose one, then they set up two-factor sign-in. Leavers: deactivating ends every session at once (the
 session token rotates and `load_user` refuses inactive users), and they can no longer sign
 in. Role and branch changes need no session change: the user is loaded from the database on
 every request, so the next request already sees them.
@@ -22,15 +22,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..accounts import validators as v
-from ..accounts.services import (AccountError, LinkRefusals, find_user_by_email, hash_password,
-                                 make_link_token, public_url, user_for_link_token)
+from ..accounts.invites import invite_pending, make_invite_token
+from ..accounts.services import find_user_by_email, public_url
 from ..audit import changes, record
 from ..errors import FieldErrors
 from ..extensions import db
 from ..mail import queue_email
 from ..models import Branch, CarClass, Role, User
 
-INVITE_SALT = "staff-invite"
 STAFF_ROLES = (Role.STAFF.value, Role.ADMIN.value)
 
 
@@ -57,10 +56,6 @@ def staff_members() -> list[User]:
 def staff_member(user_id: int) -> Optional[User]:
     user = db.session.get(User, user_id)
     return user if user is not None and user.role in STAFF_ROLES else None
-
-
-def invite_pending(user: User) -> bool:
-    return user.invited_at is not None and user.invite_accepted_at is None
 
 
 def _check_staff_data(data: StaffData) -> dict[str, str]:
@@ -114,17 +109,6 @@ def resend_invite(user: User, *, by: User) -> None:
     _send_invite(user, by=by)
 
 
-INVITE_REFUSALS = LinkRefusals(
-    expired="That invitation has expired. Ask an admin to send a new one.",
-    invalid="That invitation link is not valid. Check you copied all of it.",
-    used="That invitation has already been used or replaced. Sign in, or ask an admin for a "
-         "new one.")
-
-
-def make_invite_token(user: User) -> str:
-    return make_link_token(user, salt=INVITE_SALT)
-
-
 def _send_invite(user: User, *, by: User) -> None:
     token = make_invite_token(user)
     link = public_url(f"/account/invite/{token}")
@@ -138,27 +122,6 @@ def _send_invite(user: User, *, by: User) -> None:
               f"hours; it works once:\n\n{link}\n\nYou will then set up two-factor sign-in with "
               f"an authenticator app on your phone.\n\nIf you did not expect this, ignore it.\n"),
     )
-
-
-def user_for_invite(token: str) -> User:
-    """The invited user the link is for, or AccountError saying why it cannot be used."""
-    user = user_for_link_token(token, salt=INVITE_SALT, refusals=INVITE_REFUSALS,
-                               max_age=current_app.config["STAFF_INVITE_MAX_AGE_SECONDS"])
-    if not invite_pending(user):
-        raise AccountError({"": INVITE_REFUSALS.used})
-    return user
-
-
-def accept_invite(token: str, password: str, *, now: datetime) -> User:
-    """Set the invited person's password; the link then stops working. Commits."""
-    user = user_for_invite(token)
-    user.password_hash = hash_password(password)
-    user.password_changed_at = now
-    user.invite_accepted_at = now
-    user.end_all_sessions()
-    record(user, "user.invite_accepted", user, {}, {"accepted_at": now})
-    db.session.commit()
-    return user
 
 
 def _staff_fields(user: User) -> dict[str, Any]:

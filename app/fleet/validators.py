@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ..plain_text import plain_text_error
+
 # UK registrations after normalising (upper case, no spaces or dashes):
 #  current (2001-): two letters, two-digit age identifier, three letters: AB12CDE
 #  prefix (1983-2001): year letter, 1-3 digits, three letters: A123BCD
@@ -76,8 +78,6 @@ def name_error(value: str, what: str) -> str | None:
 
 def note_error(value: str, *, max_length: int) -> str | None:
     """Free text over several lines (a maintenance note): no control characters, not too long."""
-    # Imported here: app.accounts (whose package imports this one) owns the rule.
-    from ..accounts.validators import plain_text_error
     control_error = plain_text_error(value or "", multiline=True)
     if control_error:
         return control_error

@@ -19,7 +19,7 @@ from flask import Flask
 
 from ..logging_setup import log
 from ..models import utcnow
-from . import enqueue, task
+from ..queueing import enqueue, task
 
 _ticker_lock = threading.Lock()
 _ticker_started: set[int] = set()

@@ -33,7 +33,7 @@ from ..logging_setup import log
 from ..models import utcnow
 from ..models.crypto import ChainPayment, CryptoRefund
 from ..payments import crypto
-from . import enqueue, task
+from ..queueing import enqueue, task
 
 _scan_lock = threading.Lock()
 _send_lock = threading.Lock()

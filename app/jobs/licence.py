@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from ..accounts.licence import CHECK_JOB_ID, record_answer, record_failure
+from ..accounts.services import local_today
 from ..extensions import db
 from ..integrations import licence as licence_client
 from ..logging_setup import log
 from ..models import LicenceCheck, utcnow
-from . import task
+from ..queueing import task
 
-JOB_ID = "licence-check-{}"  # one job per check
+JOB_ID = CHECK_JOB_ID  # one job per check
 
 
 @task
@@ -22,9 +24,6 @@ def check_licence(check_id: int) -> None:
     later") instead of raised: the customer is watching the page, not waiting for a queue
     retry minutes later.
     """
-    from ..accounts.licence import record_answer, record_failure
-    from ..accounts.services import local_today
-
     check = db.session.scalar(select(LicenceCheck).where(LicenceCheck.id == check_id)
                               .with_for_update().execution_options(populate_existing=True))
     if check is None or check.is_final:

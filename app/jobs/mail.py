@@ -15,10 +15,10 @@ from sqlalchemy import update
 from ..extensions import db
 from ..integrations import mail as mail_client
 from ..logging_setup import log
+from ..mail import JOB_ID  # noqa: F401  (the job id of an email: recovery queues it again)
 from ..models import OutboundEmail, utcnow
-from . import task
+from ..queueing import task
 
-JOB_ID = "email-{}"  # one job per email: enqueued twice, it is still one job
 INTERRUPTED = ("Sending was interrupted while the mail server was taking it; it may have "
                "arrived, so it is not sent again automatically.")
 

@@ -19,7 +19,7 @@ from ..integrations.stripe_client import CardDeclined, StripeRejected, StripeUna
 from ..logging_setup import log
 from ..models import Payment, utcnow
 from ..payments import card
-from . import task
+from ..queueing import task
 
 
 def _unavailable(payment_id: int, exc: StripeUnavailable) -> None:

@@ -83,7 +83,7 @@ def jobs_in_rq() -> set[tuple[str, object]]:
     from rq.registry import (DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry,
                              StartedJobRegistry)
 
-    from . import queue
+    from ..queueing import queue
     q = queue()
     ids = set(q.job_ids)
     for registry in (ScheduledJobRegistry, StartedJobRegistry, DeferredJobRegistry,
@@ -111,7 +111,8 @@ def orphans(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
 
 def requeue_orphans(now: datetime) -> dict[str, list[int]]:
     """Enqueue the task of every orphaned row again. Returns {what: ids} of those queued."""
-    from . import enqueue, licence, mail, queue, queue_names
+    from ..queueing import enqueue, queue, queue_names
+    from . import licence, mail
     if current_app.config["JOBS_MODE"] == "rq":
         for name in queue_names():
             requeue_abandoned(queue(name))

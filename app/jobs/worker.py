@@ -28,7 +28,7 @@ def preload() -> None:
     for name in TASK_MODULES:
         importlib.import_module(name)
     from ..extensions import db
-    from . import worker_app
+    from ..queueing import worker_app
     app = worker_app()
     with app.app_context():
         db.engine.dispose()
@@ -43,7 +43,7 @@ class Worker(RQWorker):
     def requeue_abandoned(self) -> None:
         """A worker restarted after being killed mid-job (systemd restarts it at once): its
         job goes back on the queue now, not when RQ's heartbeat and scheduler get to it."""
-        from . import worker_app
+        from ..queueing import worker_app
         from .recovery import requeue_abandoned
         with worker_app().app_context():
             for q in self.queues:

@@ -28,7 +28,7 @@ def healthz():
         db.session.rollback()
         checks["database"] = f"down: {type(exc).__name__}"
     if current_app.config["REDIS_URL"]:
-        from ..jobs import redis_connection
+        from ..queueing import redis_connection
         try:
             redis_connection().ping()
             checks["redis"] = "ok"

@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from ..extensions import csrf
 from ..integrations import stripe_client
-from ..jobs import enqueue
+from ..queueing import enqueue
 from ..logging_setup import log
 from ..models import Hire, utcnow
 from ..security import allow

@@ -14,12 +14,12 @@ from flask import abort, current_app, flash, request, send_from_directory, url_f
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..accounts.validators import plain_text_error
 from ..booking import no_show as no_shows
 from ..booking.errors import BookingError
 from ..extensions import db
 from ..filters import money
 from ..models import Branch, Hire, InspectionPhoto, utcnow
+from ..plain_text import plain_text_error
 from ..web import add_errors, int_arg, render, see_other
 from . import bp, car_return, counter_board, inspections, pickup, previews
 from .errors import AlreadyProcessed, CounterError

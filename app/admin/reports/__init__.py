@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from ...jobs import task
+from ...queueing import task
 from ...models import utcnow
 from .refresh import refresh as refresh_figures  # the module keeps the name `refresh`
 

@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from ...extensions import db
-from ...jobs import enqueue
+from ...queueing import enqueue
 from ...models import ReportRefresh
 from . import refresh_task
 from .periods import ReportError, check_range

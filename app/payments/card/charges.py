@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ... import audit
 from ...extensions import db
-from ...jobs import enqueue
+from ...queueing import enqueue
 from ...logging_setup import log
 from ...models import Hire, InvalidTransition, Payment, User, utcnow
 from ..ledger import (CARD, CHECKOUT, SAVED_CARD, S, PaymentError, ever_confirmed, lock_payment,

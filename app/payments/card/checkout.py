@@ -21,7 +21,7 @@ from ...conflicts import retry_on_conflict
 from ...extensions import db
 from ...filters import local_time, money
 from ...integrations import stripe_client
-from ...jobs import enqueue
+from ...queueing import enqueue
 from ...logging_setup import log
 from ...models import Hire, Payment, User
 from ..crypto import hires_under_review

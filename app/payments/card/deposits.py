@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from ... import audit
 from ...extensions import db
 from ...filters import money
-from ...jobs import enqueue
+from ...queueing import enqueue
 from ...logging_setup import log
 from ...mail import queue_email
 from ...models import Hire, Payment, User, utcnow

@@ -14,7 +14,7 @@ from typing import Optional
 
 from ...extensions import db
 from ...filters import money
-from ...jobs import enqueue
+from ...queueing import enqueue
 from ...logging_setup import log
 from ...models import Hire, Payment, User
 from ..ledger import lock_payment
