@@ -9,7 +9,7 @@ decompression bomb, an 81 MP picture, 9 MB, not an image...) in every file field
 `return_to` pointing off the site; every variable part of every route's address replaced by a
 huge id or a hostile reference. Then random combinations (hypothesis) within a time budget.
 
-    FUZZ_SECONDS    seconds of random combinations per role after the sweeps (default 20)
+    FUZZ_SECONDS    seconds of random combinations per role after the sweeps (default 10)
     FUZZ_EXAMPLES   random examples per form at most (default 3)
     FUZZ_MAX_PAGES  pages crawled per role (default 80)
     FUZZ_SEED       a fixed seed (default: derandomized when FUZZ_EXAMPLES is the default,

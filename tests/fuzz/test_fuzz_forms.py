@@ -36,7 +36,7 @@ from .sweeps import (PATH_EDGES, field_probes, file_probes, is_off_site, path_pr
 DEFAULT_EXAMPLES = 3
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
 # Seconds per role for the random part, after the sweeps (which always run in full).
-DEFAULT_SECONDS = 20
+DEFAULT_SECONDS = 10
 SECONDS = float(os.environ.get("FUZZ_SECONDS", DEFAULT_SECONDS))
 MAX_PAGES = int(os.environ.get("FUZZ_MAX_PAGES", 80))
 SEED = os.environ.get("FUZZ_SEED")
@@ -317,8 +317,11 @@ def test_fuzz_every_form_a_role_can_reach(app, services, role):
     swept = _every_route_with_an_id(app, session, problems)
     spent = {"every route's address": [swept, time.monotonic() - started]}
     targets = sorted(targets, key=lambda t: (t.endpoint, t.method))
+    per_target = []
     for target in targets:
+        began = time.monotonic()
         swept += _sweep_target(session, target, rules.get(target.endpoint), problems, spent)
+        per_target.append((time.monotonic() - began, target.method, target.endpoint))
         began = time.monotonic()
         oversize = _oversize(session, target, problems)
         swept += oversize
@@ -336,6 +339,8 @@ def test_fuzz_every_form_a_role_can_reach(app, services, role):
           f"in {sweep_seconds:.0f} s; random: {randomly} requests in "
           f"{time.monotonic() - started - sweep_seconds:.0f} s (seed {seed}, up to {EXAMPLES} "
           f"examples each, {SECONDS:.0f} s budget)")
+    print("[fuzz]   slowest targets: " + "; ".join(
+        f"{method} {endpoint} {seconds:.1f} s" for seconds, method, endpoint in sorted(per_target)[-5:]))
     print("[fuzz]   sweeps: " + "; ".join(f"{name} {n} in {seconds:.1f} s"
                                           for name, (n, seconds) in spent.items()))
     for target in targets:
