@@ -15,6 +15,7 @@ from typing import Optional
 from flask import current_app
 from sqlalchemy import select
 
+from ... import events
 from ...extensions import db
 from ...integrations import chain
 from ...logging_setup import log
@@ -198,9 +199,6 @@ def record_deposit(payment: ChainPayment, quote: CryptoQuote, charge: Payment, p
 
 
 def confirm_paid_hire(hire: Hire, now: datetime) -> None:
-    """held -> confirmed through booking's `confirm_hire` (commits; emails once)."""
-    # Booking imports payments (refunds, deposits): the hire lifecycle of issue 16 will turn
-    # this call into an event; until then the import waits until it is needed.
-    from ...booking.holds import confirm_hire
-    confirm_hire(hire, by=None, now=now)
+    """Report the rental paid; the hire lifecycle confirms it (commits; emails once)."""
+    events.report(events.rental_paid, hire, now=now)
 
