@@ -9,7 +9,10 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `quotes.py`        the server's price: rate tables from the database and settings
 - `eligibility.py`   who may book (licence, age) and the young-driver surcharge
 - `availability.py`  which cars are free for a trip (one query), search, alternatives
-- `holds.py`         holding a car (`create_hold`), confirming a paid hold, the hire row lock
+- `lifecycle.py`     the hire lifecycle: confirms a paid hold when a payment provider reports
+                     the rental paid (app/events.py), and the hire row lock; payments never
+                     imports booking, so the dependency runs one way (booking -> payments)
+- `holds.py`         holding a car (`create_hold`) at the server's price
 - `changes.py`       new dates or extras at a new price
 - `cancellation.py`  cancelling, the refund due under the policy, asking payments to refund
 - `no_show.py`       a confirmed hire nobody collected
@@ -17,7 +20,6 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `my_bookings.py`   the customer's own bookings and how the ones that never went out ended
 - `emails.py`, `ics.py`  the booking's emails and their calendar attachment
 - `routes.py`, `forms.py`  the pages (thin), `seed.py` demo rate tables
-- `services.py`      old import path kept for app/payments only (re-exports `confirm_hire`)
 
 Hire states move only through `Hire.transition` (app/models/hires.py). No car is ever
 double-booked: availability checks first for a friendly answer, and the database's
@@ -36,4 +38,4 @@ def _start_dev_ticker() -> None:
     start_dev_ticker(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-from . import routes  # noqa: E402,F401
+from . import lifecycle, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)

@@ -14,9 +14,10 @@ from ..extensions import db
 from ..filters import money
 from ..logging_setup import log
 from ..models import Hire, HireState, HireStateChange, User
+from ..payments import RefundError, release_deposit, request_refund
 from . import emails, pricing
 from .errors import BookingError
-from .holds import lock_hire
+from .lifecycle import lock_hire
 
 S = HireState
 
@@ -73,7 +74,6 @@ def cancel_hire(hire: Hire, *, by: User, now: datetime) -> int:
                                                  key=f"hire:{hire.id}:cancel-refund"):
         refund = 0  # payments could not give it back: staff follow up from the history
     if was_paid:
-        from ..payments import release_deposit
         release_deposit(hire, by, reason="booking cancelled: deposit returned in full", now=now)
     emails.queue_cancelled(hire, refund_pence=refund, paid=was_paid)
     return refund
@@ -86,7 +86,6 @@ def request_refund_or_note(hire: Hire, amount_pence: int, reason: str, by: Optio
     If payments refuses (say less was paid than the policy would refund), the hire's history says so
     for staff to follow up; the cancellation or change itself stands.
     """
-    from ..payments import RefundError, request_refund  # payments imports booking (confirm_hire)
     try:
         request_refund(hire, amount_pence, reason, by, key=key)
         return True

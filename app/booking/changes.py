@@ -19,7 +19,7 @@ from .availability import is_free
 from .cancellation import request_refund_or_note
 from .eligibility import booking_eligibility, is_young_driver
 from .errors import BookingError, CarTaken, NotEligible, violated_constraint
-from .holds import lock_hire
+from .lifecycle import lock_hire
 from .pricing import Quote
 from .quotes import load_rate_tables, price
 from .trips import Trip, make_trip, to_local

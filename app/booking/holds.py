@@ -1,6 +1,6 @@
-"""Holding a car and confirming the hire: `create_hold` puts a car on hold for a customer at
-the server's price (idempotent by the confirm form's key); `confirm_hire` moves a paid hold
-to confirmed and queues the confirmation email once.
+"""Holding a car: `create_hold` puts a car on hold for a customer at the server's price
+(idempotent by the confirm form's key). Confirming the paid hold is the lifecycle's
+(app/booking/lifecycle.py); `confirm_hire` is re-exported here for the callers that knew it here.
 
 A lost race for the car meets the database's no-overlap guard and is answered as `CarTaken`.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
-from typing import Mapping, Optional
+from typing import Mapping
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -17,11 +17,12 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..logging_setup import log
-from ..models import Hire, HireState, HireStateChange, InvalidTransition, User
+from ..models import Hire, HireState, HireStateChange, User
 from ..models.hires import NO_OVERLAP_CONSTRAINT
-from . import emails, pricing
+from . import pricing
 from .availability import alternatives, bookable_car, is_free
 from .eligibility import booking_eligibility, is_young_driver
+from .lifecycle import confirm_hire  # noqa: F401  (re-exported: its old home)
 from .errors import TAKEN_MESSAGE, BookingError, CarTaken, NotEligible, PriceChanged, violated_constraint
 from .my_bookings import UPCOMING_STATES
 from .quotes import load_rate_tables, price
@@ -128,33 +129,4 @@ def same_booking(customer: User, car_id: int, trip: Trip) -> Hire | None:
 def _same_customer(hire: Hire | None, customer: User) -> Hire:
     if hire is None or hire.customer_id != customer.id:
         raise BookingError("This booking form has already been used. Please search again.")
-    return hire
-
-
-def lock_hire(hire: Hire) -> Hire:
-    """Re-read the hire under a row lock (PostgreSQL), so two jobs cannot move it at once."""
-    return db.session.scalars(
-        select(Hire).where(Hire.id == hire.id).with_for_update()
-        .execution_options(populate_existing=True)).one()
-
-
-def confirm_hire(hire: Hire, *, by: Optional[User], now: datetime) -> Hire:
-    """held -> confirmed (payment arrived); queues the booking-confirmed email exactly once.
-
-    Safe to call again: a confirmed (or later) hire is left as it is and no second email is
-    queued. A hold that already expired or was cancelled raises InvalidTransition: the
-    caller must give the money back.
-    """
-    hire = lock_hire(hire)
-    if hire.hire_state == S.HELD:
-        hire.transition(S.CONFIRMED, by=by, why="payment received", now=now)
-        hire.hold_expires_at = None
-        db.session.commit()
-        log().info("hire confirmed", hire_id=hire.id, reference=hire.reference)
-    elif hire.hire_state in (S.CONFIRMED, S.ACTIVE, S.RETURNED, S.CLOSED):
-        db.session.commit()  # release the lock
-    else:
-        db.session.rollback()
-        raise InvalidTransition(f"A {hire.state} hire cannot be confirmed")
-    emails.queue_confirmed(hire, now=now)
     return hire

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import Car, Hire, HireState, HireStateChange, User
-
-if TYPE_CHECKING:
-    from ..payments import MoneyBack
+from ..payments import MoneyBack, hires_under_review, money_back
 
 S = HireState
 UPCOMING_STATES = frozenset({S.HELD, S.CONFIRMED})
@@ -27,7 +25,7 @@ class Ending:
     """A hire that ended without the car going out: when, and the money (paid, refunded)."""
 
     at: Optional[datetime]
-    money: "MoneyBack"
+    money: MoneyBack
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,6 @@ def _endings(hires: list[Hire]) -> dict[int, Ending]:
                HireStateChange.to_state.in_([s.value for s in ENDED_WITHOUT_HIRE]),
                HireStateChange.from_state != HireStateChange.to_state)  # not a later note
         .group_by(HireStateChange.hire_id)).all())
-    from ..payments import money_back
     money = money_back(ended)
     return {hire_id: Ending(at.get(hire_id), money[hire_id]) for hire_id in ended}
 
@@ -73,7 +70,6 @@ def customer_bookings(customer: User, *, past_limit: int = 50) -> MyBookings:
 
 def payments_under_review(hires: list[Hire]) -> set[int]:
     """The held hires among `hires` whose payment staff are reviewing: nothing to pay meanwhile."""
-    from ..payments import hires_under_review
     return hires_under_review(h.id for h in hires if h.hire_state == S.HELD)
 
 

@@ -31,7 +31,7 @@ from ..payments import active_hold, eth_deposit, release_deposit, rental_paid_pe
 from . import emails
 from .cancellation import request_refund_or_note
 from .errors import BookingError
-from .holds import lock_hire
+from .lifecycle import lock_hire
 
 S = HireState
 NO_SHOW_ACTION = "hire.no_show"  # the audit record, written with the move; it keeps the terms

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..logging_setup import log
 from ..models import Hire, HireState
+from ..payments import payment_keeps_hold
 from . import emails
 
 S = HireState
@@ -20,7 +21,6 @@ def expire_held_hires(now: datetime, *, batch: int = 500) -> list[int]:
     """Expire unpaid holds whose time is up, freeing their cars. Safe to run twice or at once."""
     q = (select(Hire).where(Hire.state == S.HELD.value, Hire.hold_expires_at <= now)
          .order_by(Hire.id).limit(batch).with_for_update(skip_locked=True))
-    from ..payments import payment_keeps_hold
     expired = []
     for hire in db.session.scalars(q):
         if payment_keeps_hold(hire, now):

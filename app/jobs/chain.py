@@ -165,12 +165,14 @@ def follow_up_refunds(client: chain.ChainClient, head: int, now: datetime) -> No
                 db.session.rollback()
                 continue
             if receipt.succeeded:
-                refund.state, refund.confirmed_at = "confirmed", now
+                refund.move_to("confirmed")
+                refund.confirmed_at = now
                 if refund.payment is not None and refund.payment.can_move_to("succeeded"):
                     refund.payment.move_to("succeeded", why=f"refund confirmed on chain ({refund.tx_hash})",
                                            now=now)
             else:
-                refund.state, refund.last_error = "failed", "the refund transaction reverted"
+                refund.move_to("failed")
+                refund.last_error = "the refund transaction reverted"
                 if refund.payment is not None and refund.payment.can_move_to("failed"):
                     refund.payment.move_to("failed", why="refund transaction reverted", now=now)
             db.session.commit()
@@ -224,7 +226,7 @@ def _sign(client: chain.ChainClient, refund: CryptoRefund) -> None:
     refund.nonce = nonce
     refund.raw_tx = signed.raw_transaction.to_0x_hex()
     refund.tx_hash = signed.hash.to_0x_hex().lower()
-    refund.state = "signed"
+    refund.move_to("signed")
     log().info("crypto refund signed", refund_id=refund.id, nonce=nonce, tx_hash=refund.tx_hash)
 
 
@@ -242,7 +244,8 @@ def _broadcast(client: chain.ChainClient, refund_id: int) -> str:
         raise RefundNotSent(str(exc)) from exc
     refund = db.session.scalar(select(CryptoRefund).where(CryptoRefund.id == refund_id).with_for_update())
     if refund.state == "signed":
-        refund.state, refund.sent_at, refund.last_error = "sent", utcnow(), ""
+        refund.move_to("sent")
+        refund.sent_at, refund.last_error = utcnow(), ""
         if refund.payment is not None and refund.payment.can_move_to("processing"):
             refund.payment.move_to("processing", why=f"refund sent ({refund.tx_hash})")
     db.session.commit()

@@ -2,7 +2,7 @@
 
 from .audit import AuditRecord
 from .counter import Inspection, InspectionPhoto
-from .crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
+from .crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund, InvalidCryptoTransition
 from .fleet import Branch, Car, CarClass, CarPhoto, MaintenanceBlock
 from .hires import (OCCUPYING_STATES, TRANSITIONS, Hire, HireState, HireStateChange,
                     InvalidTransition, Occupancy)
@@ -22,7 +22,7 @@ __all__ = [
     "LicenceCheck", "LicenceCheckStatus",
     "CarPhoto", "ReportFact", "ReportGroupFact", "ReportRefresh",
     "DurationTier", "Extra", "OneWayFee", "Season",
-    "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund",
+    "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund", "InvalidCryptoTransition",
     "PaymentStateChange", "StripeEvent",
     "Inspection", "InspectionPhoto",
 ]

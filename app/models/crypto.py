@@ -5,12 +5,18 @@ while and carries the 32-byte reference the customer's wallet passes to the paym
 contract's `pay(bookingRef)`. The chain watcher records every `Paid` log once, as a
 `ChainPayment` keyed by (transaction hash, log index), and settles it after enough
 confirmations. Refunds are sent from the hot wallet and recorded as `CryptoRefund`s.
+
+Each of the three moves like a hire or a payment: one transition table per model
+(`QUOTE_TRANSITIONS`, `CHAIN_PAYMENT_TRANSITIONS`, `REFUND_TRANSITIONS`) and one method,
+`move_to`, that checks the move against it and makes it (`InvalidCryptoTransition`
+otherwise). Their history is the watcher's logs and the staff audit records (no history
+table of their own).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
+from typing import ClassVar, Mapping, Optional
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -54,11 +60,59 @@ CHAIN_PAYMENT_OUTCOMES = ("", "exact", "within_tolerance", "overpaid", "duplicat
                           "late", "several_bookings", "unknown_booking", "not_payable")
 REFUND_STATES = ("awaiting_address", "queued", "signed", "sent", "confirmed", "failed")
 
+# A quote is paid by a settled payment; one with a payment under review waits for staff.
+QUOTE_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "open": frozenset({"paid", "review"}),
+    "review": frozenset({"paid"}),
+    "paid": frozenset(),
+}
+# Seen on chain (processing); gone in a reorganisation (vanished) until seen again; settled
+# once deep enough, or to staff review, who accept it (settled) or send it back (returned).
+CHAIN_PAYMENT_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "processing": frozenset({"vanished", "settled", "review"}),
+    "vanished": frozenset({"processing"}),
+    "review": frozenset({"settled", "returned"}),
+    "settled": frozenset(),
+    "returned": frozenset(),
+}
+# The customer confirms the address (queued); the hot wallet signs, then broadcasts (sent);
+# the chain confirms it, or it reverted (failed).
+REFUND_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "awaiting_address": frozenset({"queued"}),
+    "queued": frozenset({"signed"}),
+    "signed": frozenset({"sent"}),
+    "sent": frozenset({"confirmed", "failed"}),
+    "confirmed": frozenset(),
+    "failed": frozenset(),
+}
 
-class CryptoQuote(db.Model):
+
+class InvalidCryptoTransition(Exception):
+    """A quote, chain payment or crypto refund was asked to move outside its table."""
+
+
+class _Transitions:
+    """`move_to` for a model with a `state` column and a TRANSITIONS table."""
+
+    TRANSITIONS: ClassVar[Mapping[str, frozenset[str]]]  # the model's table; `state` its column
+
+    def can_move_to(self, to: str) -> bool:
+        return to in self.TRANSITIONS[self.state]
+
+    def move_to(self, to: str) -> None:
+        """Move to `to` if the table allows it from the current state; anything else raises."""
+        if to not in self.TRANSITIONS:
+            raise ValueError(f"unknown {type(self).__name__} state {to!r}")
+        if not self.can_move_to(to):
+            raise InvalidCryptoTransition(f"A {self.state} {type(self).__name__} cannot become {to}")
+        self.state = to
+
+
+class CryptoQuote(_Transitions, db.Model):
     """The ETH price of one hire at a rate locked until `expires_at`."""
 
     __tablename__ = "crypto_quotes"
+    TRANSITIONS = QUOTE_TRANSITIONS
     __table_args__ = (
         CheckConstraint(f"state IN {QUOTE_STATES!r}", name="state_known"),
         CheckConstraint("amount_pence > 0", name="amount_positive"),
@@ -97,10 +151,11 @@ class CryptoQuote(db.Model):
         return now >= self.expires_at
 
 
-class ChainPayment(db.Model):
+class ChainPayment(_Transitions, db.Model):
     """One `Paid` log of the payment contract, recorded once, followed until settled."""
 
     __tablename__ = "chain_payments"
+    TRANSITIONS = CHAIN_PAYMENT_TRANSITIONS
     __table_args__ = (
         UniqueConstraint("tx_hash", "log_index"),
         CheckConstraint(f"state IN {CHAIN_PAYMENT_STATES!r}", name="state_known"),
@@ -152,7 +207,7 @@ class ChainCursor(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class CryptoRefund(db.Model):
+class CryptoRefund(_Transitions, db.Model):
     """ETH going back to a customer, sent from the hot wallet exactly once.
 
     The signed transaction is stored before it is broadcast, so a retried job sends the
@@ -160,6 +215,7 @@ class CryptoRefund(db.Model):
     """
 
     __tablename__ = "crypto_refunds"
+    TRANSITIONS = REFUND_TRANSITIONS
     __table_args__ = (
         # One nonce, one transaction: two refunds can never be signed with the same nonce.
         UniqueConstraint("from_address", "nonce"),

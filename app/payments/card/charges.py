@@ -2,8 +2,8 @@
 
 Stripe's answer (from a webhook or the job that asked after the customer came back) is
 applied here once: `record_charge_succeeded` records the money, then `settle_paid_hire`
-confirms the hire through booking (itself idempotent: one transition, one email) and gives
-back any money the hire does not owe. `charge_saved_card` records a later charge (damage,
+reports the rental paid (app/events.py; the hire lifecycle confirms the hire, itself
+idempotent: one transition, one email) and gives back any money the hire does not owe. `charge_saved_card` records a later charge (damage,
 fuel, late return at the counter); its job makes the off-session charge.
 """
 
@@ -14,13 +14,14 @@ from typing import Optional
 
 from sqlalchemy import select
 
-from ... import audit
+from ... import audit, events
 from ...extensions import db
 from ...queueing import enqueue
 from ...logging_setup import log
 from ...models import Hire, InvalidTransition, Payment, User, utcnow
-from ..ledger import (CARD, CHECKOUT, SAVED_CARD, S, PaymentError, ever_confirmed, lock_payment,
-                      payments_of, purpose, refunded_pence, rental_paid_pence, saved_card_of)
+from ..ledger import (CARD, CHECKOUT, SAVED_CARD, S, PaymentError, RefundError, ever_confirmed,
+                      lock_payment, payments_of, purpose, refunded_pence, rental_paid_pence,
+                      saved_card_of)
 
 
 # --- the outcome of a card payment ------------------------------------------------------------
@@ -100,7 +101,7 @@ def settle_paid_hire(payment_id: int, *, now: datetime) -> None:
     excess = rental_paid_pence(hire) - owed
     if excess > 0:
         # payments.refunds sends each part through the providers, which import this module.
-        from ..refunds import RefundError, request_refund
+        from ..refunds import request_refund
         amount = min(excess, payment.amount_pence - refunded_pence(payment, payments_of(hire)))
         why = ("paid twice for the same booking" if owed else
                f"paid after the booking was {hire.state.replace('_', ' ')}")
@@ -113,12 +114,9 @@ def settle_paid_hire(payment_id: int, *, now: datetime) -> None:
 
 
 def confirm_hire_after_payment(hire: Hire, *, now: datetime) -> None:
-    """held -> confirmed through the booking area (one transition, one confirmation email)."""
-    # Booking imports payments (refunds, deposits): the hire lifecycle of issue 16 will turn
-    # this call into an event; until then the import waits until it is needed.
-    from ...booking.holds import confirm_hire
+    """Report the rental paid; the hire lifecycle confirms it (one transition, one email)."""
     try:
-        confirm_hire(hire, by=None, now=now)
+        events.report(events.rental_paid, hire, now=now)
     except InvalidTransition:
         # The hold ended (expired or cancelled) just before the money came: settle_paid_hire
         # gives it back.

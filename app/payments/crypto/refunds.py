@@ -145,7 +145,7 @@ def confirm_refund_address(refund: CryptoRefund, user: User, address: str, now: 
         raise CryptoError("That address would burn the money. Enter your own address.")
     refund.to_address = to_checksum_address(address)
     refund.address_confirmed_at = now
-    refund.state = "queued"
+    refund.move_to("queued")
     db.session.commit()
     log().info("crypto refund address confirmed", refund_id=refund.id)
     return refund

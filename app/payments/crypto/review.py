@@ -57,9 +57,10 @@ def accept_reviewed(payment_id: int, by: User, now: datetime) -> ChainPayment:
     if not can_accept(payment):
         raise CryptoError(f"The booking is {hire.state}: it cannot be confirmed. Refund the payment instead.")
     old = {"state": payment.state, "outcome": payment.outcome}
-    payment.state = "settled"
+    payment.move_to("settled")
     payment.reviewed_by_id, payment.reviewed_at = by.id, now
-    payment.quote.state = "paid"
+    if payment.quote.state != "paid":  # staff accept a payment whose quote is under review
+        payment.quote.move_to("paid")
     charge = payment.payment
     # What came beyond the price is the deposit, up to the quote's.
     deposit = min(payment.quote.deposit_pence,
@@ -78,7 +79,7 @@ def refund_reviewed(payment_id: int, by: User, now: datetime) -> CryptoRefund:
     """Staff send a reviewed payment back in full (to an address the customer confirms). Commits."""
     payment = _reviewable(payment_id)
     old = {"state": payment.state, "outcome": payment.outcome}
-    payment.state = "returned"
+    payment.move_to("returned")
     payment.reviewed_by_id, payment.reviewed_at = by.id, now
     payment.payment.move_to("succeeded", why="received; returned in full after staff review",
                             now=now, by=by)

@@ -15,6 +15,7 @@ from typing import Optional
 from flask import current_app
 from sqlalchemy import select
 
+from ... import events
 from ...extensions import db
 from ...integrations import chain
 from ...logging_setup import log
@@ -69,14 +70,14 @@ def move_block(payment: ChainPayment, found: chain.PaidLog) -> None:
     payment.block_number = found.block_number
     payment.block_hash = found.block_hash.lower()
     if payment.state == "vanished":
-        payment.state = "processing"
+        payment.move_to("processing")
 
 
 def mark_vanished(payment: ChainPayment) -> None:
     """Its transaction is no longer on the chain: never settle it; keep watching for it."""
     if payment.state == "processing":
         log().warning("crypto payment vanished", chain_payment_id=payment.id, tx_hash=payment.tx_hash)
-        payment.state = "vanished"
+        payment.move_to("vanished")
 
 
 @dataclass
@@ -108,7 +109,8 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
         _to_review(payment, "several_bookings",
                    "One transaction paid several bookings; staff decide which booking it pays.", now)
     elif already_paid:
-        payment.state, payment.outcome = "settled", "duplicate"
+        payment.move_to("settled")
+        payment.outcome = "duplicate"
         charge = _record_charge(payment, quote, "succeeded", value_pence, now,
                                 "paid again: the booking was already paid; refunded in full")
         result.refund = new_refund(hire, payment.amount_wei, value_pence,
@@ -126,9 +128,9 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
                    f"Received {format_eth(payment.amount_wei)} of {format_eth(quote.amount_wei)} ETH.", now)
     else:
         excess = payment.amount_wei - quote.amount_wei
-        payment.state = "settled"
+        payment.move_to("settled")
         payment.outcome = ("exact" if excess == 0 else "overpaid" if excess > 0 else "within_tolerance")
-        quote.state = "paid"
+        quote.move_to("paid")
         paid_pence = max(value_pence, quote.amount_pence)
         charge = _record_charge(payment, quote, "succeeded", paid_pence - quote.deposit_pence, now,
                                 f"paid in ETH ({payment.outcome})")
@@ -147,12 +149,13 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
 
 
 def _to_review(payment: ChainPayment, outcome: str, reason: str, now: datetime) -> None:
-    payment.state, payment.outcome, payment.review_reason = "review", outcome, reason[:300]
+    payment.move_to("review")
+    payment.outcome, payment.review_reason = outcome, reason[:300]
     quote = payment.quote
     if quote is None:
         return
     if quote.state == "open":
-        quote.state = "review"
+        quote.move_to("review")
     _record_charge(payment, quote, "review",
                    pence_for_wei(payment.amount_wei, quote.rate_pence_per_eth), now, reason)
 
@@ -198,9 +201,6 @@ def record_deposit(payment: ChainPayment, quote: CryptoQuote, charge: Payment, p
 
 
 def confirm_paid_hire(hire: Hire, now: datetime) -> None:
-    """held -> confirmed through booking's `confirm_hire` (commits; emails once)."""
-    # Booking imports payments (refunds, deposits): the hire lifecycle of issue 16 will turn
-    # this call into an event; until then the import waits until it is needed.
-    from ...booking.holds import confirm_hire
-    confirm_hire(hire, by=None, now=now)
+    """Report the rental paid; the hire lifecycle confirms it (commits; emails once)."""
+    events.report(events.rental_paid, hire, now=now)
 

@@ -1,0 +1,38 @@
+"""Facts one area reports and another acts on: the only thing payments and booking share.
+
+Payment providers say what happened to the money ("the rental of hire X is paid"); the hire
+lifecycle (app/booking/lifecycle.py) subscribes and decides what follows (confirm the hire,
+email the customer). So payments never imports booking: the dependency runs one way,
+booking -> payments, and both import this module, which imports nothing of the app.
+
+Signals are blinker's (Flask's own dependency). `report` sends one and refuses a fact
+nobody listens to: a payment whose hire is never confirmed must fail loudly, not quietly.
+Receivers run synchronously in the sender's thread and transaction, and their exceptions
+reach the sender (blinker does not catch them), so a sender still sees, say, a hire that
+can no longer be confirmed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blinker import Namespace, Signal
+
+_signals = Namespace()
+
+rental_paid = _signals.signal("rental-paid", doc="""\
+The rental price of a held hire has been paid (a card checkout succeeded, a crypto payment
+settled or was accepted after review). Sender: the Hire; keyword `now`. The lifecycle
+confirms the hire (held -> confirmed, one email); it commits, and raises InvalidTransition
+when the hold already ended.""")
+
+
+class NobodyListening(RuntimeError):
+    """A fact was reported before its subscriber was imported (a wiring bug, never data)."""
+
+
+def report(signal: Signal, sender: Any, **facts: Any) -> None:
+    """Send `signal` to its receivers; a fact without a receiver is a bug, so raise."""
+    if not signal.receivers:
+        raise NobodyListening(f"nobody subscribes to {signal.name!r}")
+    signal.send(sender, **facts)
