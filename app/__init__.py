@@ -94,6 +94,14 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     from .cli import register_cli
     register_cli(app)
 
+    from .jobs.booking import start_dev_ticker
+
+    @app.before_request
+    def _start_dev_ticker() -> None:
+        """Development: the scheduler's tick (holds, reminders, no-shows...) from the
+        in-process job pool, started on the first request (app/jobs/booking.py)."""
+        start_dev_ticker(app)
+
     @app.after_request
     def vary_on_htmx(response):
         response.vary.add("HX-Request")

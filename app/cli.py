@@ -1,17 +1,41 @@
-"""`flask acme ...`: admin and developer commands."""
+"""`flask acme ...`: admin and developer commands; `flask payments ...`: the payment timers."""
 
 from __future__ import annotations
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
 from .extensions import db
+from .jobs.chain import scan_chain, watch
+from .jobs.payments import place_due_deposit_holds
 from .ops import ping_worker
 
 acme = AppGroup("acme", help="ACME Rentals commands.")
 acme.add_command(ping_worker)
+# `flask payments ...`: what the timers and the chain watcher's service run (names unchanged).
+payments = AppGroup("payments", help="Card deposit holds and the crypto chain watcher.")
+
+
+@payments.command("place-deposit-holds")
+def place_deposit_holds_command() -> None:
+    """Place the deposit holds that are due now (run from a timer, e.g. every 15 minutes)."""
+    click.echo(f"Deposit holds requested: {len(place_due_deposit_holds())}")
+
+
+@payments.command("chain-scan")
+def chain_scan_command() -> None:
+    """Scan the chain once: new payments, settlements, refunds."""
+    result = scan_chain()
+    click.echo(f"chain scan: {result}" if result else "crypto payments are not configured")
+
+
+@payments.command("chain-watch")
+@click.option("--every", type=float, default=None, help="Seconds between scans.")
+def chain_watch_command(every: float | None) -> None:
+    """Scan the chain for ever (a systemd service on the worker host runs this)."""
+    watch(every or current_app.config["CHAIN_SCAN_INTERVAL_SECONDS"])
 
 
 @acme.command("create-admin")
@@ -20,7 +44,6 @@ acme.add_command(ping_worker)
 @click.password_option()
 def create_admin(email: str, full_name: str, password: str) -> None:
     """Create an admin account (or promote an existing one)."""
-    from flask import current_app
 
     from .accounts import validators as v
     from .accounts.services import find_user_by_email, hash_password
@@ -71,4 +94,5 @@ def tick(now_iso: str | None) -> None:
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(acme)
+    app.cli.add_command(payments)
 

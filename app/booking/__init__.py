@@ -26,16 +26,8 @@ double-booked: availability checks first for a friendly answer, and the database
 `occupancies_no_overlap` guard has the last word (turned into `CarTaken`).
 """
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 bp = Blueprint("booking", __name__)
-
-
-@bp.before_app_request
-def _start_dev_ticker() -> None:
-    """Development: expire holds and send reminders from the in-process job pool."""
-    from ..jobs.booking import start_dev_ticker
-    start_dev_ticker(current_app._get_current_object())  # type: ignore[attr-defined]
-
 
 from . import lifecycle, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)

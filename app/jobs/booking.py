@@ -17,9 +17,15 @@ from datetime import datetime
 
 from flask import Flask
 
+from ..booking.no_show import finish_interrupted_no_shows, mark_due_no_shows
+from ..booking.scheduled import expire_held_hires, queue_due_reminders
 from ..logging_setup import log
 from ..models import utcnow
+from ..payments import place_due_deposit_holds
+from ..payments.crypto import request_scan
 from ..queueing import enqueue, task
+from ..returns.car_return import close_settled_returns
+from .recovery import requeue_orphans
 
 _ticker_lock = threading.Lock()
 _ticker_started: set[int] = set()
@@ -28,24 +34,18 @@ _ticker_started: set[int] = set()
 @task
 def tick(now_iso: str | None = None) -> dict:
     """One scheduler pass. `now_iso` (ISO 8601 with offset) is for tests and catch-up runs."""
-    from ..booking.scheduled import expire_held_hires, queue_due_reminders
     now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
     expired = expire_held_hires(now)
-    from ..booking.no_show import finish_interrupted_no_shows, mark_due_no_shows
     no_shows = mark_due_no_shows(now)
     no_shows_finished = finish_interrupted_no_shows(now)
     reminders = queue_due_reminders(now)
     # Payments' scheduled work rides on the same timer: card deposit holds that are now due
     # (DEPOSIT_HOLD_LEAD_DAYS before pickup), and a chain scan when crypto payments are open.
-    from ..payments import place_due_deposit_holds
-    from .chain import request_scan
     holds = place_due_deposit_holds(now)
     scanning = request_scan(now)
     # The counter's returns whose money has settled since (jobs, chain confirmations) close.
-    from ..returns.car_return import close_settled_returns
     closed = close_settled_returns(now)
     # Work committed while Redis was down (its job never queued) gets its job now.
-    from .recovery import requeue_orphans
     requeued = requeue_orphans(now)
     return {"expired": len(expired), "no_shows": len(no_shows),
             "no_shows_finished": len(no_shows_finished), "reminders": len(reminders),

@@ -37,19 +37,11 @@ from ..queueing import enqueue, task
 
 _scan_lock = threading.Lock()
 _send_lock = threading.Lock()
-SCAN_JOB_ID = "chain-scan"
 
 
 class RefundNotSent(Exception):
     """The refund could not be sent now; the job's retries (or the next scan) try again."""
 
-
-def request_scan(now: datetime) -> bool:
-    """Enqueue a scan if one is due (called from status polls). Cheap: reads two rows."""
-    if not crypto.available() or not crypto.watch_needed(now):
-        return False
-    enqueue(scan_chain, job_id=SCAN_JOB_ID)
-    return True
 
 
 @task
@@ -268,10 +260,6 @@ def _note_error(refund_id: int, message: str) -> None:
         db.session.commit()
     log().warning("crypto refund not sent", refund_id=refund_id, error=message)
 
-
-def queue_refund(refund: CryptoRefund) -> None:
-    """After the customer confirmed the address: send it from a job."""
-    enqueue(send_crypto_refund, refund.id, job_id=f"crypto-refund-{refund.id}")
 
 
 def watch(interval: float) -> None:

@@ -10,7 +10,6 @@ without one (refused at start-up in production).
 
 from __future__ import annotations
 
-import click
 from flask import (Flask, abort, current_app, flash, jsonify, redirect, render_template, request,
                    url_for)
 from flask.blueprints import BlueprintSetupState
@@ -42,22 +41,6 @@ def _refuse_demo_wallet_in_production(state: BlueprintSetupState) -> None:
     if cfg["ENV_NAME"] == "production" and cfg["CRYPTO_DEMO_WALLET"]:
         raise RuntimeError("The crypto demo wallet is for development only; "
                            "unset CRYPTO_DEMO_WALLET in production.")
-
-
-@bp.cli.command("chain-scan")
-def chain_scan_command() -> None:
-    """Scan the chain once: new payments, settlements, refunds."""
-    from ..jobs.chain import scan_chain
-    result = scan_chain()
-    click.echo(f"chain scan: {result}" if result else "crypto payments are not configured")
-
-
-@bp.cli.command("chain-watch")
-@click.option("--every", type=float, default=None, help="Seconds between scans.")
-def chain_watch_command(every: float | None) -> None:
-    """Scan the chain for ever (a systemd service on the worker host runs this)."""
-    from ..jobs.chain import watch
-    watch(every or current_app.config["CHAIN_SCAN_INTERVAL_SECONDS"])
 
 
 def _own_hire(reference: str) -> Hire:
@@ -137,9 +120,8 @@ def crypto_status(reference: str):
     hire = _own_hire(reference)
     if not wants_fragment():
         return redirect(url_for("payments.crypto_start", reference=reference))
-    from ..jobs.chain import request_scan
     now = utcnow()
-    request_scan(now)
+    crypto.request_scan(now)
     status = crypto.payment_status(hire, now)
     return render_template("payments/partials/_crypto_status.html", hire=hire, status=status,
                            form=ActionForm(), format_eth=crypto.format_eth)
@@ -160,8 +142,7 @@ def crypto_refund_address(reference: str, refund_id: int):
         except crypto.CryptoError as exc:
             add_errors(form, {"address": str(exc)})
         else:
-            from ..jobs.chain import queue_refund
-            queue_refund(refund)
+            crypto.queue_refund(refund)
             flash("Thank you: your refund is on its way to that address.", "success")
             return see_other(url_for("payments.crypto_start", reference=reference))
     return render("payments/crypto_refund.html", "payments/partials/_crypto_refund_form.html",

@@ -8,7 +8,6 @@ its signature is its proof.
 
 from __future__ import annotations
 
-import click
 from flask import Response, abort, current_app, jsonify, redirect, request, url_for
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
@@ -25,13 +24,6 @@ from . import card as stripe_card
 from .forms import CardPaymentForm
 from .ledger import PaymentError, PaymentNotFound
 
-
-
-@bp.cli.command("place-deposit-holds")
-def place_deposit_holds_command() -> None:
-    """Place the deposit holds that are due now (run from a timer, e.g. every 15 minutes)."""
-    from ..jobs.payments import place_due_deposit_holds
-    click.echo(f"Deposit holds requested: {len(place_due_deposit_holds())}")
 
 
 @bp.record_once

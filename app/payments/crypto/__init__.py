@@ -38,8 +38,8 @@ from .refunds import (ask_for_refund_address, confirm_refund_address, new_refund
                       request_crypto_refund, settle_eth_deposit)
 from .review import (accept_reviewed, can_accept, refund_reviewed, review_count, review_queue,
                      value_now_pence)
-from .watching import (Settlement, confirm_paid_hire, lock_cursor, mark_vanished, move_block,
-                       record_deposit, record_seen, settle)
+from .watching import (SCAN_JOB_ID, Settlement, confirm_paid_hire, lock_cursor, mark_vanished,
+                       move_block, queue_refund, record_deposit, record_seen, request_scan, settle)
 
 
 __all__ = [
@@ -52,6 +52,6 @@ __all__ = [
     "request_crypto_refund", "settle_eth_deposit",
     "accept_reviewed", "can_accept", "refund_reviewed", "review_count", "review_queue",
     "value_now_pence",
-    "Settlement", "confirm_paid_hire", "lock_cursor", "mark_vanished", "move_block",
-    "record_deposit", "record_seen", "settle",
+    "SCAN_JOB_ID", "Settlement", "confirm_paid_hire", "lock_cursor", "mark_vanished", "move_block",
+    "queue_refund", "record_deposit", "record_seen", "request_scan", "settle",
 ]

@@ -21,7 +21,8 @@ from ...integrations import chain
 from ...logging_setup import log
 from ...models import Hire, HireState, Payment
 from ...models.crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
-from .quotes import PAID_HIRE_STATES, format_eth, pence_for_wei, tolerance_wei
+from ...queueing import enqueue
+from .quotes import PAID_HIRE_STATES, available, format_eth, pence_for_wei, tolerance_wei, watch_needed
 from .refunds import new_refund
 
 
@@ -78,6 +79,24 @@ def mark_vanished(payment: ChainPayment) -> None:
     if payment.state == "processing":
         log().warning("crypto payment vanished", chain_payment_id=payment.id, tx_hash=payment.tx_hash)
         payment.move_to("vanished")
+
+
+# One scan queued at a time, whoever asks (status polls, the watcher): RQ refuses a second job
+# with the same id while the first waits.
+SCAN_JOB_ID = "chain-scan"
+
+
+def request_scan(now: datetime) -> bool:
+    """Enqueue a scan if one is due (called from status polls). Cheap: reads two rows."""
+    if not available() or not watch_needed(now):
+        return False
+    enqueue("app.jobs.chain.scan_chain", job_id=SCAN_JOB_ID)
+    return True
+
+
+def queue_refund(refund: CryptoRefund) -> None:
+    """After the customer confirmed the address: send it from a job."""
+    enqueue("app.jobs.chain.send_crypto_refund", refund.id, job_id=f"crypto-refund-{refund.id}")
 
 
 @dataclass
