@@ -93,11 +93,17 @@ def test_a_copied_cookie_dies_with_the_owners_session(app, event):
     assert _refused(with_remember, MY_BOOKINGS)
 
 
-def test_sign_out_everywhere_is_on_the_account_page_and_ends_other_devices(app):
+def _two_devices(app):
+    """One customer signed in ("remember me") on a laptop and on a phone."""
     user = factories.make_user()
     laptop, phone = app.test_client(), app.test_client()
     _sign_in_remembered(laptop, user)
     _sign_in_remembered(phone, user)
+    return user, laptop, phone
+
+
+def test_sign_out_everywhere_is_on_the_account_page_and_ends_other_devices(app):
+    user, laptop, phone = _two_devices(app)
     page = laptop.get("/account/profile").get_data(as_text=True)
     assert re.search(r'action="/account/sign-out-everywhere"[^>]*>\s*<input type="hidden" '
                      r'name="csrf_token"', page)
@@ -112,10 +118,7 @@ def test_sign_out_everywhere_is_on_the_account_page_and_ends_other_devices(app):
 
 def test_signing_out_on_one_device_leaves_the_others_signed_in(app):
     """The laptop signs out: its cookies (and their copies) die, the phone carries on."""
-    user = factories.make_user()
-    laptop, phone = app.test_client(), app.test_client()
-    _sign_in_remembered(laptop, user)
-    _sign_in_remembered(phone, user)
+    user, laptop, phone = _two_devices(app)
     copy_of_laptop, _ = _copies(app, laptop)
     _sign_out(laptop, user)
     assert _refused(laptop, MY_BOOKINGS) and _refused(copy_of_laptop, MY_BOOKINGS)
@@ -127,10 +130,7 @@ def test_signing_out_on_one_device_leaves_the_others_signed_in(app):
 
 
 def test_a_password_change_keeps_this_device_and_ends_the_others(app):
-    user = factories.make_user()
-    laptop, phone = app.test_client(), app.test_client()
-    _sign_in_remembered(laptop, user)
-    _sign_in_remembered(phone, user)
+    user, laptop, phone = _two_devices(app)
     _change_password(laptop, user)
     assert _opens(laptop, MY_BOOKINGS)
     assert _refused(phone, MY_BOOKINGS)

@@ -177,14 +177,26 @@ def charge_saved_card(hire: Hire, amount_pence: int, reason: str, by: User, *,
     return payment
 
 
-def saved_card_params(payment: Payment) -> dict:
+def off_session_params(payment: Payment, *, description: str, purpose: str,
+                       manual_capture: bool = False) -> dict:
+    """Stripe PaymentIntent parameters for money taken from the saved card without the
+    customer present: a later charge, or (`manual_capture`) a deposit hold."""
     hire = payment.hire
-    return {
+    params = {
         "amount": payment.amount_pence, "currency": payment.currency.lower(),
         "customer": payment.details.get("customer"),
         "payment_method": payment.details.get("payment_method"),
         "off_session": True, "confirm": True,
-        "description": f"ACME Rentals hire {hire.reference}: {payment.reason}",
-        "metadata": {"payment_id": str(payment.id), "hire_id": str(hire.id),
-                     "hire_reference": hire.reference, "purpose": SAVED_CARD},
     }
+    if manual_capture:
+        params["capture_method"] = "manual"
+    params["description"] = description
+    params["metadata"] = {"payment_id": str(payment.id), "hire_id": str(hire.id),
+                          "hire_reference": hire.reference, "purpose": purpose}
+    return params
+
+
+def saved_card_params(payment: Payment) -> dict:
+    return off_session_params(
+        payment, description=f"ACME Rentals hire {payment.hire.reference}: {payment.reason}",
+        purpose=SAVED_CARD)

@@ -25,6 +25,7 @@ from ...mail import queue_email
 from ...models import Hire, Payment, User, utcnow
 from ..ledger import (CARD, S, PaymentError, active_hold, lock_payment,
                       payments_of, saved_card_of)
+from .charges import off_session_params
 
 
 def place_deposit_hold(hire: Hire, *, now: Optional[datetime] = None,
@@ -72,16 +73,9 @@ def place_deposit_hold(hire: Hire, *, now: Optional[datetime] = None,
 
 
 def deposit_hold_params(hold: Payment) -> dict:
-    hire = hold.hire
-    return {
-        "amount": hold.amount_pence, "currency": hold.currency.lower(),
-        "customer": hold.details.get("customer"), "payment_method": hold.details.get("payment_method"),
-        "off_session": True, "confirm": True, "capture_method": "manual",
-        "description": f"ACME Rentals deposit for hire {hire.reference}",
-        "metadata": {"payment_id": str(hold.id), "hire_id": str(hire.id),
-                     "hire_reference": hire.reference, "purpose": "deposit"},
-        "expand": ["latest_charge"],
-    }
+    return {**off_session_params(hold, description=f"ACME Rentals deposit for hire {hold.hire.reference}",
+                                 purpose="deposit", manual_capture=True),
+            "expand": ["latest_charge"]}
 
 
 def record_hold_authorised(hold_id: int, intent: dict, *, now: datetime, event_id: str = "") -> None:
