@@ -4,12 +4,11 @@ unescaped in a page."""
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 from hypothesis import strategies as st
 
 from .crawler import Field, Target
+from .sweeps import BOMB_HEADER, png
 
 XSS = [
     '<script>alert("fz-xss")</script>',
@@ -43,26 +42,16 @@ EMAILS = ["UPPER@EXAMPLE.COM", " spaced@example.com ", "a@b", "@", "x" * 300 + "
 HOSTILE = XSS + SQL + CONTROL + UNICODE + NUMBERS + DATES + EMAILS
 OVERSIZE_BYTES = 17 * 1024 * 1024  # above MAX_CONTENT_LENGTH (16 MB)
 
-
-def _png(width: int = 1, height: int = 1) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
+# For the random part (the sweeps send hostile_files() to every upload).
 FILES = [
     (b"", "empty.jpg"),
     (b"not an image at all", "x.jpg"),
-    (_png(), "pixel.png"),
-    (_png(), "../../../../etc/passwd"),
-    (_png(), "ünï<script>.png"),
+    (png(1, 1), "pixel.png"),
+    (png(1, 1), "../../../../etc/passwd"),
+    (png(1, 1), "ünï<script>.png"),
     (b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>', "x.svg"),
     (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "truncated.png"),
-    # A PNG header claiming 100000 x 100000 pixels: a decompression bomb's first bytes.
-    (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
-     + b"\x00" * 4, "bomb.png"),
+    (BOMB_HEADER, "bomb.png"),
 ]
 
 

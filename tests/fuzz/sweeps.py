@@ -76,11 +76,14 @@ def png(width: int, height: int, *, bit_depth: int = 8, colour: int = 2) -> byte
             + _chunk(b"IDAT", b"".join(chunks)) + _chunk(b"IEND", b""))
 
 
+# A PNG header claiming 100000 x 100000 pixels: a decompression bomb's first bytes.
+BOMB_HEADER = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000,
+                                                                  8, 2, 0, 0, 0))
+
+
 @lru_cache(maxsize=1)
 def hostile_files() -> list[tuple[str, bytes, str]]:
     """(what, content, filename) for every upload."""
-    bomb_header = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000,
-                                                                       8, 2, 0, 0, 0)))
     return [
         ("empty file", b"", "empty.png"),
         ("not an image", b"not an image at all", "x.png"),
@@ -90,7 +93,7 @@ def hostile_files() -> list[tuple[str, bytes, str]]:
         ("NUL in the name", png(2, 2), "fz\x00.png"),
         # 225 megapixels in ~30 KB: over Pillow's own bomb limit.
         ("decompression bomb (225 MP)", png(15_000, 15_000, bit_depth=1, colour=0), "bomb.png"),
-        ("bomb header only (10 GP)", bomb_header, "bomb-header.png"),
+        ("bomb header only (10 GP)", BOMB_HEADER, "bomb-header.png"),
         # 81 megapixels: under Pillow's limit, a 240 MB decode unless the app bounds pixels.
         ("81 MP picture", png(9_000, 9_000, bit_depth=1, colour=0), "big.png"),
         # Over every per-image byte limit, under the request limit.
