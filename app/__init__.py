@@ -191,13 +191,13 @@ def _register_blueprints(app: Flask) -> None:
     from .fleet.photos import media_bp
     from .main import bp as main_bp
     from .payments import bp as payments_bp
-    from .returns import bp as returns_bp
+    from .counter import bp as counter_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(accounts_bp, url_prefix="/account")
     app.register_blueprint(booking_bp, url_prefix="/book")
     app.register_blueprint(payments_bp, url_prefix="/pay")
-    app.register_blueprint(returns_bp, url_prefix="/counter")
+    app.register_blueprint(counter_bp, url_prefix="/counter")
     app.register_blueprint(fleet_bp, url_prefix="/fleet")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(media_bp, url_prefix="/media")  # car photos: public

@@ -17,7 +17,7 @@ from .security import audience_for
 # (endpoint, label) in the order staff meet them during a day. Maintenance blocks are kept
 # on each car's page under Fleet.
 STAFF_PAGES: tuple[tuple[str, str], ...] = (
-    ("returns.board", "Counter"),
+    ("counter.board", "Counter"),
     ("payments.crypto_review", "Crypto review"),
     ("fleet.cars", "Fleet"),
     ("admin.home", "Admin"),

@@ -278,9 +278,9 @@ ROUTE_RE = [(re.compile(p), name) for p, name in (
     (r"^/book/hires/", "booking.hire_detail"), (r"^/book/", "booking.search"),
     (r"^/pay/[^/]+/card/continue", "payments.card_continue"), (r"^/pay/[^/]+/card", "payments.card"),
     (r"^/pay/[^/]+/return", "payments.card_return"), (r"^/pay/[^/]+/status", "payments.status"),
-    (r"^/pay/", "payments.start"), (r"^/counter/hires/[^/]+/licence-check", "returns.licence"),
-    (r"^/counter/hires/[^/]+/(pickup|return)/(\w[\w-]*)", "returns.step"),
-    (r"^/counter/", "returns.hire"), (r"^/$", "main.home"))]
+    (r"^/pay/", "payments.start"), (r"^/counter/hires/[^/]+/licence-check", "counter.licence"),
+    (r"^/counter/hires/[^/]+/(pickup|return)/(\w[\w-]*)", "counter.step"),
+    (r"^/counter/", "counter.hire"), (r"^/$", "main.home"))]
 
 
 def route_of(path: str) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.filters import money
 from app.models import AuditRecord, HireState, Inspection, InspectionPhoto, LicenceCheck, Occupancy
-from app.returns import car_return, counter_board, inspections
+from app.counter import car_return, counter_board, inspections
 from tests import factories
 from tests.conftest import csrf_token
 from tests.test_licence import GOOD_CODE, HX, service, standin  # noqa: F401 (fixtures)

@@ -17,8 +17,8 @@ import pytest
 
 from app.extensions import db
 from app.models import HireState, Inspection
-from app.returns import counter_board, inspections
-from app.returns.forms import STALE_PAGE
+from app.counter import counter_board, inspections
+from app.counter.forms import STALE_PAGE
 from tests import factories
 from tests.test_counter import PANELS, _pickup_hire, condition, post, staff_client  # noqa: F401
 

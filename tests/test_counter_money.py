@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Inspection, OutboundEmail, Payment, utcnow
 from app import payments
-from app.returns import inspections
+from app.counter import inspections
 from tests import factories
 from tests.conftest import AuthActions, csrf_token
 from tests.test_counter import PANELS, condition

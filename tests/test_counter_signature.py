@@ -13,7 +13,7 @@ from PIL import Image
 
 from app.extensions import db
 from app.models import Inspection
-from app.returns import inspections
+from app.counter import inspections
 from tests.test_counter import _pickup_hire, post, staff_client  # noqa: F401 (fixture)
 
 

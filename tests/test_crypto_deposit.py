@@ -14,7 +14,7 @@ from app.models import HireState, OutboundEmail, Payment, utcnow
 from app.models.crypto import CryptoRefund
 from app.payments import crypto
 from app import payments
-from app.returns import inspections, pickup
+from app.counter import inspections, pickup
 from tests import factories
 from tests.conftest import AuthActions
 from tests.crypto_chain import CONFIRMATIONS, chain_env  # noqa: F401

@@ -181,7 +181,7 @@ def test_every_form_gets_the_control_character_filter():
     """One filter for every text field: every form of the app derives from form_fields.Form."""
     import app.accounts.forms, app.accounts.twofactor_forms, app.admin.forms  # noqa: E401,F401
     import app.booking.forms, app.fleet.forms, app.payments.crypto_forms  # noqa: E401,F401
-    import app.payments.forms, app.returns.forms  # noqa: E401,F401
+    import app.payments.forms, app.counter.forms  # noqa: E401,F401
 
     def subclasses(cls):
         for sub in cls.__subclasses__():
@@ -222,7 +222,7 @@ def test_a_text_area_may_still_hold_line_breaks_and_tabs(app):
     (test_fleet_maintenance proves the same for a note, through to the database)."""
     from werkzeug.datastructures import MultiDict
 
-    from app.returns.forms import RefuseForm
+    from app.counter.forms import RefuseForm
     with app.test_request_context():
         form = RefuseForm(formdata=MultiDict({"reason": "Licence expired.\r\n\tCustomer told."}),
                           meta={"csrf": False})

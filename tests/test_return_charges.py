@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.returns.charges import (ChargeError, Damage, Rates, ReturnFacts, compute_charges, settle,
+from app.counter.charges import (ChargeError, Damage, Rates, ReturnFacts, compute_charges, settle,
                                  total_owed_pence)
 
 RATES = Rates(late_grace_minutes=60, late_fee_per_hour_pence=1500, fuel_price_per_eighth_pence=1200,

@@ -17,7 +17,7 @@ from .twofactor_routes import hand_off as two_factor_hand_off
 
 
 def _home_for(user) -> str:
-    return url_for("returns.board") if user.is_staff else url_for("accounts.profile")
+    return url_for("counter.board") if user.is_staff else url_for("accounts.profile")
 
 
 def _cross_field_errors(form) -> None:

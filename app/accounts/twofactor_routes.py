@@ -199,7 +199,7 @@ def accept_invite(token: str):
             add_errors(form, exc.errors)
         else:
             flash("Your password is set. Now set up two-factor sign-in.", "success")
-            return hand_off(user, remember=False, next_url=url_for("returns.board"))
+            return hand_off(user, remember=False, next_url=url_for("counter.board"))
     return render_template("accounts/staff_invite.html", form=form, user=invited,
                            token=token), form_status(form)
 

@@ -9,7 +9,7 @@ dependency runs one way: booking -> payments, and payments -> events <- booking.
 
 The hire's other moves are decided by the service that owns their rules, each through
 `Hire.transition` (app/models/hires.py, the one transition table): cancellation.py
-(cancelled), scheduled.py (expired), no_show.py (no_show), and the counter, app/returns
+(cancelled), scheduled.py (expired), no_show.py (no_show), and the counter, app/counter
 (active, refused_at_pickup, returned, closed).
 """
 

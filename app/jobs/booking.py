@@ -24,7 +24,7 @@ from ..models import utcnow
 from ..payments import place_due_deposit_holds
 from ..payments.crypto import request_scan
 from ..queueing import enqueue, task
-from ..returns.car_return import close_settled_returns
+from ..counter.car_return import close_settled_returns
 from .recovery import requeue_orphans
 
 _ticker_lock = threading.Lock()

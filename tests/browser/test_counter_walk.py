@@ -27,7 +27,7 @@ from app.extensions import db
 from app.filters import money
 from app.models import Hire, LicenceCheck, Payment, utcnow
 from app import payments
-from app.returns import car_return, inspections
+from app.counter import car_return, inspections
 from devtools.licence_standin import LicenceStandIn
 from tests import factories
 from tests.browser.test_counter import audit, draw_signature, photo_file

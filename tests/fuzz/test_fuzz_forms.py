@@ -363,7 +363,7 @@ def _assert_found_the_forms_of(role: str, targets: list[Target]):
         "anonymous": {"accounts.sign_in", "accounts.sign_up", "booking.search"},
         "customer": {"booking.search", "booking.confirm", "accounts.profile",
                      "accounts.change_password", "booking.cancel"},
-        "staff": {"returns.board", "fleet.cars"},
+        "staff": {"counter.board", "fleet.cars"},
         "admin": {"fleet.cars", "admin.invite"},
     }[role]
     missing = expected - found

@@ -56,7 +56,7 @@ def board():
     if query_error:  # PostgreSQL cannot search for a NUL: say so and show the whole board
         query = ""
     branches = db.session.scalars(select(Branch).order_by(Branch.name)).all()
-    return render("returns/board.html", "returns/partials/_board.html",
+    return render("counter/board.html", "counter/partials/_board.html",
                   422 if query_error or branch_error else 200,
                   board=counter_board.board(branch_id=branch_id, now=utcnow(), query=query),
                   branches=branches, branch_id=branch_id, query=query, query_error=query_error,
@@ -101,7 +101,7 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
             context["step_error"] = exc.errors.get("", "")
             context["lines"] = []
         context["settle_money"] = previews.settle_money(hire, context["lines"])
-    return render("returns/hire.html", "returns/partials/_flow.html", status, **context)
+    return render("counter/hire.html", "counter/partials/_flow.html", status, **context)
 
 
 def _condition_form_for(insp):
@@ -116,7 +116,7 @@ def _condition_form_for(insp):
 
 
 def _done(hire: Hire, kind: str):
-    return see_other(url_for("returns.hire", reference=hire.reference) + f"#{kind}")
+    return see_other(url_for("counter.hire", reference=hire.reference) + f"#{kind}")
 
 
 def _failed(hire: Hire, kind: str, form_name: str, form, exc: CounterError | None = None):
@@ -235,7 +235,7 @@ def _no_show_page(hire: Hire, status: int = 200, error: str = ""):
     if not error and not no_shows.can_mark_no_show(hire, utcnow()):
         error, status = (f"{hire.reference} cannot be marked as a no-show: it is {hire.state.replace('_', ' ')}"
                          " or its pickup time has not passed."), 409
-    return render("returns/no_show.html", "returns/partials/_no_show_confirm.html", status,
+    return render("counter/no_show.html", "counter/partials/_no_show_confirm.html", status,
                   hire=hire, terms=no_shows.no_show_terms(hire), form=NoShowForm(formdata=None), error=error)
 
 
@@ -259,7 +259,7 @@ def mark_no_show(reference: str):
         return _no_show_page(hire, 409, exc.message)
     flash(f"{hire.reference} marked as a no-show: {money(terms.fee_pence)} kept, "
           f"{money(terms.refund_pence)} refunded; the car is free again.", "success")
-    return see_other(url_for("returns.board"))
+    return see_other(url_for("counter.board"))
 
 
 @bp.post("/hires/<reference>/return/damage")

@@ -18,7 +18,7 @@ from flask import Blueprint
 
 from ..security import guard_blueprint
 
-bp = Blueprint("returns", __name__)
+bp = Blueprint("counter", __name__)
 guard_blueprint(bp, "staff", "admin")
 
 from . import licence_routes, routes  # noqa: E402,F401

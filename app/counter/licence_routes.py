@@ -32,7 +32,7 @@ def licence_context(hire: Hire, form: LicenceRecheckForm | None = None) -> dict:
     """What the status fragment and the re-check form need (a fresh form unless given)."""
     return {"hire": hire, "licence_view": licence.status_for_hire(hire, now=utcnow()),
             "recheck_form": form if form is not None else LicenceRecheckForm(formdata=None),
-            "poll_url": url_for("returns.licence_check_status", reference=hire.reference)}
+            "poll_url": url_for("counter.licence_check_status", reference=hire.reference)}
 
 
 @bp.get("/hires/<reference>/licence-check")
@@ -60,7 +60,7 @@ def licence_recheck(reference: str):
             add_errors(form, exc.errors)
         else:
             if not wants_fragment():
-                return see_other(url_for("returns.licence_check_status", reference=hire.reference))
+                return see_other(url_for("counter.licence_check_status", reference=hire.reference))
             response = make_response(render_template(
                 "accounts/partials/_licence_recheck_form.html", hire=hire,
                 recheck_form=LicenceRecheckForm(formdata=None)))
