@@ -191,7 +191,7 @@ def test_staff_list_and_csv_field_by_field(stripe_app, client, customer, standin
     assert f'filename="acme-invoices-{today}-to-{today}.csv"' in response.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     common = {"issued_on": today.isoformat(), "tax_point": today.isoformat(), "booking": hire.reference,
-              "customer": customer.full_name, "customer_email": customer.email, "customer_address": "",
+              "customer": customer.full_name, "customer_email": customer.email, "customer_address": "1 High Street, London, SW1A 1AA",
               "vat_rates": "20%", "deposit_held": "0.00", "deposit_taken": "0.00", "deposit_released": "0.00",
               "card_charged": "0.00"}
     assert rows == [
