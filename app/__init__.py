@@ -192,6 +192,7 @@ def _register_blueprints(app: Flask) -> None:
     from .main import bp as main_bp
     from .payments import bp as payments_bp
     from .counter import bp as counter_bp
+    from .paperwork import bp as paperwork_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(accounts_bp, url_prefix="/account")
@@ -200,4 +201,5 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(counter_bp, url_prefix="/counter")
     app.register_blueprint(fleet_bp, url_prefix="/fleet")
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(paperwork_bp, url_prefix="/paperwork")
     app.register_blueprint(media_bp, url_prefix="/media")  # car photos: public

@@ -345,6 +345,28 @@ class Config:
     PUBLIC_PAGE_CACHE_ENTRIES = 512  # per worker, least recently used dropped first
     PUBLIC_PAGE_CACHE_MAX_BYTES = 256 * 1024  # a larger answer is not kept
 
+    # --- paperwork (issue 18): the rental agreement, VAT invoices, credit notes ----------
+    # The seller printed on every agreement, invoice and credit note. Set them on a server
+    # with the FLASK_ prefix, e.g. FLASK_COMPANY_VAT_NUMBER="GB123456789" and
+    # FLASK_COMPANY_ADDRESS='["1 Long Road", "Reading", "RG1 1AA"]' (a JSON list of lines).
+    # A document keeps the details it was issued with: changing them later changes only new ones.
+    COMPANY_LEGAL_NAME = "ACME Rentals Ltd"
+    COMPANY_ADDRESS = ["1 Airport Way", "Hounslow", "TW6 1AA", "United Kingdom"]
+    COMPANY_VAT_NUMBER = "GB 000 0000 00"  # placeholder: set the real one on the server
+    COMPANY_REGISTRATION = "Registered in England and Wales no. 00000000"
+    COMPANY_EMAIL = "accounts@acme-rentals.example"
+    # One numbering series per kind of document, each gapless from 1: INV-000001, CN-000001.
+    INVOICE_NUMBER_PREFIX = "INV-"
+    CREDIT_NOTE_NUMBER_PREFIX = "CN-"
+    # The terms the customer signs: app/paperwork/terms/<version>.md (kept in the repository;
+    # a new text is a new file and this setting, so signed agreements keep naming theirs).
+    TERMS_VERSION = "v1"
+    AGREEMENT_THUMBS_PER_PANEL = 2  # condition photos printed per panel in the agreement
+    DOCUMENT_STATUS_POLL_SECONDS = 2  # how often "Preparing the agreement..." asks again
+    # The staff list of invoices and credit notes: at most this many days per page or CSV.
+    INVOICE_LIST_MAX_DAYS = 400
+    INVOICE_PAGE_SIZE = 100
+
 
 class TestConfig(Config):
     ENV_NAME = "test"

@@ -26,6 +26,11 @@ settled or was accepted after review). Sender: the Hire; keyword `now`. The life
 confirms the hire (held -> confirmed, one email); it commits, and raises InvalidTransition
 when the hold already ended.""")
 
+refund_requested = _signals.signal("refund-requested", doc="""\
+Money is being given back for a hire (`request_refund` recorded the refund and queued it).
+Sender: the Hire; keywords `amount_pence`, `reason`, `key` (the refund's idempotency key,
+the same for a repeated request), `by` (the person asking, or None) and `now`. Paperwork
+issues the credit note (once per key); it commits.""")
 
 class NobodyListening(RuntimeError):
     """A fact was reported before its subscriber was imported (a wiring bug, never data)."""

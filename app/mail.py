@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import OutboundEmail
+from .models import EmailFile, OutboundEmail
 from .queueing import enqueue
 
 JOB_ID = "email-{}"  # one job per email: enqueued twice, it is still one job
@@ -14,10 +16,13 @@ SEND_TASK = "app.jobs.mail.send_email"  # by name: the job imports this module, 
 
 
 def queue_email(*, key: str, to: str, subject: str, body: str,
-                attachment: tuple[str, str, str] | None = None) -> OutboundEmail:
+                attachment: tuple[str, str, str] | None = None,
+                files: Sequence[tuple[str, str, bytes]] = ()) -> OutboundEmail:
     """Record the email under `key` (once) and send it from a job. Commits.
 
-    `attachment` is an optional text file: (filename, MIME type, content), e.g. an .ics entry.
+    `attachment` is an optional text file: (filename, MIME type, content), e.g. an .ics entry;
+    `files` are files of any type, (filename, MIME type, bytes), e.g. a PDF. They are stored
+    with the email, so every attempt to send it sends the same bytes.
     """
     existing = db.session.scalar(select(OutboundEmail).where(OutboundEmail.idempotency_key == key))
     if existing is not None:
@@ -25,6 +30,7 @@ def queue_email(*, key: str, to: str, subject: str, body: str,
     email = OutboundEmail(idempotency_key=key, to_address=to, subject=subject, body_text=body)
     if attachment is not None:
         email.attachment_filename, email.attachment_mimetype, email.attachment_text = attachment
+    email.files = [EmailFile(filename=name, mimetype=mimetype, data=data) for name, mimetype, data in files]
     db.session.add(email)
     try:
         db.session.commit()

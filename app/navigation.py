@@ -20,6 +20,7 @@ STAFF_PAGES: tuple[tuple[str, str], ...] = (
     ("counter.board", "Counter"),
     ("payments.crypto_review", "Crypto review"),
     ("fleet.cars", "Fleet"),
+    ("paperwork.invoices", "Invoices"),
     ("admin.home", "Admin"),
     ("admin.prices", "Prices"),
     ("admin.staff", "Staff"),

@@ -125,6 +125,14 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     # loopback connection (the Prometheus scraper on the host). The test client is loopback,
     # hence EVERYONE here; tests/test_metrics.py checks the refusals from elsewhere.
     "metrics.scrape": ("GET", "/metrics", EVERYONE),
+    # Paperwork (issue 18): a hire's agreement and invoices for its customer and staff (404
+    # here: no such hire or document; tests/test_paperwork_access.py proves another customer
+    # is refused a real one); the list of invoices and its CSV for staff.
+    "paperwork.agreement_status": ("GET", "/paperwork/hires/NOHIRE/agreement", SIGNED_IN),
+    "paperwork.agreement_pdf": ("GET", "/paperwork/hires/NOHIRE/agreement.pdf", SIGNED_IN),
+    "paperwork.invoice_download": ("GET", "/paperwork/documents/999999.pdf", SIGNED_IN),
+    "paperwork.invoices": ("GET", "/paperwork/invoices", STAFF_AREA),
+    "paperwork.invoices_csv": ("GET", "/paperwork/invoices.csv", STAFF_AREA),
 }
 # Posting one ends the session: the client signs in again before the next route.
 SIGN_OUTS = {"accounts.sign_out", "accounts.sign_out_everywhere"}

@@ -20,7 +20,7 @@ from typing import Optional
 
 from sqlalchemy import select
 
-from .. import events
+from .. import events, paperwork
 from ..extensions import db
 from ..logging_setup import log
 from ..models import Hire, HireState, InvalidTransition, User
@@ -49,6 +49,8 @@ def confirm_hire(hire: Hire, *, by: Optional[User], now: datetime) -> Hire:
         hire.hold_expires_at = None
         db.session.commit()
         log().info("hire confirmed", hire_id=hire.id, reference=hire.reference)
+        # The rental is paid in advance: the payment is the tax point of its VAT invoice.
+        paperwork.issue_booking_invoice(hire, now=now, by=by)
     elif hire.hire_state in (S.CONFIRMED, S.ACTIVE, S.RETURNED, S.CLOSED):
         db.session.commit()  # release the lock
     else:

@@ -13,6 +13,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
+from .. import paperwork
 from ..extensions import db
 from ..filters import money
 from ..models import Branch, CarClass, Hire, HireState, User, utcnow
@@ -237,8 +238,9 @@ def _after_booking_url(hire: Hire) -> str:
 def my_bookings():
     """The customer's upcoming, active and past hires."""
     bookings = customer_bookings(current_user)
+    papers = paperwork.paperwork_of(h.id for h in (*bookings.upcoming, *bookings.active, *bookings.past))
     return render("booking/mine.html", "booking/mine.html", bookings=bookings, now=utcnow(),
-                  can_pay="payments.start" in current_app.view_functions)
+                  can_pay="payments.start" in current_app.view_functions, paperwork=papers)
 
 
 def _own_hire(reference: str) -> Hire:
@@ -255,7 +257,8 @@ def hire_detail(reference: str):
     hire = _own_hire(reference)
     return render("booking/hire.html", "booking/hire.html", hire=hire, now=utcnow(),
                   can_pay="payments.start" in current_app.view_functions,
-                  under_review=bool(payments_under_review([hire])))
+                  under_review=bool(payments_under_review([hire])),
+                  papers=paperwork.paperwork_of([hire.id])[hire.id])
 
 
 @bp.route("/hires/<reference>/cancel", methods=["GET", "POST"])

@@ -12,6 +12,7 @@ from typing import Optional
 from flask import current_app
 from sqlalchemy import select
 
+from .. import paperwork
 from ..audit import record
 from ..extensions import db
 from ..filters import money
@@ -114,6 +115,10 @@ def settle_return(hire: Hire, *, by: User, now: datetime, version: int) -> "Sett
             "release_pence": settlement.release_pence, "card_pence": settlement.charge_card_pence,
             "refund_pence": settlement.refund_pence}, at=now)
     commit_step(insp)
+    paperwork.issue_settlement_invoice(
+        hire, charge_lines=insp.charge_lines, deposit_held_pence=_deposit_held_pence(hire),
+        taken_pence=settlement.capture_from_hold_pence, released_pence=settlement.release_pence,
+        card_pence=settlement.charge_card_pence, by=by, now=now)
     problems = _settle_money(hire, settlement, by=by)
     if not problems:
         close_if_settled(hire, now=now)
@@ -167,8 +172,8 @@ def _settle_money(hire: Hire, settlement: rules.Settlement, *, by: User) -> list
         steps.append((charge_saved_card, dict(amount_pence=settlement.charge_card_pence,
                                                 reason="return charges beyond the deposit")))
     if settlement.refund_pence:  # refused when more than is left to refund: staff resolve it
-        steps.append((request_refund, dict(amount_pence=settlement.refund_pence,
-                                             reason="early return: unused days")))
+        steps.append((request_refund, dict(amount_pence=settlement.refund_pence, reason="early return: unused days",
+                                             key=paperwork.EARLY_RETURN_KEY.format(hire.id))))
     for step, kwargs in steps:
         name = step.__name__
         try:

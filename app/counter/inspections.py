@@ -181,7 +181,7 @@ def record_signature(insp: Inspection, *, png: bytes, by: User, now: datetime,
     if darkest == lightest:
         raise CounterError({"signature": "The signature box is empty: ask the customer to sign."})
     insp.signature_filename = photo_files.write_content_addressed(upload_dir(), clean, "png")
-    insp.signed_at = now
+    insp.signed_at, insp.signature_witness_id = now, by.id
     record(by, "pickup.signed", insp.hire, {}, {"signature": insp.signature_filename}, at=now)
     commit_step(insp)
 

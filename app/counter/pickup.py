@@ -9,12 +9,14 @@ from typing import Optional
 
 from sqlalchemy.orm.exc import StaleDataError
 
+from .. import paperwork
 from ..audit import record
 from ..extensions import db
 from ..models import Hire, HireState, Inspection, User
 from ..payments import ensure_deposit_hold, release_deposit, rental_paid_pence, request_refund
 from .errors import AlreadyProcessed, CounterError
 from .inspections import PICKUP, Step, check_version, commit_step, inspection
+from .previews import deposit_at_pickup
 
 S = HireState
 
@@ -57,6 +59,9 @@ def hand_over(hire: Hire, *, by: User, now: datetime, version: Optional[int] = N
     record(by, "pickup.handed_over", hire, {"state": "confirmed"}, {"state": "active"}, at=now)
     commit_step(insp)
     ensure_deposit_hold(hire, by=by)
+    deposit = deposit_at_pickup(hire)
+    paperwork.request_agreement(hire, insp, deposit_pence=deposit.amount_pence, deposit_how=deposit.how,
+                                by=by, now=now)
 
 
 def refuse_at_pickup(hire: Hire, *, by: User, now: datetime, reason: str) -> None:

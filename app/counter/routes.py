@@ -14,6 +14,7 @@ from flask import abort, current_app, flash, request, send_from_directory, url_f
 from flask_login import current_user
 from sqlalchemy import select
 
+from .. import paperwork
 from ..booking import no_show as no_shows
 from ..booking.errors import BookingError
 from ..extensions import db
@@ -79,7 +80,8 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
                    pickup=inspections.inspection(hire, PICKUP) if kind == RETURN else None,
                    steps=(pickup.pickup_steps(hire, insp) if kind == PICKUP
                           else pickup.return_steps(hire, insp)),
-                   panels=current_app.config["CONDITION_PANELS"])
+                   panels=current_app.config["CONDITION_PANELS"],
+                   papers=paperwork.paperwork_of([hire.id])[hire.id], terms=paperwork.terms())
     version = insp.version if insp else None
     context["id_form"] = forms.get("id_form") or IdCheckForm(formdata=None, version=version)
     context["condition_form"] = forms.get("condition_form") or _condition_form_for(insp)

@@ -7,7 +7,8 @@ from .fleet import Branch, Car, CarClass, CarPhoto, MaintenanceBlock
 from .hires import (OCCUPYING_STATES, TRANSITIONS, Hire, HireState, HireStateChange,
                     InvalidTransition, Occupancy)
 from .licence import LicenceCheck, LicenceCheckStatus
-from .mail import OutboundEmail
+from .mail import EmailFile, OutboundEmail
+from .paperwork import Invoice, InvoiceCounter, RentalAgreement
 from .payments import Payment, PaymentStateChange, StripeEvent
 from .pricing import DurationTier, Extra, OneWayFee, Season
 from .reporting import ReportFact, ReportGroupFact, ReportRefresh
@@ -25,4 +26,5 @@ __all__ = [
     "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund", "InvalidCryptoTransition",
     "PaymentStateChange", "StripeEvent",
     "Inspection", "InspectionPhoto",
+    "EmailFile", "Invoice", "InvoiceCounter", "RentalAgreement",
 ]

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 from .types import UTCDateTime, utcnow
@@ -19,15 +19,19 @@ DEFAULT_ATTACHMENT_TYPE = "text/plain"
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file sent with an email (text only today, e.g. the booking's .ics entry)."""
+    """A file sent with an email: text (the booking's .ics entry) or bytes (a PDF)."""
 
     filename: str
     mimetype: str
-    content: str
+    content: str | bytes
 
     @property
     def data(self) -> bytes:
-        return self.content.encode("utf-8")
+        return self.content.encode("utf-8") if isinstance(self.content, str) else self.content
+
+    @property
+    def is_text(self) -> bool:
+        return isinstance(self.content, str)
 
     @property
     def size_bytes(self) -> int:
@@ -54,12 +58,27 @@ class OutboundEmail(db.Model):
     attachment_filename: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
     attachment_mimetype: Mapped[str] = mapped_column(String(60), default="", server_default=text("''"))
     attachment_text: Mapped[Optional[str]] = mapped_column(Text)
+    # Paperwork (issue 18): files of any type (the rental agreement's PDF), in order.
+    files: Mapped[list["EmailFile"]] = relationship(order_by="EmailFile.id", cascade="all, delete-orphan")
 
     @property
     def attachments(self) -> list[Attachment]:
-        """The files sent with this email, in order (none, or the one text attachment)."""
+        """The files sent with this email, in order: the text attachment, then the files."""
+        found = [Attachment(f.filename, f.mimetype, f.data) for f in self.files]
         if not self.attachment_text:
-            return []
+            return found
         return [Attachment(self.attachment_filename or DEFAULT_ATTACHMENT_NAME,
                            self.attachment_mimetype or DEFAULT_ATTACHMENT_TYPE,
-                           self.attachment_text)]
+                           self.attachment_text), *found]
+
+
+class EmailFile(db.Model):
+    """A file attached to an email, kept with it so that a retried send sends the same bytes."""
+
+    __tablename__ = "email_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("outbound_emails.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(100))
+    mimetype: Mapped[str] = mapped_column(String(60))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
