@@ -1,6 +1,7 @@
 """All models, importable from one place (and seen by Alembic)."""
 
 from .audit import AuditRecord
+from .checkin import HireCheckin, HireDriver
 from .counter import Inspection, InspectionPhoto
 from .crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund, InvalidCryptoTransition
 from .fleet import Branch, Car, CarClass, CarPhoto, MaintenanceBlock
@@ -9,6 +10,7 @@ from .hires import (OCCUPYING_STATES, TRANSITIONS, Hire, HireState, HireStateCha
 from .licence import LicenceCheck, LicenceCheckStatus
 from .mail import OutboundEmail
 from .payments import Payment, PaymentStateChange, StripeEvent
+from .privacy import DataExport
 from .pricing import DurationTier, Extra, OneWayFee, Season
 from .reporting import ReportFact, ReportGroupFact, ReportRefresh
 from .types import utcnow
@@ -25,4 +27,5 @@ __all__ = [
     "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund", "InvalidCryptoTransition",
     "PaymentStateChange", "StripeEvent",
     "Inspection", "InspectionPhoto",
+    "HireCheckin", "HireDriver", "DataExport",
 ]
