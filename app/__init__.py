@@ -192,6 +192,7 @@ def _register_blueprints(app: Flask) -> None:
     from .main import bp as main_bp
     from .payments import bp as payments_bp
     from .counter import bp as counter_bp
+    from .privacy import bp as privacy_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(accounts_bp, url_prefix="/account")
@@ -201,3 +202,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(fleet_bp, url_prefix="/fleet")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(media_bp, url_prefix="/media")  # car photos: public
+    app.register_blueprint(privacy_bp)  # /account/data (customers), /admin/privacy (admins)

@@ -37,6 +37,11 @@ customer_documents = _signals.signal("customer-documents", doc="""\
 User. Each receiver returns a list of (file name, bytes) to put in the ZIP's documents/
 folder: the seam for the rental agreements and invoices (the paperwork area subscribes).""")
 
+customer_erased = _signals.signal("customer-erased", doc="""\
+A customer's account was erased (issue 18), committed. Sender: the User (pseudonymised);
+keyword `now`. The seam for the paperwork area: rental agreements hold the signature and
+licence details that must go; invoices (name and address) stay.""")
+
 
 class NobodyListening(RuntimeError):
     """A fact was reported before its subscriber was imported (a wiring bug, never data)."""
