@@ -90,8 +90,8 @@ def store_licence_photo(data: bytes) -> tuple[str, str]:
     return photo_files.write_content_addressed(licence_photo_dir(), clean, ext), content_type
 
 
-def check_in(hire: Hire, *, by: User, now: datetime, details_confirmed: bool, terms_version: str,
-             licence_photo: bytes | None) -> HireCheckin:
+def check_in(hire: Hire, *, by: User, now: datetime, details_confirmed: bool, terms_accepted: bool,
+             terms_version: str, licence_photo: bytes | None) -> HireCheckin:
     """Record the check-in; complete once details, terms and licence photo are all in.
 
     Every problem is reported at once, by field. A second check-in replaces the photo only
@@ -106,7 +106,9 @@ def check_in(hire: Hire, *, by: User, now: datetime, details_confirmed: bool, te
         terms = current_terms()
     except UnknownTerms:
         raise BookingError("The terms of hire cannot be shown just now; please check in at the counter.")
-    if terms_version != terms.version:
+    if not terms_accepted:
+        errors["accept_terms"] = "Read the terms and tick to accept them."
+    elif terms_version != terms.version:
         errors["accept_terms"] = "The terms have changed since you opened this page: read them again."
     photo = None
     if licence_photo:

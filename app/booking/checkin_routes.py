@@ -59,11 +59,9 @@ def check_in(reference: str):
         try:
             checkin.check_in(hire, by=current_user, now=utcnow(),
                              details_confirmed=bool(form.confirm_details.data),
-                             terms_version=(form.terms_version.data or "") if form.accept_terms.data else "",
-                             licence_photo=data)
+                             terms_accepted=bool(form.accept_terms.data),
+                             terms_version=form.terms_version.data or "", licence_photo=data)
         except BookingError as exc:
-            if not form.accept_terms.data:
-                exc.errors.setdefault("accept_terms", "Read the terms and tick to accept them.")
             add_errors(form, exc.errors)
         else:
             flash(f"You are checked in for {hire.reference}: at the counter we only need to check the "
