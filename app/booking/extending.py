@@ -22,6 +22,7 @@ from typing import Optional
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from .. import audit, events
 from ..extensions import db
@@ -172,14 +173,18 @@ def extend_hire(hire: Hire, return_local: datetime, *, by: User, now: datetime,
         raise BookingError({"": f"The extension now costs {money(preview.extra_pence)}, not what "
                                  "you were shown. Please check it and confirm again."})
     old_end, old_car = hire.end_at, hire.car
-    _apply(hire, preview, by=by, now=now)
-    try:
+    try:  # any flush (an autoflush too) meets the no-overlap guard and the version check
+        _apply(hire, preview, by=by, now=now)
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
         if NO_OVERLAP_CONSTRAINT in violated_constraint(exc):
             raise CarTaken("The car was just taken for that time.")
         raise
+    except StaleDataError:  # SQLite has no row lock: the version check catches the other writer
+        db.session.rollback()
+        raise BookingError("This booking was changed a moment ago. Check its new end and extend "
+                           "again if you still need to.")
     log().info("hire extended", hire_id=hire.id, extra_pence=preview.extra_pence)
     events.hire_extended.send(hire, old_end=old_end, new_end=hire.end_at,
                               extra_pence=preview.extra_pence, by=by, now=now,
