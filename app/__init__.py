@@ -193,6 +193,7 @@ def _register_blueprints(app: Flask) -> None:
     from .payments import bp as payments_bp
     from .counter import bp as counter_bp
     from .paperwork import bp as paperwork_bp
+    from .privacy import bp as privacy_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(accounts_bp, url_prefix="/account")
@@ -203,3 +204,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(paperwork_bp, url_prefix="/paperwork")
     app.register_blueprint(media_bp, url_prefix="/media")  # car photos: public
+    app.register_blueprint(privacy_bp)  # /account/data (customers), /admin/privacy (admins)

@@ -298,6 +298,26 @@ class Config:
     SIGNATURE_MAX_PIXELS = 1_000_000  # refused before decoding beyond this
     SIGNATURE_MAX_SIDE = 1200  # a wider one is scaled down to this many pixels
 
+    # --- online check-in, extensions, the customer's own data (issue 18) ------------------
+    # The terms the customer accepts: docs/terms/<TERMS_VERSION>.md (app/terms.py). A new
+    # version is a new file; the version accepted is kept with each check-in.
+    TERMS_DIR = str(BASE_DIR / "docs" / "terms")
+    TERMS_VERSION = "v1"
+    # Online check-in opens this long before pickup and closes at pickup.
+    CHECKIN_OPENS_HOURS = 48
+    ADDITIONAL_DRIVERS_MAX = 3  # per hire, besides the hirer
+    # The licence photo (front): checked and re-encoded as car photos are.
+    LICENCE_PHOTO_MAX_BYTES = 8 * 1024 * 1024
+    LICENCE_PHOTO_MAX_PIXELS = 40_000_000  # refused before decoding beyond this
+    LICENCE_PHOTO_MAX_SIDE = 2000
+    # "Download my data": the ZIP is kept this long after it is built, then deleted.
+    DATA_EXPORT_HOURS = 48
+    DATA_EXPORT_POLL_SECONDS = 2  # how often the "being prepared" fragment asks again
+    # Retention: licence numbers, licence photos and signature images are deleted this many
+    # days after the customer's last hire ended (the tick does it, audited).
+    PERSONAL_DATA_RETENTION_DAYS = 90
+    RETENTION_LOOKAHEAD_DAYS = 30  # the admins' list also shows what falls due this soon
+
     # --- card payments: Stripe (issue 5, card half) ------------------------------------
     # Keys from the environment (Ansible Vault on the server). STRIPE_API_BASE empty means
     # Stripe itself; in development, empty starts the local stand-in (devtools/stripe_standin)
@@ -358,9 +378,6 @@ class Config:
     # One numbering series per kind of document, each gapless from 1: INV-000001, CN-000001.
     INVOICE_NUMBER_PREFIX = "INV-"
     CREDIT_NOTE_NUMBER_PREFIX = "CN-"
-    # The terms the customer signs: app/paperwork/terms/<version>.md (kept in the repository;
-    # a new text is a new file and this setting, so signed agreements keep naming theirs).
-    TERMS_VERSION = "v1"
     AGREEMENT_THUMBS_PER_PANEL = 2  # condition photos printed per panel in the agreement
     DOCUMENT_STATUS_POLL_SECONDS = 2  # how often "Preparing the agreement..." asks again
     # The staff list of invoices and credit notes: at most this many days per page or CSV.

@@ -26,6 +26,7 @@ STAFF_PAGES: tuple[tuple[str, str], ...] = (
     ("admin.staff", "Staff"),
     ("admin.reports_page", "Reports"),
     ("admin.audit", "Audit log"),
+    ("privacy.retention", "Data retention"),
     ("accounts.recovery_codes", "Two-factor codes"),
     ("accounts.change_password", "Password"),
 )

@@ -133,6 +133,20 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "paperwork.invoice_download": ("GET", "/paperwork/documents/999999.pdf", SIGNED_IN),
     "paperwork.invoices": ("GET", "/paperwork/invoices", STAFF_AREA),
     "paperwork.invoices_csv": ("GET", "/paperwork/invoices.csv", STAFF_AREA),
+    # Issue 18: online check-in and extensions on a customer's own hire (404 here: no such
+    # hire); the licence photo also for staff; staff extend from the counter. The customer's
+    # own data for customers; the retention list for admins.
+    "booking.check_in": ("GET", "/book/hires/NOHIRE/check-in", {CUSTOMER}),
+    "booking.add_driver": ("POST", "/book/hires/NOHIRE/check-in/drivers", {CUSTOMER}),
+    "booking.licence_photo": ("GET", "/book/hires/NOHIRE/check-in/licence-photo/" + "0" * 64 + ".jpg",
+                              {CUSTOMER, STAFF, ADMIN}),
+    "booking.extend": ("GET", "/book/hires/NOHIRE/extend", {CUSTOMER}),
+    "booking.staff_extend": ("GET", "/book/staff/hires/NOHIRE/extend", STAFF_AREA),
+    "privacy.my_data": ("GET", "/account/data", {CUSTOMER}),
+    "privacy.request_export": ("POST", "/account/data/export", {CUSTOMER}),
+    "privacy.download_export": ("GET", "/account/data/export/999999", {CUSTOMER}),
+    "privacy.delete_account": ("POST", "/account/data/delete", {CUSTOMER}),
+    "privacy.retention": ("GET", "/admin/privacy/retention", {ADMIN}),
 }
 # Posting one ends the session: the client signs in again before the next route.
 SIGN_OUTS = {"accounts.sign_out", "accounts.sign_out_everywhere"}

@@ -48,7 +48,7 @@ def _hand_over(staff_client, customer):
                 content_type="multipart/form-data").status_code == 303
     page = staff_client.get(f"/counter/hires/{ref}").get_data(as_text=True)
     # The terms are in front of the customer before they sign, with their version.
-    assert "Terms of hire, version v1" in page and "ACME Rentals: terms of hire (version v1)" in page
+    assert "Terms of hire, version v1" in page and "ACME Rentals: terms of hire (version 1)" in page
     assert post(staff_client, f"/counter/hires/{ref}/pickup/signature",
                 {"signature": signature_png()}).status_code == 303
     assert post(staff_client, f"/counter/hires/{ref}/pickup/hand-over", {}).status_code == 303
@@ -70,7 +70,7 @@ def test_hand_over_makes_the_signed_agreement_and_emails_it(staff_client, app):
     for expected in ("Rental agreement " + hire.reference, "Rita Renter", "rita.renter@example.com",
                      "Skoda Octavia", hire.car.plate, "TMBJJ7NE5L0123456", staff_client.branch.name,
                      "£117.00", "£250.00", "long scratch on rear door", "Odometer 12050 miles",
-                     "terms of hire (version v1)", "per started hour", "miles a day",
+                     "terms of hire (version 1)", "per started hour", "miles a day",
                      f"witnessed by {staff_client.staff.full_name}"):
         assert expected in text, expected
     # Times are local, with the zone: 2 hours from now in London is BST or GMT.

@@ -34,6 +34,8 @@ from .services import AccountError
 S = LicenceCheckStatus
 CHECK_JOB_ID = "licence-check-{}"  # one job per check
 CHECK_TASK = "app.jobs.licence.check_licence"  # by name: the job imports this module
+# The user's own licence, not an additional driver's (app/accounts/drivers.py, issue 18).
+OWN = LicenceCheck.driver_id.is_(None)
 
 # Messages a person understands, by reason code (the rules add their numbers to some).
 UNAVAILABLE_MESSAGE = ("We could not reach the licence checking service just now. "
@@ -126,7 +128,7 @@ def recheck_for_hire(hire: Hire, by_user: User, now: datetime,
         code = client.normalise_check_code(check_code)
     else:
         code = db.session.scalar(
-            select(LicenceCheck.check_code).where(LicenceCheck.user_id == customer.id)
+            select(LicenceCheck.check_code).where(LicenceCheck.user_id == customer.id, OWN)
             .order_by(LicenceCheck.id.desc()).limit(1)) or ""
         if not code:
             raise AccountError({"check_code": "The customer has not shared a check code yet: ask for "
@@ -164,7 +166,7 @@ def _new_check(user: User, number: str, code: str, *, now: datetime,
 def _pending_check(user_id: int, hire_id: int | None, number: str, code: str) -> LicenceCheck | None:
     return db.session.scalar(
         select(LicenceCheck).where(
-            LicenceCheck.user_id == user_id, LicenceCheck.hire_id.is_(None) if hire_id is None
+            LicenceCheck.user_id == user_id, OWN, LicenceCheck.hire_id.is_(None) if hire_id is None
             else LicenceCheck.hire_id == hire_id,
             LicenceCheck.status == S.PENDING.value,
             LicenceCheck.licence_number == v.normalise_licence(number),
@@ -252,7 +254,7 @@ def _finish(check: LicenceCheck, status: LicenceCheckStatus, code: str, message:
 def _mirror_on_profile(check: LicenceCheck) -> None:
     """The profile shows the latest check of the licence it holds; older answers do not count."""
     profile = check.user.profile
-    latest = db.session.scalar(select(func.max(LicenceCheck.id)).where(LicenceCheck.user_id == check.user_id))
+    latest = db.session.scalar(select(func.max(LicenceCheck.id)).where(LicenceCheck.user_id == check.user_id, OWN))
     if profile is None or latest != check.id or profile.licence_number != check.licence_number:
         return
     profile.licence_status = (LicenceStatus.VERIFIED if check.status == S.VERIFIED.value
@@ -284,12 +286,12 @@ def give_up_if_stale(check: LicenceCheck | None, *, now: datetime) -> None:
 # --- what the rest of the app asks ------------------------------------------------------------
 
 def latest_check(user: User) -> LicenceCheck | None:
-    return db.session.scalar(select(LicenceCheck).where(LicenceCheck.user_id == user.id)
+    return db.session.scalar(select(LicenceCheck).where(LicenceCheck.user_id == user.id, OWN)
                              .order_by(LicenceCheck.id.desc()).limit(1))
 
 
 def latest_check_for_hire(hire: Hire) -> LicenceCheck | None:
-    return db.session.scalar(select(LicenceCheck).where(LicenceCheck.hire_id == hire.id)
+    return db.session.scalar(select(LicenceCheck).where(LicenceCheck.hire_id == hire.id, OWN)
                              .order_by(LicenceCheck.id.desc()).limit(1))
 
 
@@ -303,7 +305,7 @@ def licence_valid_until(user: User) -> date | None:
     if profile is None:
         return None
     check = db.session.scalar(
-        select(LicenceCheck).where(LicenceCheck.user_id == user.id,
+        select(LicenceCheck).where(LicenceCheck.user_id == user.id, OWN,
                                    LicenceCheck.status == S.VERIFIED.value,
                                    LicenceCheck.licence_number == profile.licence_number)
         .order_by(LicenceCheck.id.desc()).limit(1))

@@ -19,7 +19,10 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `scheduled.py`     the scheduler's share: expire unpaid holds, queue reminders
 - `my_bookings.py`   the customer's own bookings and how the ones that never went out ended
 - `emails.py`, `ics.py`  the booking's emails and their calendar attachment
-- `routes.py`, `forms.py`  the pages (thin), `seed.py` demo rate tables
+- `checkin.py`       online check-in: details, terms, licence photo, additional drivers (issue 18)
+- `extending.py`     a later return for a confirmed or active hire, the extra time charged
+- `routes.py`, `forms.py`  the pages (thin), `seed.py` demo rate tables;
+  `checkin_routes.py`, `checkin_forms.py` those of check-in and extensions
 
 Hire states move only through `Hire.transition` (app/models/hires.py). No car is ever
 double-booked: availability checks first for a friendly answer, and the database's
@@ -30,4 +33,4 @@ from flask import Blueprint
 
 bp = Blueprint("booking", __name__)
 
-from . import lifecycle, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)
+from . import checkin_routes, lifecycle, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)

@@ -237,7 +237,7 @@ def _after_booking_url(hire: Hire) -> str:
 @allow("customer")
 def my_bookings():
     """The customer's upcoming, active and past hires."""
-    bookings = customer_bookings(current_user)
+    bookings = customer_bookings(current_user, now=utcnow())
     papers = paperwork.paperwork_of(h.id for h in (*bookings.upcoming, *bookings.active, *bookings.past))
     return render("booking/mine.html", "booking/mine.html", bookings=bookings, now=utcnow(),
                   can_pay="payments.start" in current_app.view_functions, paperwork=papers)

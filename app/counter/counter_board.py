@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import Car, Hire, HireState, User
+from ..models import Car, Hire, HireCheckin, HireState, Inspection, User
 
 S = HireState
 
@@ -25,6 +25,10 @@ class Board:
     returns: list[Hire]
     overdue: list[Hire]
     late: dict[int, int]  # hire id -> minutes late to collect (pickup time passed, still confirmed)
+    # Issue 18: pickups checked in online, and how long each hand-over took (seconds from
+    # opening the pickup to the keys), shown on the cars that went out.
+    checked_in: frozenset[int] = frozenset()
+    pickup_seconds: Optional[dict[int, int]] = None
 
 
 def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
@@ -47,13 +51,33 @@ def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
         returns = returns.where(Hire.return_branch_id == branch_id)
         overdue = overdue.where(Hire.return_branch_id == branch_id)
     pickup_list = list(db.session.scalars(pickups.order_by(Hire.start_at)).unique())
+    return_list = list(db.session.scalars(returns.order_by(Hire.end_at)).unique())
+    overdue_list = list(db.session.scalars(overdue.order_by(Hire.end_at)).unique())
     return Board(
-        pickups=pickup_list,
-        returns=list(db.session.scalars(returns.order_by(Hire.end_at)).unique()),
-        overdue=list(db.session.scalars(overdue.order_by(Hire.end_at)).unique()),
+        pickups=pickup_list, returns=return_list, overdue=overdue_list,
         # Until NO_SHOW_GRACE_MINUTES have passed (then the scheduler marks a no-show).
         late={h.id: int((now - h.start_at).total_seconds() // 60) for h in pickup_list if h.start_at <= now},
+        checked_in=checked_in_online([h.id for h in pickup_list]),
+        pickup_seconds=pickup_durations([h.id for h in return_list + overdue_list]),
     )
+
+
+def checked_in_online(hire_ids: list[int]) -> frozenset[int]:
+    """Which of these hires the customer checked in online (details, terms, licence photo)."""
+    if not hire_ids:
+        return frozenset()
+    return frozenset(db.session.scalars(select(HireCheckin.hire_id).where(
+        HireCheckin.hire_id.in_(hire_ids), HireCheckin.completed_at.is_not(None))))
+
+
+def pickup_durations(hire_ids: list[int]) -> dict[int, int]:
+    """Seconds from opening each pickup at the counter to handing over the keys."""
+    if not hire_ids:
+        return {}
+    rows = db.session.execute(select(Inspection.hire_id, Inspection.started_at, Inspection.completed_at)
+                              .where(Inspection.hire_id.in_(hire_ids), Inspection.kind == "pickup",
+                                     Inspection.completed_at.is_not(None))).all()
+    return {hire_id: max(int((done - started).total_seconds()), 0) for hire_id, started, done in rows}
 
 
 def hire_by_reference(reference: str) -> Hire | None:

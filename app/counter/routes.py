@@ -93,6 +93,8 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
     context["waive_form"] = forms.get("waive_form") or WaiveForm(formdata=None, version=version)
     context["settle_form"] = forms.get("settle_form") or SettleForm(formdata=None, version=version)
     context["step_error"] = forms.get("step_error", "")
+    context["online_checkin"] = pickup.online_checkin(hire)
+    context["checked_in_online"] = kind == PICKUP and pickup.checked_in_online(hire)
     if kind == PICKUP:
         context["licence_ok"], context["licence_message"] = pickup.licence_ok(hire)
         context.update(licence_context(hire), pickup_money=previews.pickup_money(hire))

@@ -25,6 +25,8 @@ from ..payments import place_due_deposit_holds
 from ..payments.crypto import request_scan
 from ..queueing import enqueue, task
 from ..counter.car_return import close_settled_returns
+from ..privacy.exports import expire_exports
+from ..privacy.retention import apply_retention
 from .recovery import requeue_orphans
 
 _ticker_lock = threading.Lock()
@@ -45,12 +47,16 @@ def tick(now_iso: str | None = None) -> dict:
     scanning = request_scan(now)
     # The counter's returns whose money has settled since (jobs, chain confirmations) close.
     closed = close_settled_returns(now)
+    # The customer's own data (issue 18): licence data past its retention, expired downloads.
+    retention = apply_retention(now)
+    exports_expired = expire_exports(now)
     # Work committed while Redis was down (its job never queued) gets its job now.
     requeued = requeue_orphans(now)
     return {"expired": len(expired), "no_shows": len(no_shows),
             "no_shows_finished": len(no_shows_finished), "reminders": len(reminders),
             "deposit_holds": len(holds), "chain_scan": scanning, "closed": len(closed),
-            "requeued": sum(len(ids) for ids in requeued.values())}
+            "requeued": sum(len(ids) for ids in requeued.values()),
+            "retention_deleted": len(retention), "exports_expired": len(exports_expired)}
 
 
 class DevTicker(threading.Thread):

@@ -1,6 +1,7 @@
 """All models, importable from one place (and seen by Alembic)."""
 
 from .audit import AuditRecord
+from .checkin import HireCheckin, HireDriver
 from .counter import Inspection, InspectionPhoto
 from .crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund, InvalidCryptoTransition
 from .fleet import Branch, Car, CarClass, CarPhoto, MaintenanceBlock
@@ -10,6 +11,7 @@ from .licence import LicenceCheck, LicenceCheckStatus
 from .mail import EmailFile, OutboundEmail
 from .paperwork import Invoice, InvoiceCounter, RentalAgreement
 from .payments import Payment, PaymentStateChange, StripeEvent
+from .privacy import DataExport
 from .pricing import DurationTier, Extra, OneWayFee, Season
 from .reporting import ReportFact, ReportGroupFact, ReportRefresh
 from .types import utcnow
@@ -27,4 +29,5 @@ __all__ = [
     "PaymentStateChange", "StripeEvent",
     "Inspection", "InspectionPhoto",
     "EmailFile", "Invoice", "InvoiceCounter", "RentalAgreement",
+    "HireCheckin", "HireDriver", "DataExport",
 ]

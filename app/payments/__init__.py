@@ -21,7 +21,7 @@ from flask import Blueprint
 from .card import (charge_saved_card, due_deposit_holds, place_deposit_hold, place_due_deposit_holds,
                    record_hold_failed)
 from .crypto import hires_under_review, payment_keeps_hold, review_count
-from .ledger import (CARD, CHECKOUT, CRYPTO, OWING_STATES, SAVED_CARD, PaymentError,
+from .ledger import (CARD, CHECKOUT, CRYPTO, EXTENSION, OWING_STATES, SAVED_CARD, PaymentError,
                      PaymentNotFound, RefundError, active_hold, amount_due_pence, describe,
                      eth_deposit, hire_for, latest_hold, net_paid_pence, payments_of,
                      receipt_lines, rental_paid_pence, saved_card_of)
@@ -34,7 +34,7 @@ __all__ = [
     "charge_saved_card", "due_deposit_holds", "place_deposit_hold", "place_due_deposit_holds",
     "record_hold_failed",
     "hires_under_review", "payment_keeps_hold", "review_count",
-    "CARD", "CHECKOUT", "CRYPTO", "OWING_STATES", "SAVED_CARD", "PaymentError", "PaymentNotFound",
+    "CARD", "CHECKOUT", "CRYPTO", "EXTENSION", "OWING_STATES", "SAVED_CARD", "PaymentError", "PaymentNotFound",
     "RefundError", "active_hold", "amount_due_pence", "describe", "eth_deposit", "hire_for",
     "latest_hold", "net_paid_pence", "payments_of", "receipt_lines", "rental_paid_pence",
     "saved_card_of",

@@ -24,6 +24,8 @@ CRYPTO = "crypto"
 # the saved card (damage, fuel, late return...).
 CHECKOUT = "checkout"
 SAVED_CARD = "saved_card"
+# A charge on the saved card for extending the hire (issue 18): part of the rental price.
+EXTENSION = "extension"
 # Hire states in which the customer owes the price of the hire.
 OWING_STATES = frozenset({S.CONFIRMED, S.ACTIVE, S.RETURNED, S.CLOSED})
 
@@ -154,6 +156,7 @@ def describe(payment: Payment) -> str:
     labels = {
         ("charge", CHECKOUT): "Card payment",
         ("charge", SAVED_CARD): "Charge to your saved card",
+        ("charge", EXTENSION): "Extension charged to your saved card",
         ("deposit_hold", "deposit"): "Deposit hold on your card",
         ("capture", "deposit"): "Deposit kept",
         ("release", "deposit"): "Deposit released",

@@ -144,11 +144,13 @@ def record_charge_declined(payment_id: int, message: str, *, now: datetime, even
 # --- charging the saved card ----------------------------------------------------------------
 
 def charge_saved_card(hire: Hire, amount_pence: int, reason: str, by: User, *,
-                      now: Optional[datetime] = None, key: Optional[str] = None) -> Payment:
+                      now: Optional[datetime] = None, key: Optional[str] = None,
+                      charge_purpose: str = SAVED_CARD) -> Payment:
     """Charge the card saved at checkout (counter: damage, fuel, late fees). A job calls Stripe.
 
     Pass `key` to make a retried request from the same screen the same charge; without it,
-    every call is a new charge.
+    every call is a new charge. `charge_purpose` EXTENSION makes it part of the rental price
+    (an extended hire's extra time), which `rental_paid_pence` counts.
     """
     now = now or utcnow()
     if amount_pence <= 0:
@@ -165,7 +167,7 @@ def charge_saved_card(hire: Hire, amount_pence: int, reason: str, by: User, *,
         hire_id=hire.id, method=CARD, kind="charge", state="pending", amount_pence=amount_pence,
         currency=hire.currency, idempotency_key=key, parent_id=source.id, reason=reason[:200],
         requested_by_id=by.id, created_at=now,
-        details={"purpose": SAVED_CARD, "customer": source.details.get("customer"),
+        details={"purpose": charge_purpose, "customer": source.details.get("customer"),
                  "payment_method": source.details.get("payment_method"),
                  "source_intent": source.provider_ref})
     payment.note(f"charge requested by {by.full_name}: {reason}", now=now, by=by)
