@@ -150,3 +150,30 @@ def test_every_page_meets_wcag_aa_at_every_size_in_both_schemes(live_server, bro
     missed = every_page_endpoint(live_server.app) - sweep.covered
     assert not missed, f"pages no role reached: {sorted(missed)}"
     assert sweep.failures == [], "\n".join(sweep.failures)
+
+
+def test_the_site_follows_the_systems_colour_scheme_and_motion_setting(live_server, new_page):
+    page = new_page(390, 844)
+    page.goto(live_server.url + "/")
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    light = page.evaluate(background)
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate(background)
+    assert light == "rgb(245, 247, 250)" and dark == "rgb(17, 21, 27)"
+    indicator = """() => { const e = document.createElement('span'); e.className = 'htmx-indicator';
+        document.body.append(e); return parseFloat(getComputedStyle(e).transitionDuration); }"""
+    assert page.evaluate(indicator) == 0.2
+    page.emulate_media(reduced_motion="reduce")
+    assert page.evaluate(indicator) < 0.001
+
+
+def test_the_accessibility_statement_is_linked_from_every_footer(live_server, new_page):
+    page = new_page(390, 844)
+    page.goto(live_server.url + "/book/")
+    page.get_by_role("contentinfo").get_by_role("link", name="Accessibility statement").click()
+    expect(page.get_by_role("heading", name="Accessibility statement", level=1)).to_be_visible()
+    for what in ("How we test", "Report a problem"):
+        expect(page.get_by_role("heading", name=what)).to_be_visible()
+    expect(page.get_by_role("link", name=live_server.app.config["ACCESSIBILITY_CONTACT_EMAIL"])).to_have_attribute(
+        "href", "mailto:" + live_server.app.config["ACCESSIBILITY_CONTACT_EMAIL"])
+    assert page.console_errors == []  # type: ignore[attr-defined]
