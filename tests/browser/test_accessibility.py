@@ -177,3 +177,15 @@ def test_the_accessibility_statement_is_linked_from_every_footer(live_server, ne
     expect(page.get_by_role("link", name=live_server.app.config["ACCESSIBILITY_CONTACT_EMAIL"])).to_have_attribute(
         "href", "mailto:" + live_server.app.config["ACCESSIBILITY_CONTACT_EMAIL"])
     assert page.console_errors == []  # type: ignore[attr-defined]
+
+
+def test_what_the_csp_refuses_is_caught(live_server, new_page):
+    """The CSP watch the counter walks rely on (`page.csp_violations`) sees an inline style,
+    what htmx would inject for its indicator if its configuration (base.html) allowed it."""
+    page = new_page(390, 844)
+    page.goto(live_server.url + "/")
+    assert page.evaluate("htmx.config.includeIndicatorStyles") is False
+    assert page.csp_violations == []  # type: ignore[attr-defined]
+    page.evaluate("document.head.insertAdjacentHTML('beforeend', '<style>.x { color: red }</style>')")
+    page.wait_for_function("() => true")
+    assert any(v.startswith("style-src") for v in page.csp_violations)  # type: ignore[attr-defined]
