@@ -104,3 +104,10 @@ def test_the_panels_name_themselves_once(staff_client):
     assert labels == ["Front Condition", "Front Note"]  # accessible names keep the panel
     visible = re.sub(r'<span class="visually-hidden">.*?</span>', "", front)
     assert re.findall(r"<label[^>]*>(.*?)</label>", visible) == ["Condition", "Note"]
+
+
+def test_the_demo_says_how_staff_sign_in_the_first_time(runner):
+    result = runner.invoke(args=["acme", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "staff@demo.acme" in result.output
+    assert "Staff and admin set up two-factor sign-in the first time they sign in" in result.output

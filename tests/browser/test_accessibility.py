@@ -68,7 +68,7 @@ class Sweep:
                     self.failures.append(f"{where}: {rule} ×{n}: {last_examples(rule)}")
                 if over:
                     self.failures.append(f"{where}: scrolls sideways by {over}px: {widest_elements(page)}")
-                if SHOTS and scheme == "light" or SHOTS and width == SIZES[0][0]:
+                if SHOTS and (scheme == "light" or width == SIZES[0][0]):
                     name = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-")[:60] or "home"
                     folder = Path(SHOTS) / role
                     folder.mkdir(parents=True, exist_ok=True)
