@@ -67,6 +67,12 @@ def create_admin(email: str, full_name: str, password: str) -> None:
     click.echo(f"Admin {user.email} is ready.")
 
 
+FIRST_STAFF_SIGN_IN = (
+    "Staff and admin set up two-factor sign-in the first time they sign in: scan the QR code\n"
+    "with an authenticator app (or type the key shown under it), enter its 6-digit code and keep\n"
+    "the recovery codes; every later sign-in asks for a code from the app.")
+
+
 @acme.command("demo")
 def demo() -> None:
     """Load the demo data (idempotent) and print the demo sign-ins."""
@@ -78,6 +84,7 @@ def demo() -> None:
     click.echo(f"Demo data ready: {cars} cars. Sign in at /account/sign-in with:")
     for email, password in people.items():
         click.echo(f"  {email:<22} {password}")
+    click.echo(FIRST_STAFF_SIGN_IN)
 
 
 @acme.command("tick")

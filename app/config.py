@@ -123,6 +123,11 @@ class Config:
     # client address the sign-in rate limit sees comes from them. 0: no proxy (development).
     TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
+    # --- accessibility statement (issue 17) ----------------------------------------------
+    ACCESSIBILITY_CONTACT_EMAIL = "accessibility@acme-rentals.example"
+    ACCESSIBILITY_REPLY_WORKING_DAYS = 5
+    ACCESSIBILITY_REVIEWED_ON = "2026-12-05"  # when the statement was last checked against the tests
+
     # --- mail ----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")  # outbox (dev only) | smtp
     MAIL_SENDER = "ACME Rentals <no-reply@acme-rentals.example>"

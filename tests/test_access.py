@@ -20,6 +20,7 @@ STAFF_AREA = {STAFF, ADMIN}
 EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "main.home": ("GET", "/", EVERYONE),
     "main.healthz": ("GET", "/healthz", EVERYONE),
+    "main.accessibility": ("GET", "/accessibility", EVERYONE),
     "main.outbox": ("GET", "/dev/outbox", EVERYONE),  # 404 outside development
     "main.outbox_attachment": ("GET", "/dev/outbox/0/none.ics", EVERYONE),  # likewise
     "accounts.sign_up": ("GET", "/account/sign-up", EVERYONE),

@@ -40,6 +40,31 @@ def inspection(hire: Hire, kind: str) -> Inspection | None:
                                                       Inspection.kind == kind))
 
 
+@dataclass(frozen=True)
+class Readings:
+    """What the condition form starts with: the car's last recorded odometer and fuel."""
+
+    odometer_miles: Optional[int]
+    fuel_eighths: Optional[int]  # None: no level on record, staff must choose one
+
+
+def starting_readings(hire: Hire, kind: str) -> Readings:
+    """Pre-fill for the condition step that never costs the customer money if left as is.
+
+    Out (pickup): the car's odometer and the fuel level its last return recorded (none on
+    record: no level chosen, staff pick one). In (return): the readings the car left with, so
+    an untouched form charges no miles and no fuel."""
+    if kind == RETURN:
+        out = inspection(hire, PICKUP)
+        return Readings(out.odometer_miles if out else None, out.fuel_eighths if out else None)
+    last_fuel = db.session.scalar(
+        select(Inspection.fuel_eighths).join(Hire, Hire.id == Inspection.hire_id)
+        .where(Hire.car_id == hire.car_id, Inspection.kind == RETURN,
+               Inspection.fuel_eighths.is_not(None), Inspection.condition_recorded_at.is_not(None))
+        .order_by(Inspection.condition_recorded_at.desc()).limit(1))
+    return Readings(hire.car.odometer_miles, last_fuel)
+
+
 def open_inspection(hire: Hire, kind: str, *, by: User, now: datetime) -> Inspection:
     """The pickup or return record for this hire, created on first use (resumable)."""
     needed = S.CONFIRMED if kind == PICKUP else S.ACTIVE

@@ -84,7 +84,7 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
                    papers=paperwork.paperwork_of([hire.id])[hire.id], terms=paperwork.terms())
     version = insp.version if insp else None
     context["id_form"] = forms.get("id_form") or IdCheckForm(formdata=None, version=version)
-    context["condition_form"] = forms.get("condition_form") or _condition_form_for(insp)
+    context["condition_form"] = forms.get("condition_form") or _condition_form_for(hire, kind, insp)
     context["photo_form"] = forms.get("photo_form") or PhotoForm(formdata=None)
     context["signature_form"] = forms.get("signature_form") or SignatureForm(formdata=None, version=version)
     context["handover_form"] = forms.get("handover_form") or HandOverForm(formdata=None, version=version)
@@ -108,9 +108,12 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
     return render("counter/hire.html", "counter/partials/_flow.html", status, **context)
 
 
-def _condition_form_for(insp):
+def _condition_form_for(hire: Hire, kind: str, insp):
     form = condition_form(formdata=None, version=insp.version if insp else None)
-    if insp is not None and insp.condition_recorded_at is not None:
+    if insp is None or insp.condition_recorded_at is None:
+        readings = inspections.starting_readings(hire, kind)
+        form.odometer.data, form.fuel_eighths.data = readings.odometer_miles, readings.fuel_eighths
+    else:
         form.odometer.data, form.fuel_eighths.data = insp.odometer_miles, insp.fuel_eighths
         form.needs_cleaning.data = insp.needs_cleaning
         for panel, entry in insp.checklist.items():

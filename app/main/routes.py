@@ -15,6 +15,16 @@ def home():
     return render_template("main/home.html")
 
 
+@bp.get("/accessibility")
+@allow("public")
+def accessibility():
+    """The accessibility statement: what is tested, how, and how to report a problem."""
+    cfg = current_app.config
+    return render_template("main/accessibility.html", contact=cfg["ACCESSIBILITY_CONTACT_EMAIL"],
+                           reply_days=cfg["ACCESSIBILITY_REPLY_WORKING_DAYS"],
+                           reviewed_on=cfg["ACCESSIBILITY_REVIEWED_ON"])
+
+
 @bp.get("/healthz")
 @allow("public")
 @limiter.exempt
