@@ -31,7 +31,10 @@ ROLES = ["anonymous", "customer", "staff", "admin"]
 NOT_PAGES = {"static", "media.car_photo", "counter.inspection_photo", "admin.audit_csv",
              "admin.report_csv", "main.healthz", "metrics.scrape", "main.outbox_attachment",
              "accounts.licence_status", "counter.licence_check_status", "payments.status",
-             "payments.crypto_status"}
+             "payments.crypto_status",
+             # Files and polled fragments (issue 18): PDFs, the CSV, the licence photo, the ZIP.
+             "booking.licence_photo", "paperwork.agreement_pdf", "paperwork.agreement_status",
+             "paperwork.invoice_download", "paperwork.invoices_csv", "privacy.download_export"}
 # Never followed by the crawl: signing out ends the session the crawl works in.
 CRAWL_SKIP_PREFIXES = ("/static/", "/media/", "/account/sign-out", "/counter/photos/")
 CRAWL_SKIP_SUFFIXES = (".csv", ".jpg", ".png", ".svg", ".ics", ".pdf")
