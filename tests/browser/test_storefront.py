@@ -8,16 +8,20 @@ when nothing is free, follow the nearest dates offered. No page scrolls sideways
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from app.booking.seed import seed_rate_tables
 from app.extensions import db
+from app.models import HireState, utcnow
+from app.models.crypto import ChainPayment, CryptoQuote
 from tests import factories
 from tests.test_booking import FMT, as_utc, local_day
 
 from .conftest import PHONE, browser_sign_in
+from .test_fleet_admin import _sign_in_with_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
@@ -155,4 +159,40 @@ def test_the_header_keeps_sign_out_on_one_line_on_a_phone(live_server, new_page)
     text_height = sign_out.evaluate("e => { const r = document.createRange(); r.selectNodeContents(e);"
                                     " return r.getBoundingClientRect().height; }")
     assert text_height < 1.5 * line_height, "Sign out is on one line"
+    fits_width(page)
+
+
+def a_short_payment_to_review():
+    """A held hire, its crypto quote, and a payment short of it that waits for staff."""
+    hire = factories.make_hire(state=HireState.HELD)
+    now = utcnow()
+    quote = CryptoQuote(hire=hire, booking_ref="0x" + "42" * 32, chain_id=1337,
+                        contract_address="0x" + "11" * 20, amount_pence=hire.total_pence,
+                        rate_pence_per_eth=250_000, rate_source="Fixed demonstration rate",
+                        rate_at=now, amount_wei=46_800_000_000_000_000, created_at=now,
+                        expires_at=now + timedelta(minutes=15))
+    db.session.add(quote)
+    db.session.flush()
+    db.session.add(ChainPayment(
+        chain_id=1337, contract_address=quote.contract_address, tx_hash="0x" + "ab" * 32, log_index=0,
+        block_number=7, block_hash="0x" + "cd" * 32, booking_ref=quote.booking_ref,
+        payer="0x" + "22" * 20, amount_wei=40_000_000_000_000_000, quote=quote, state="review",
+        outcome="partial", review_reason="Short of the price by 0.0068 ETH.", seen_at=now, paid_at=now))
+    db.session.commit()
+
+
+def test_the_crypto_review_queue_shows_its_buttons_on_a_desktop(live_server, new_page):
+    a_short_payment_to_review()
+    admin = factories.enrol_two_factor(factories.make_user("admin", branch=factories.make_branch()))
+    page = new_page(*DESKTOP)
+    _sign_in_with_code(page, live_server.url, admin)
+    page.goto(f"{live_server.url}/pay/crypto/review")
+    wrap = page.locator(".table-wrap")
+    assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth"), "the table fits its box"
+    right = wrap.bounding_box()["x"] + wrap.bounding_box()["width"]
+    for name in ("Accept for this booking", "Refund in full"):
+        button = page.get_by_role("button", name=name)
+        expect(button).to_be_visible()
+        box = button.bounding_box()
+        assert box["x"] + box["width"] <= right, name
     fits_width(page)
