@@ -304,7 +304,7 @@ def test_a_photo_is_offered_in_narrower_copies(make_app, tmp_path):
         ).get_data(as_text=True)
         name = stored.filename
         assert (f'srcset="/media/cars/w320/{name} 320w, /media/cars/w640/{name} 640w, '
-                f'/media/cars/w960/{name} 960w" sizes="') in html
+                f'/media/cars/w960/{name} 960w, /media/cars/{name} 1200w" sizes="') in html
         small = client.get(f"/media/cars/w320/{name}")
         assert small.status_code == 200 and small.mimetype == "image/jpeg"
         assert Image.open(io.BytesIO(small.data)).size == (320, 213)
@@ -313,6 +313,20 @@ def test_a_photo_is_offered_in_narrower_copies(make_app, tmp_path):
         assert Path(tmp_path, "cars", "w320", name).exists()
         assert client.get(f"/media/cars/w333/{name}").status_code == 404  # only the named widths
         assert client.get("/media/cars/w320/" + "a" * 64 + ".jpg").status_code == 404
+
+        # A photo no wider than the narrowest copy is offered as it is (no wider "copies").
+        out = io.BytesIO()
+        Image.new("RGB", (300, 200), (30, 30, 200)).save(out, "JPEG")
+        small_photo = store(out.getvalue())
+        db.session.add(CarPhoto(car=car, filename=small_photo.filename, content_type="image/jpeg",
+                                width=300, height=200, size_bytes=small_photo.size_bytes, position=1))
+        car.photo = small_photo.filename
+        db.session.commit()
+        html = client.get("/book/", query_string={
+            "pickup_branch": branch.id, "return_branch": branch.id,
+            "pickup_at": local_day(12).strftime(FMT), "return_at": local_day(15).strftime(FMT)}
+        ).get_data(as_text=True)
+        assert f'<img src="/media/cars/{small_photo.filename}" alt=""' in html and "srcset" not in html
 
 
 # --- the icon ---------------------------------------------------------------------------------

@@ -44,11 +44,18 @@ def car_photo_url(car) -> str | None:
 
 @bp.app_template_global()
 def car_photo_srcset(car) -> str | None:
-    """The cover photo's narrower copies for `srcset` (the fleet area makes them on demand)."""
-    if car.photo and "media.car_photo_width" in current_app.view_functions:
-        return ", ".join(f"{url_for('media.car_photo_width', width=w, name=car.photo)} {w}w"
-                         for w in current_app.config["CAR_PHOTO_WIDTHS"])
-    return None
+    """The cover photo and its narrower copies for `srcset` (the fleet area makes them on
+    demand); None when the photo is no wider than the narrowest copy."""
+    if not car.photo or "media.car_photo_width" not in current_app.view_functions:
+        return None
+    cover = next((p for p in car.photos if p.filename == car.photo), None)
+    if cover is None:
+        return None
+    widths = [w for w in current_app.config["CAR_PHOTO_WIDTHS"] if w < cover.width]
+    if not widths:
+        return None
+    return ", ".join([*(f"{url_for('media.car_photo_width', width=w, name=car.photo)} {w}w" for w in widths),
+                      f"{url_for('media.car_photo', name=car.photo)} {cover.width}w"])
 
 
 @bp.app_template_global()

@@ -9,14 +9,12 @@ from ..booking.forms import TripForm
 from ..booking.storefront import branch_hours, car_classes_on_offer, default_search_args, included_terms
 from ..extensions import db, limiter
 from ..models import Branch, OutboundEmail, utcnow
-from ..pagecache import public_cache
 from ..security import allow
 from . import bp
 
 
 @bp.get("/")
 @allow("public")
-@public_cache
 def home():
     """The storefront: the search itself (where and when, in the branch's time), the car
     classes with their "from" prices, what every hire includes, and the branches."""
