@@ -182,6 +182,9 @@ class Config:
     CAR_PHOTO_MAX_SIDE = 2400  # larger photos are scaled down to this many pixels
     CAR_PHOTO_MAX_PER_CAR = 8
     CAR_PHOTO_CACHE_SECONDS = 365 * 24 * 60 * 60  # names are content hashes: never stale
+    FAVICON_CACHE_SECONDS = 7 * 24 * 60 * 60  # /favicon.ico: browsers keep it this long
+    # Narrower copies of each photo for `srcset` (pixels wide), made on first request.
+    CAR_PHOTO_WIDTHS = (320, 640, 960)
     CAR_OLDEST_YEAR = 1990
     CAR_MAX_ODOMETER_MILES = 1_000_000
     CAR_MAX_DAILY_RATE_PENCE = 1_000_000
@@ -214,6 +217,9 @@ class Config:
     BOOKING_MAX_ADVANCE_DAYS = 365
     MAX_HOLDS_PER_CUSTOMER = 2  # unpaid holds at once, so one person cannot hold the fleet
     SEARCH_RESULTS_LIMIT = 24
+    # When nothing is free: look this many days either way for the nearest dates with a car
+    # (same times and length), at most two counts a day (app/booking/suggestions.py).
+    SEARCH_NEAREST_DATES_DAYS = 14
     VAT_PERCENT = 20
     WEEKEND_DAYS = ("sat", "sun")
     WEEKEND_SURCHARGE_PERCENT = 10  # on the daily rate, per charged period starting on those days

@@ -21,6 +21,7 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "main.home": ("GET", "/", EVERYONE),
     "main.healthz": ("GET", "/healthz", EVERYONE),
     "main.accessibility": ("GET", "/accessibility", EVERYONE),
+    "main.favicon": ("GET", "/favicon.ico", EVERYONE),
     "main.outbox": ("GET", "/dev/outbox", EVERYONE),  # 404 outside development
     "main.outbox_attachment": ("GET", "/dev/outbox/0/none.ics", EVERYONE),  # likewise
     "accounts.sign_up": ("GET", "/account/sign-up", EVERYONE),
@@ -94,6 +95,7 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "accounts.accept_invite": ("GET", "/account/invite/not-a-token", EVERYONE),
     # Car photos are shown to customers in search (404 here: no such photo).
     "media.car_photo": ("GET", "/media/cars/" + "0" * 64 + ".jpg", EVERYONE),
+    "media.car_photo_width": ("GET", "/media/cars/w320/" + "0" * 64 + ".jpg", EVERYONE),
     "fleet.new_car": ("GET", "/fleet/cars/new", STAFF_AREA),
     "fleet.car": ("GET", "/fleet/cars/999999", STAFF_AREA),
     "fleet.edit_car": ("GET", "/fleet/cars/999999/edit", STAFF_AREA),

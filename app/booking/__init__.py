@@ -8,7 +8,11 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `pricing.py`       the pure price engine (rate tables in, a Quote out)
 - `quotes.py`        the server's price: rate tables from the database and settings
 - `eligibility.py`   who may book (licence, age) and the young-driver surcharge
-- `availability.py`  which cars are free for a trip (one query), search, alternatives
+- `availability.py`  which cars are free for a trip (one query, in the order asked), search,
+                     alternatives
+- `suggestions.py`   when nothing is free: why, the nearest dates and other branches with cars
+- `storefront.py`    what the home page and car pages tell a customer before booking: the
+                     classes' "from" prices, what every hire includes, extras' prices, pictures
 - `lifecycle.py`     the hire lifecycle: confirms a paid hold when a payment provider reports
                      the rental paid (app/events.py), and the hire row lock; payments never
                      imports booking, so the dependency runs one way (booking -> payments)

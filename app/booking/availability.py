@@ -14,7 +14,7 @@ from typing import Mapping, Optional
 
 from flask import current_app
 from sqlalchemy import and_, exists, func, literal, literal_column, or_, select
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from ..extensions import db
 from ..models import Car, CarClass, Occupancy, User
@@ -47,19 +47,33 @@ def _busy(start: datetime, until: datetime, exclude_hire_id: int | None = None):
     return exists(q.correlate(Car))
 
 
+def _order(sort: str):
+    """ORDER BY for a search's sort. Size is seats, then doors, then the class (classes are
+    priced by size: the class's own day rate ranks it); ties go to the cheaper car."""
+    rate = func.coalesce(Car.daily_rate_override_pence, CarClass.daily_rate_pence)
+    size = (Car.seats, Car.doors, CarClass.daily_rate_pence)
+    if sort == "price_desc":
+        return (rate.desc(), Car.id)
+    if sort == "size":
+        return (*(c.desc() for c in size), rate, Car.id)
+    if sort == "size_asc":
+        return (*size, rate, Car.id)
+    return (rate, Car.id)
+
+
 def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int | None = None,
                          exclude_car_id: int | None = None):
-    """Cars at the pickup branch, free for the whole trip plus cleaning buffer, cheapest first.
+    """Cars at the pickup branch, free for the whole trip plus cleaning buffer, in the order
+    the filters ask for (cheapest first by default).
 
     One statement: the cars, their class, and the count of all matches (window function).
     """
-    rate = func.coalesce(Car.daily_rate_override_pence, CarClass.daily_rate_pence)
     q = (select(Car, func.count().over().label("matches"))
          .join(Car.car_class)
          .options(contains_eager(Car.car_class))
          .where(Car.status == "available", Car.home_branch_id == trip.pickup_branch.id,
                 ~_busy(trip.start, trip.until()))
-         .order_by(rate, Car.id))
+         .order_by(*_order(filters.sort)))
     if filters.car_class:
         q = q.where(CarClass.code == filters.car_class)
     if filters.min_seats:
@@ -91,9 +105,10 @@ class SearchResult:
 
 def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User] = None,
            limit: int | None = None) -> SearchResult:
-    """Free cars for the trip with their full price (no extras), cheapest first."""
+    """Free cars for the trip with their full price (no extras), in the filters' order."""
     rows = db.session.execute(available_cars_query(
-        trip, filters, limit=limit or current_app.config["SEARCH_RESULTS_LIMIT"])).all()
+        trip, filters, limit=limit or current_app.config["SEARCH_RESULTS_LIMIT"])
+        .options(selectinload(Car.photos))).all()  # the cover's width, for srcset: one query
     tables = load_rate_tables()
     young = is_young_driver(customer, trip)
     offers = [Offer(car, price(car, trip, {}, young_driver=young, tables=tables)) for car, _ in rows]

@@ -30,7 +30,9 @@ from .forms import (CancelForm, ChangeForm, ConfirmForm, SearchForm, TripForm, c
 from .holds import create_hold, new_idempotency_key, same_booking
 from .my_bookings import customer_bookings, customer_hire, payments_under_review
 from .quotes import active_extras
-from .trips import Filters, Trip, default_trip_times, make_trip, to_local
+from .storefront import class_picture, default_search_args, extra_terms
+from .suggestions import nothing_free
+from .trips import SORTS, Filters, Trip, make_trip, to_local
 
 
 @bp.app_template_global()
@@ -39,6 +41,34 @@ def car_photo_url(car) -> str | None:
     if car.photo and "media.car_photo" in current_app.view_functions:
         return url_for("media.car_photo", name=car.photo)
     return None
+
+
+@bp.app_template_global()
+def car_photo_srcset(car) -> str | None:
+    """The cover photo and its narrower copies for `srcset` (the fleet area makes them on
+    demand); None when the photo is no wider than the narrowest copy."""
+    if not car.photo or "media.car_photo_width" not in current_app.view_functions:
+        return None
+    cover = next((p for p in car.photos if p.filename == car.photo), None)
+    if cover is None:
+        return None
+    widths = [w for w in current_app.config["CAR_PHOTO_WIDTHS"] if w < cover.width]
+    if not widths:
+        return None
+    return ", ".join([*(f"{url_for('media.car_photo_width', width=w, name=car.photo)} {w}w" for w in widths),
+                      f"{url_for('media.car_photo', name=car.photo)} {cover.width}w"])
+
+
+@bp.app_template_global()
+def class_picture_url(car_class) -> str:
+    """The class's illustration: every class and every car without a photo shows one."""
+    return url_for("static", filename=class_picture(car_class.code))
+
+
+@bp.app_template_global()
+def extra_price_terms(extra) -> str:
+    """An extra's price and how it is charged, next to it before it is picked."""
+    return extra_terms(extra)
 
 
 @bp.app_template_global()
@@ -63,13 +93,7 @@ def _classes() -> list[CarClass]:
 
 def _default_args(branches: list[Branch]) -> MultiDict:
     """A first search: the first branch, the next open day, three days."""
-    if not branches:
-        return MultiDict()
-    branch = branches[0]
-    start, end = default_trip_times(branch, utcnow())
-    return MultiDict({"pickup_branch": str(branch.id), "return_branch": str(branch.id),
-                      "pickup_at": start.strftime("%Y-%m-%dT%H:%M"),
-                      "return_at": end.strftime("%Y-%m-%dT%H:%M")})
+    return MultiDict(default_search_args(branches, utcnow()))
 
 
 def _trip(form: TripForm) -> Trip:
@@ -110,7 +134,7 @@ def search():
     form = SearchForm(formdata=request.args if request.args else _default_args(branches))
     form.set_branches(branches)
     form.set_classes(_classes())
-    result, status = None, 200
+    result, status, why = None, 200, None
     if form.validate():
         try:
             trip = _trip(form)
@@ -119,13 +143,15 @@ def search():
         else:
             filters = Filters(car_class=form.car_class.data or "", min_seats=int(form.seats.data or 0),
                               transmission=form.transmission.data or "",
-                              fuel_type=form.fuel.data or "")
+                              fuel_type=form.fuel.data or "", sort=form.sort.data or SORTS[0][0])
             result = availability.search(trip, filters, customer=_customer())
+            if not result.offers:
+                why = nothing_free(trip, filters, now=utcnow())
     if form.errors:
         status = 422
     args = trip_args(form) if result is not None else {}
     return render("booking/search.html", "booking/partials/_results.html", status, form=form,
-                  result=result, args=args)
+                  result=result, args=args, why=why)
 
 
 @bp.get("/cars/<int:car_id>")
@@ -319,7 +345,7 @@ def change(reference: str):
     if form.errors:
         status = 422
     return render("booking/change.html", "booking/partials/_change_preview.html", status, hire=hire,
-                  form=form, preview=preview, taken=taken, allowed=hire.can_change(now))
+                  form=form, preview=preview, taken=taken, allowed=hire.can_change(now), extras=extras)
 
 
 def _hire_args(hire: Hire, extras) -> MultiDict:

@@ -35,12 +35,22 @@ class Trip:
         return self.end + timedelta(minutes=current_app.config["CLEANING_BUFFER_MINUTES"])
 
 
+# How search results may be ordered: (value, label); the first is the default.
+SORTS = (("price", "Price: lowest first"), ("price_desc", "Price: highest first"),
+         ("size", "Size: largest first"), ("size_asc", "Size: smallest first"))
+
+
 @dataclass(frozen=True)
 class Filters:
     car_class: str = ""
     min_seats: int = 0
     transmission: str = ""
     fuel_type: str = ""
+    sort: str = SORTS[0][0]
+
+    def narrowed(self) -> bool:
+        """Whether any filter (not the order) leaves cars out."""
+        return bool(self.car_class or self.min_seats or self.transmission or self.fuel_type)
 
 
 def local_to_utc(local: datetime, tz: str) -> datetime:

@@ -34,7 +34,9 @@ NOT_PAGES = {"static", "media.car_photo", "counter.inspection_photo", "admin.aud
              "payments.crypto_status",
              # Files and polled fragments (issue 18): PDFs, the CSV, the licence photo, the ZIP.
              "booking.licence_photo", "paperwork.agreement_pdf", "paperwork.agreement_status",
-             "paperwork.invoice_download", "paperwork.invoices_csv", "privacy.download_export"}
+             "paperwork.invoice_download", "paperwork.invoices_csv", "privacy.download_export",
+             # Pictures (issue 17): the favicon and the narrower copies of car photos.
+             "main.favicon", "media.car_photo_width"}
 # Never followed by the crawl: signing out ends the session the crawl works in.
 CRAWL_SKIP_PREFIXES = ("/static/", "/media/", "/account/sign-out", "/counter/photos/")
 CRAWL_SKIP_SUFFIXES = (".csv", ".jpg", ".png", ".svg", ".ics", ".pdf")
