@@ -204,9 +204,8 @@ def accept_invite(token: str):
                            token=token), form_status(form)
 
 
-@bp.before_app_request
 def staff_password_in_date():
-    """A signed-in staff member whose password has expired must renew it before going on."""
+    """before_request (registered in app/request_hooks.py): a signed-in staff member whose password has expired must renew it before going on."""
     if request.endpoint is None or request.endpoint in EXPIRED_PASSWORD_ALLOWED:
         return None
     if not current_user.is_authenticated or not current_user.is_staff:
