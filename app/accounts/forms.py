@@ -9,6 +9,7 @@ from wtforms.widgets import PasswordInput
 
 from ..form_fields import REQUIRED, Form
 from ..form_fields import strip as _clean
+from ..licence import check_code_error
 from . import validators as v
 
 
@@ -53,7 +54,6 @@ class _CheckCode:
     """The gov.uk licence check code: 8 letters and digits (spaces ignored)."""
 
     def __call__(self, form, field):
-        from .licence import check_code_error
         error = check_code_error(field.data or "")
         if error:
             raise ValidationError(error)

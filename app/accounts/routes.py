@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask import current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
+from .. import licence
 from ..extensions import limiter
 from ..models import utcnow
 from ..security import allow
 from ..web import add_errors, form_status, render, safe_path, see_other, wants_fragment
-from . import bp, licence, services, sessions, twofactor
+from . import bp, services, sessions, twofactor
 from .forms import ChangePasswordForm, ForgotPasswordForm, ProfileForm, ResetPasswordForm, SignInForm, SignUpForm
 from .forms import LicenceCheckForm
 from .services import AccountError, ProfileData
@@ -45,7 +46,7 @@ def sign_up():
             if form.check_code.data:
                 try:
                     licence.start_customer_check(user, form.check_code.data, now=utcnow())
-                except AccountError as exc:
+                except licence.LicenceError as exc:
                     flash(" ".join(exc.errors.values()), "error")
             return see_other(url_for("accounts.profile"))
     elif form.is_submitted():
@@ -197,7 +198,7 @@ def licence_check():
     if form.validate_on_submit():
         try:
             licence.start_customer_check(current_user, form.check_code.data, now=utcnow())
-        except AccountError as exc:
+        except licence.LicenceError as exc:
             add_errors(form, exc.errors)
         else:
             if not wants_fragment():

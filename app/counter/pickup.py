@@ -11,6 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..audit import record
 from ..extensions import db
+from ..licence import pickup_licence_ok
 from ..models import Hire, HireState, Inspection, User
 from ..payments import ensure_deposit_hold, release_deposit, rental_paid_pence, request_refund
 from .errors import AlreadyProcessed, CounterError
@@ -21,7 +22,6 @@ S = HireState
 
 def licence_ok(hire: Hire) -> tuple[bool, str]:
     """The counter's re-check for this hire must have come back verified (the licence area's rule)."""
-    from ..accounts.licence import pickup_licence_ok
     return pickup_licence_ok(hire)
 
 
