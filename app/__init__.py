@@ -10,10 +10,11 @@ from sqlalchemy import event
 
 from .config import BASE_DIR, LOCAL_ENVS, Config, _normalise_db_url
 from .extensions import db, migrate
+from .settings import Portal, init_settings
 
 
 def create_app(config: type | dict[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = Portal(
         __name__,
         template_folder=str(BASE_DIR / "templates"),
         static_folder=str(BASE_DIR / "static"),
@@ -26,6 +27,7 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     elif config is not None:
         app.config.from_object(config)
     _finish_config(app)
+    init_settings(app)  # typed, per domain: app/settings.py
 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)

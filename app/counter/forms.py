@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import current_app
+
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from ..form_fields import Form, IntSelectField, WholeNumberField
 from ..models.counter import PANEL_STATES
+from ..settings import settings
 
 FUEL_CHOICES = [(i, f"{i}/8" if 0 < i < 8 else ("Empty" if i == 0 else "Full")) for i in range(9)]
 REQUIRED = "This field is required."
@@ -57,7 +58,7 @@ def condition_form(formdata=None, **kwargs) -> Form:
                                       validators=[InputRequired(REQUIRED)])
         needs_cleaning = BooleanField("Needs more than a standard clean")
 
-    for panel in current_app.config["CONDITION_PANELS"]:
+    for panel in settings().counter.condition_panels:
         setattr(ConditionForm, f"panel_{panel}", SelectField(
             panel.capitalize(), choices=[(s, s.capitalize()) for s in PANEL_STATES], default="ok"))
         setattr(ConditionForm, f"note_{panel}", StringField(
@@ -74,7 +75,7 @@ class PhotoForm(Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.panel.choices = [(p, p.capitalize()) for p in current_app.config["CONDITION_PANELS"]]
+        self.panel.choices = [(p, p.capitalize()) for p in settings().counter.condition_panels]
 
 
 class SignatureForm(VersionedForm):
@@ -102,7 +103,7 @@ class DamageForm(VersionedForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.panel.choices = [(p, p.capitalize()) for p in current_app.config["CONDITION_PANELS"]]
+        self.panel.choices = [(p, p.capitalize()) for p in settings().counter.condition_panels]
 
     def amount_pence(self) -> int | None:
         """Pounds as typed ("120", "120.50", "£1,200") to pence, or None if not a sum of money."""

@@ -14,7 +14,7 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Optional
 
-from flask import current_app
+
 from sqlalchemy import func, select
 
 from .. import audit
@@ -23,6 +23,7 @@ from ..extensions import db
 from ..integrations import licence as client
 from ..models import CustomerProfile, Hire, LicenceCheck, LicenceCheckStatus, LicenceStatus, User
 from ..queueing import enqueue_or_leave_for_recovery
+from ..settings import settings
 from .rules import REASONS, S, normalise_licence, refusal_for
 
 CHECK_JOB_ID = "licence-check-{}"  # one job per check
@@ -48,7 +49,6 @@ def _licence_number_error(profile: CustomerProfile) -> str | None:
     if len(number) != 16 or not client.LICENCE_RE.match(number):
         return "The licence number on your account is not valid; correct it on your account page first."
     return None
-
 
 
 # --- starting a check ---------------------------------------------------------------------
@@ -154,7 +154,7 @@ def _enqueue(check: LicenceCheck) -> None:
 def record_answer(check: LicenceCheck, record: client.LicenceRecord, *, today: date,
                   now: datetime) -> None:
     """Store what the service said and the rules' verdict; mirror it on the profile."""
-    category = current_app.config["REQUIRED_LICENCE_CATEGORY"]
+    category = settings().licence.required_licence_category
     entitlement = record.entitlement(category)
     ends = [d for d in (record.valid_to, entitlement.valid_to if entitlement else None) if d]
     check.raw_response = record.raw
@@ -211,7 +211,7 @@ def give_up_if_stale(check: LicenceCheck | None, *, now: datetime) -> None:
     """
     if check is None or check.is_final:
         return
-    limit = timedelta(seconds=current_app.config["LICENCE_CHECK_GIVE_UP_SECONDS"])
+    limit = timedelta(seconds=settings().licence.licence_check_give_up_seconds)
     if now - check.requested_at <= limit:
         return
     locked = db.session.scalar(select(LicenceCheck).where(LicenceCheck.id == check.id)

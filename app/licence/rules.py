@@ -20,6 +20,7 @@ from ..extensions import db
 from ..integrations import licence as client
 from ..models import (CustomerProfile, Hire, LicenceCheck, LicenceCheckStatus, LicenceStatus, User,
                       utcnow)
+from ..settings import settings
 
 S = LicenceCheckStatus
 
@@ -71,8 +72,8 @@ def local_today() -> date:
 
 def refusal_for(record: client.LicenceRecord, *, born: date, today: date) -> tuple[str, str] | None:
     """(reason code, message) if the rules refuse this licence today, None if it is fine."""
-    cfg = current_app.config
-    category = cfg["REQUIRED_LICENCE_CATEGORY"]
+    cfg = settings()
+    category = cfg.licence.required_licence_category
     if record.disqualified_on(today):
         return "disqualified", REASONS["disqualified"]
     if record.status.lower() == "expired" or (record.valid_to is not None and record.valid_to < today):
@@ -82,15 +83,15 @@ def refusal_for(record: client.LicenceRecord, *, born: date, today: date) -> tup
     entitlement = record.entitlement(category)
     if entitlement is None or (entitlement.valid_to is not None and entitlement.valid_to < today):
         return "no_category", REASONS["no_category"].format(category=category)
-    min_age = cfg["LEGAL_DRIVING_AGE"]
+    min_age = cfg.licence.legal_driving_age
     if age_on(record.date_of_birth or born, today) < min_age:
         return "too_young", REASONS["too_young"].format(age=min_age)
-    years = cfg["MIN_YEARS_LICENCE_HELD"]
+    years = cfg.licence.min_years_licence_held
     since = entitlement.valid_from
     if since is None or age_on(since, today) < years:
         return "not_held_long_enough", REASONS["not_held_long_enough"].format(
             category=category, years=years, since=since or today)
-    limit = cfg["MAX_PENALTY_POINTS"]
+    limit = cfg.licence.max_penalty_points
     if record.penalty_points > limit:
         return "too_many_points", REASONS["too_many_points"].format(points=record.penalty_points,
                                                                     limit=limit)
@@ -146,7 +147,7 @@ def can_confirm_booking(user: User, start: datetime, end: datetime) -> tuple[boo
     if status != LicenceStatus.VERIFIED.value:
         return False, ("We need to check your driving licence before you can book: enter your "
                        "gov.uk check code on the licence page.")
-    min_age = current_app.config["LEGAL_DRIVING_AGE"]
+    min_age = settings().licence.legal_driving_age
     if age_on(profile.date_of_birth, _local_date(start)) < min_age:
         return False, f"You must be at least {min_age} on the day the hire starts."
     valid_until = licence_valid_until(user)
@@ -159,7 +160,7 @@ def can_confirm_booking(user: User, start: datetime, end: datetime) -> tuple[boo
 
 def is_young_driver(profile: CustomerProfile, on_date: date) -> bool:
     """In the young-driver surcharge band (aged YOUNG_DRIVER_MAX_AGE or under) on `on_date`."""
-    return age_on(profile.date_of_birth, on_date) <= current_app.config["YOUNG_DRIVER_MAX_AGE"]
+    return age_on(profile.date_of_birth, on_date) <= settings().licence.young_driver_max_age
 
 
 def pickup_licence_ok(hire: Hire) -> tuple[bool, str]:
