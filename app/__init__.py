@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 
-from .config import BASE_DIR, LOCAL_ENVS, Config, _normalise_db_url
+from .config import BASE_DIR, Config, _normalise_db_url
 from .extensions import db, migrate
 from .settings import Portal, init_settings
 
@@ -61,29 +61,17 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
 
 def _finish_config(app: Flask) -> None:
     """Derive settings that depend on others; refuse an unsafe production start."""
+    from .production import check_production, is_production_like  # web3: not at `import app`
     cfg = app.config
     cfg["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(cfg["SQLALCHEMY_DATABASE_URI"])
     if not cfg["JOBS_MODE"]:
         cfg["JOBS_MODE"] = "rq" if cfg["REDIS_URL"] else "thread"
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URI") or (
         cfg["REDIS_URL"] or "memory://")
-    if cfg["ENV_NAME"] not in LOCAL_ENVS:
-        # Fail closed: anything not explicitly development or test is treated as production.
+    if is_production_like(cfg["ENV_NAME"]):
         cfg["SESSION_COOKIE_SECURE"] = True
         cfg["REMEMBER_COOKIE_SECURE"] = True
-        if (cfg["SECRET_KEY"] in ("", cfg["INSECURE_DEV_SECRET"])
-                or len(cfg["SECRET_KEY"]) < cfg["SECRET_KEY_MIN_LENGTH"]):
-            raise RuntimeError(
-                f"Refusing to start in ACME_ENV={cfg['ENV_NAME']!r} without a real SECRET_KEY "
-                f"(at least {cfg['SECRET_KEY_MIN_LENGTH']} characters, from the environment). "
-                "For a local run set ACME_ENV=development.")
-        if cfg["PASSWORD_HASH_MEMORY_KIB"] < 19 * 1024 or cfg["PASSWORD_HASH_TIME_COST"] < 2:
-            raise RuntimeError("Refusing to start with the tests' cheap password hashing "
-                               "(PASSWORD_HASH_*): OWASP asks for at least 19 MiB, 2 passes.")
-    if cfg["ENV_NAME"] == "production":
-        if cfg["MAIL_BACKEND"] == "outbox":
-            raise RuntimeError("The development mail outbox cannot be used in production; "
-                               "set MAIL_BACKEND=smtp.")
+    check_production(cfg)  # every production check: app/production.py
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {}
 

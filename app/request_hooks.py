@@ -57,6 +57,7 @@ from .logging_setup import bind_request_id, send_request_id
 from .metrics import init_metrics
 from .navigation import staff_navigation
 from .pagecache import init_page_cache
+from .production import is_production_like
 from .security import enforce_access, refuse_nul_bytes
 
 CSP = {
@@ -92,7 +93,7 @@ def install(app: Flask) -> None:
     talisman.init_app(                              # before 5, after 4
         app,
         force_https=app.config["FORCE_HTTPS"],
-        strict_transport_security=app.config["ENV_NAME"] == "production",
+        strict_transport_security=is_production_like(app.config["ENV_NAME"]),
         session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
         content_security_policy=CSP,
         frame_options="DENY",

@@ -33,6 +33,7 @@ from ..logging_setup import log
 from ..models import utcnow
 from ..models.crypto import ChainPayment, CryptoRefund
 from ..payments import crypto
+from ..production import is_production_like
 from ..queueing import enqueue, task
 from ..settings import settings
 
@@ -176,7 +177,7 @@ def hot_wallet():
     key = settings().payments.chain_hot_wallet_key
     if not key:
         raise RefundNotSent("no hot wallet key configured (CHAIN_HOT_WALLET_KEY)")
-    if current_app.config["ENV_NAME"] == "production" and chain.is_public_dev_key(key):
+    if is_production_like(current_app.config["ENV_NAME"]) and chain.is_public_dev_key(key):
         raise RefundNotSent("refusing a publicly known development key in production")
     return Account.from_key(key)
 

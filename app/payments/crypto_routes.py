@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from flask import (Flask, abort, current_app, flash, jsonify, redirect, render_template, request,
                    url_for)
-from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 
 from ..extensions import db
@@ -34,14 +33,6 @@ UNSUPPORTED_METHOD = 4200
 def demo_wallet_enabled(app: Flask | None = None) -> bool:
     app = app or current_app
     return bool(settings_of(app).payments.crypto_demo_wallet) and app.config["ENV_NAME"] == "development"
-
-
-@bp.record_once
-def _refuse_demo_wallet_in_production(state: BlueprintSetupState) -> None:
-    cfg = state.app.config
-    if cfg["ENV_NAME"] == "production" and cfg["CRYPTO_DEMO_WALLET"]:
-        raise RuntimeError("The crypto demo wallet is for development only; "
-                           "unset CRYPTO_DEMO_WALLET in production.")
 
 
 def _own_hire(reference: str) -> Hire:
