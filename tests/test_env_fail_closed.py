@@ -109,15 +109,15 @@ def test_every_problem_is_listed_at_once(_schema):
         assert problem in message
 
 
-def test_development_keeps_its_conveniences(_schema):
+def test_development_keeps_its_conveniences(make_app):
     """The demo wallet and the outbox are what development runs with."""
-    app = create_app(make_test_config(ENV_NAME="development", CRYPTO_DEMO_WALLET=True,
-                                      MAIL_BACKEND="outbox", STRIPE_SECRET_KEY="sk_test_x",
-                                      STRIPE_WEBHOOK_SECRET=""))
+    app = make_app(ENV_NAME="development", CRYPTO_DEMO_WALLET=True, MAIL_BACKEND="outbox",
+                   STRIPE_SECRET_KEY="sk_test_x", STRIPE_WEBHOOK_SECRET="")
     assert app.config["CRYPTO_DEMO_WALLET"]
 
 
-def test_staging_answers_with_hsts(_schema):
-    app = create_app(_production_like("staging", SESSION_COOKIE_SECURE=False))
+def test_staging_answers_with_hsts(make_app):
+    app = make_app(ENV_NAME="staging", SECRET_KEY=REAL_KEY, MAIL_BACKEND="smtp",
+                   SESSION_COOKIE_SECURE=False)
     response = app.test_client().get("/healthz", base_url="https://localhost")
     assert "max-age=" in response.headers.get("Strict-Transport-Security", "")
