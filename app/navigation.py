@@ -57,12 +57,12 @@ def staff_links(app: Flask, role: str) -> list[NavLink]:
     return links
 
 
-def init_navigation(app: Flask) -> None:
-    @app.context_processor
-    def staff_navigation():
-        # A callable: the counts are queried only when a full page's header shows the menu.
-        def staff_nav() -> list[NavLink]:
-            if not (current_user.is_authenticated and current_user.is_staff):
-                return []
-            return staff_links(current_app, current_user.role)
-        return {"staff_nav": staff_nav}
+def staff_navigation():
+    """Context processor (app/request_hooks.py): `staff_nav` for the page header.
+
+    A callable: the counts are queried only when a full page's header shows the menu."""
+    def staff_nav() -> list[NavLink]:
+        if not (current_user.is_authenticated and current_user.is_staff):
+            return []
+        return staff_links(current_app, current_user.role)
+    return {"staff_nav": staff_nav}

@@ -29,6 +29,7 @@ from ..errors import FieldErrors
 from ..extensions import db
 from ..mail import queue_email
 from ..models import Branch, CarClass, Role, User
+from ..settings import settings
 
 STAFF_ROLES = (Role.STAFF.value, Role.ADMIN.value)
 
@@ -112,7 +113,7 @@ def resend_invite(user: User, *, by: User) -> None:
 def _send_invite(user: User, *, by: User) -> None:
     token = make_invite_token(user)
     link = public_url(f"/account/invite/{token}")
-    hours = current_app.config["STAFF_INVITE_MAX_AGE_SECONDS"] // 3600
+    hours = settings().security.staff_invite_max_age_seconds // 3600
     queue_email(
         key=f"user:{user.id}:invite:{token[-16:]}",
         to=user.email,

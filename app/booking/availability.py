@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, Optional
 
-from flask import current_app
+
 from sqlalchemy import and_, exists, func, literal, literal_column, or_, select
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from ..extensions import db
 from ..models import Car, CarClass, Occupancy, User
+from ..settings import settings
 from .eligibility import is_young_driver
 from .errors import BookingError, CarTaken
 from .pricing import Quote, RateTables
@@ -107,7 +108,7 @@ def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User]
            limit: int | None = None) -> SearchResult:
     """Free cars for the trip with their full price (no extras), in the filters' order."""
     rows = db.session.execute(available_cars_query(
-        trip, filters, limit=limit or current_app.config["SEARCH_RESULTS_LIMIT"])
+        trip, filters, limit=limit or settings().booking.search_results_limit)
         .options(selectinload(Car.photos))).all()  # the cover's width, for srcset: one query
     tables = load_rate_tables()
     young = is_young_driver(customer, trip)

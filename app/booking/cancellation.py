@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Optional
-
-from flask import current_app
+from typing import Optional
 
 from ..extensions import db
 from ..filters import money
 from ..logging_setup import log
 from ..models import Hire, HireState, HireStateChange, User
 from ..payments import RefundError, release_deposit, request_refund
+from ..settings import MoneySettings, settings
 from . import emails, pricing
 from .errors import BookingError
 from .lifecycle import lock_hire
@@ -29,8 +28,8 @@ class CancelPolicy:
     fee_percent: int
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "CancelPolicy":
-        return cls(cfg["FREE_CANCEL_HOURS"], cfg["CANCEL_FEE_PENCE"], cfg["CANCEL_FEE_PERCENT"])
+    def from_settings(cls, money: MoneySettings) -> "CancelPolicy":
+        return cls(money.free_cancel_hours, money.cancel_fee_pence, money.cancel_fee_percent)
 
     def describe(self) -> str:
         fee = f"{self.fee_percent}% of the price" if self.fee_percent > 0 else money(self.fee_pence)
@@ -44,7 +43,7 @@ def cancellation_refund_pence(hire: Hire, now: datetime, policy: CancelPolicy | 
     everything. After that: the price less the fee (CANCEL_FEE_PERCENT of it when set,
     else CANCEL_FEE_PENCE), never below zero. The deposit is a hold, released separately.
     """
-    policy = policy or CancelPolicy.from_config(current_app.config)
+    policy = policy or CancelPolicy.from_settings(settings().money)
     if hire.hire_state == S.HELD:
         return 0
     if now <= hire.start_at - timedelta(hours=policy.free_hours):
@@ -60,7 +59,7 @@ def cancel_hire(hire: Hire, *, by: User, now: datetime) -> int:
     if not hire.can_cancel(now):
         db.session.rollback()
         raise BookingError("This booking can no longer be cancelled online. Please call the branch.")
-    policy = CancelPolicy.from_config(current_app.config)
+    policy = CancelPolicy.from_settings(settings().money)
     refund = cancellation_refund_pence(hire, now, policy)
     was_paid = hire.hire_state != S.HELD
     reason = (f"cancelled by {'the customer' if by.id == hire.customer_id else 'staff'}; "

@@ -19,8 +19,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from .. import audit
-from ..accounts import drivers as driver_licences
-from ..accounts.services import AccountError
+from ..licence import LicenceError, drivers as driver_licences
 from ..extensions import db
 from ..fleet import photos as photo_files
 from ..models import Hire, HireCheckin, HireDriver, HireState, User
@@ -167,7 +166,7 @@ def add_driver(hire: Hire, *, by: User, now: datetime, full_name: str, licence_n
     db.session.commit()
     try:
         driver_licences.start_driver_check(hire, driver, check_code, by=by, now=now)
-    except AccountError as exc:
+    except LicenceError as exc:
         raise BookingError(exc.errors)
     return driver
 

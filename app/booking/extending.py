@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import audit, events
 from ..extensions import db
+from ..settings import settings
 from ..filters import money
 from ..logging_setup import log
 from ..models import Car, Hire, HireState, HireStateChange, Occupancy, Payment, User
@@ -87,9 +87,9 @@ def _new_end(hire: Hire, return_local: datetime) -> datetime:
     if new_end <= hire.end_at:
         raise BookingError({"return_at": "Choose a return later than the one booked "
                                          f"({to_local(hire.end_at, branch.timezone):%d %b %H:%M})."})
-    cfg = current_app.config
-    if pricing.charged_days(hire.start_at, new_end, cfg["LATE_GRACE_MINUTES"]) > cfg["MAX_HIRE_DAYS"]:
-        raise BookingError({"return_at": f"A hire can be at most {cfg['MAX_HIRE_DAYS']} days."})
+    max_days = settings().booking.max_hire_days
+    if pricing.charged_days(hire.start_at, new_end, settings().money.late_grace_minutes) > max_days:
+        raise BookingError({"return_at": f"A hire can be at most {max_days} days."})
     closed = opening_error(branch, return_local)
     if closed:
         raise BookingError({"return_at": closed})

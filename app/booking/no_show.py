@@ -28,6 +28,7 @@ from ..filters import money
 from ..logging_setup import log
 from ..models import AuditRecord, Hire, HireState, Inspection, OutboundEmail, User
 from ..payments import active_hold, eth_deposit, release_deposit, rental_paid_pence
+from ..settings import settings
 from . import emails
 from .cancellation import request_refund_or_note
 from .errors import BookingError
@@ -54,7 +55,7 @@ def no_show_terms(hire: Hire) -> NoShowTerms:
     paid = rental_paid_pence(hire)
     hold = eth_deposit(hire) or active_hold(hire)
     deposit = hold.amount_pence if hold is not None and hold.state in ("authorised", "succeeded") else 0
-    return NoShowTerms(paid, min(current_app.config["NO_SHOW_FEE_PENCE"], paid), deposit)
+    return NoShowTerms(paid, min(settings().money.no_show_fee_pence, paid), deposit)
 
 
 def can_mark_no_show(hire: Hire, now: datetime) -> bool:
@@ -77,7 +78,7 @@ def mark_no_show(hire: Hire, *, by: Optional[User], now: datetime) -> NoShowTerm
         raise BookingError(f"Booking {hire.reference} is already {hire.state.replace('_', ' ')}.")
     terms = no_show_terms(hire)
     when = ("marked at the counter" if by is not None else
-            f"{current_app.config['NO_SHOW_GRACE_MINUTES']} minutes after the pickup time")
+            f"{settings().booking.no_show_grace_minutes} minutes after the pickup time")
     reason = (f"not collected ({when}): no-show fee {money(terms.fee_pence)} kept, "
               f"{money(terms.refund_pence)} refunded")
     hire.transition(S.NO_SHOW, by=by, why=reason, now=now)
@@ -137,7 +138,7 @@ def mark_due_no_shows(now: datetime, *, batch: int = 200) -> list[int]:
     """Scheduler: every confirmed hire NO_SHOW_GRACE_MINUTES past its pickup time becomes a
     no-show. A hire whose pickup has begun at the counter is left to staff: the customer is
     there. Safe to run twice, or twice at once. Returns the ids this run marked."""
-    grace = timedelta(minutes=current_app.config["NO_SHOW_GRACE_MINUTES"])
+    grace = timedelta(minutes=settings().booking.no_show_grace_minutes)
     pickup_begun = exists().where(Inspection.hire_id == Hire.id, Inspection.kind == "pickup")
     due = db.session.scalars(select(Hire).where(
         Hire.state == S.CONFIRMED.value, Hire.start_at <= now - grace, ~pickup_begun)

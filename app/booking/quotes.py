@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from flask import current_app
+
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Car, DurationTier, Extra, OneWayFee, Season
+from ..settings import settings
 from . import pricing
 from .errors import BookingError
 from .pricing import PricingError, Quote, RateTables
@@ -18,7 +19,7 @@ from .trips import Trip
 
 def load_rate_tables() -> RateTables:
     """The named rate tables as the price engine wants them (database tables + settings)."""
-    cfg = current_app.config
+    cfg = settings()
     tiers = [pricing.Tier(t.min_days, t.percent_off)
              for t in db.session.scalars(select(DurationTier).order_by(DurationTier.min_days))]
     seasons = [pricing.SeasonRule(s.code, s.name, s.starts_on, s.ends_on, s.percent)
@@ -29,11 +30,11 @@ def load_rate_tables() -> RateTables:
             for f in db.session.scalars(select(OneWayFee))}
     return RateTables(
         tiers=tuple(tiers), seasons=tuple(seasons), extras=tuple(extras), one_way_fees=fees,
-        one_way_default_pence=cfg["ONE_WAY_DEFAULT_FEE_PENCE"],
-        weekend_days=frozenset(cfg["WEEKEND_DAYS"]), weekend_percent=cfg["WEEKEND_SURCHARGE_PERCENT"],
-        young_driver_per_day_pence=cfg["YOUNG_DRIVER_DAILY_PENCE"],
-        young_driver_cap_pence=cfg["YOUNG_DRIVER_CAP_PENCE"],
-        vat_percent=cfg["VAT_PERCENT"], grace_minutes=cfg["LATE_GRACE_MINUTES"],
+        one_way_default_pence=cfg.money.one_way_default_fee_pence,
+        weekend_days=frozenset(cfg.money.weekend_days), weekend_percent=cfg.money.weekend_surcharge_percent,
+        young_driver_per_day_pence=cfg.money.young_driver_daily_pence,
+        young_driver_cap_pence=cfg.money.young_driver_cap_pence,
+        vat_percent=cfg.money.vat_percent, grace_minutes=cfg.money.late_grace_minutes,
     )
 
 

@@ -19,6 +19,7 @@ from ..filters import money
 from ..models import Branch, CarClass, Hire, HireState, User, utcnow
 from ..pagecache import public_cache
 from ..security import allow
+from ..settings import settings
 from ..web import add_errors, render, see_other
 from . import availability, bp
 from .cancellation import CancelPolicy, cancel_hire, cancellation_refund_pence
@@ -304,7 +305,7 @@ def cancel(reference: str):
                 f" We are refunding {money(refund)} to your card." if refund else ""), "success")
             return see_other(url_for("booking.my_bookings"))
     status = 422 if form.errors else 200
-    policy = CancelPolicy.from_config(current_app.config)
+    policy = CancelPolicy.from_settings(settings().money)
     return render("booking/cancel.html", "booking/partials/_cancel.html", status, hire=hire,
                   form=form, refund=cancellation_refund_pence(hire, now, policy),
                   policy=policy, allowed=hire.can_cancel(now))

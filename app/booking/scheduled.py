@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import current_app
+
 from sqlalchemy import select
 
 from ..extensions import db
 from ..logging_setup import log
 from ..models import Hire, HireState
 from ..payments import payment_keeps_hold
+from ..settings import settings
 from . import emails
 
 S = HireState
@@ -26,7 +27,7 @@ def expire_held_hires(now: datetime, *, batch: int = 500) -> list[int]:
         if payment_keeps_hold(hire, now):
             continue  # a crypto payment is on its way or with staff: the car stays held
         hire.transition(S.EXPIRED, by=None, now=now,
-                        why=f"not paid within {current_app.config['HOLD_MINUTES']} minutes")
+                        why=f"not paid within {settings().booking.hold_minutes} minutes")
         expired.append(hire.id)
     db.session.commit()
     for hire_id in expired:
@@ -38,16 +39,16 @@ def expire_held_hires(now: datetime, *, batch: int = 500) -> list[int]:
 
 def queue_due_reminders(now: datetime) -> list[str]:
     """Pickup reminders for tomorrow's hires and return-due reminders; each email once."""
-    cfg = current_app.config
+    cfg = settings()
     keys = []
     pickups = db.session.scalars(select(Hire).where(
         Hire.state == S.CONFIRMED.value, Hire.start_at > now,
-        Hire.start_at <= now + timedelta(hours=cfg["PICKUP_REMINDER_HOURS"])).order_by(Hire.id))
+        Hire.start_at <= now + timedelta(hours=cfg.booking.pickup_reminder_hours)).order_by(Hire.id))
     for hire in list(pickups):
         keys.append(emails.queue_pickup_reminder(hire).idempotency_key)
     returns = db.session.scalars(select(Hire).where(
         Hire.state == S.ACTIVE.value, Hire.end_at > now,
-        Hire.end_at <= now + timedelta(hours=cfg["RETURN_REMINDER_HOURS"])).order_by(Hire.id))
+        Hire.end_at <= now + timedelta(hours=cfg.booking.return_reminder_hours)).order_by(Hire.id))
     for hire in list(returns):
         keys.append(emails.queue_return_reminder(hire).idempotency_key)
     return keys

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..filters import money
 from ..models import Branch, Car, CarClass, DurationTier, Extra
+from ..settings import settings
 from . import pricing
 from .cancellation import CancelPolicy
 from .quotes import active_extras
@@ -69,7 +70,7 @@ def car_classes_on_offer(*, vat_percent: int | None = None) -> list[ClassOffer]:
     "From" is the cheapest car of the class (a car may have its own rate) for one day, VAT
     included, before weekend or season adjustments and longer-hire discounts.
     """
-    vat = current_app.config["VAT_PERCENT"] if vat_percent is None else vat_percent
+    vat = settings().money.vat_percent if vat_percent is None else vat_percent
     rate = func.coalesce(Car.daily_rate_override_pence, CarClass.daily_rate_pence)
     rows = db.session.execute(
         select(CarClass, func.min(rate), func.count(Car.id), func.min(Car.seats), func.max(Car.seats))
@@ -105,19 +106,20 @@ def _range(values: Iterable[int], fmt) -> str:
     return fmt(values[0]) if len(values) == 1 else f"{fmt(values[0])} to {fmt(values[-1])}"
 
 
-def included_terms(offers: list[ClassOffer], cfg: Mapping[str, Any] | None = None) -> list[Term]:
+def included_terms(offers: list[ClassOffer]) -> list[Term]:
     """What every hire includes and what it may cost on top, from the settings and tables."""
-    cfg = cfg or current_app.config
+    s = settings()
+    money_rules, licence_rules = s.money, s.licence
     classes = [o.car_class for o in offers]
     terms: list[Term] = []
-    vat = cfg["VAT_PERCENT"]
+    vat = money_rules.vat_percent
 
     miles = _range((c.mileage_allowance_per_day for c in classes), lambda m: f"{m}")
     if miles:
         terms.append(Term("mileage", "Mileage",
                           f"{miles} miles a day included, added up over the whole hire"
                           f"{' (by class)' if ' to ' in miles else ''}; beyond that "
-                          f"{money(cfg['EXCESS_MILEAGE_PENCE_PER_MILE'])} a mile."))
+                          f"{money(money_rules.excess_mileage_pence_per_mile)} a mile."))
 
     covers = [e for e in active_extras() if e.group == "cover"]
     cover_text = "Basic cover is included in every price."
@@ -133,15 +135,15 @@ def included_terms(offers: list[ClassOffer], cfg: Mapping[str, Any] | None = Non
         terms.append(Term("deposit", "Deposit",
                           f"{deposits}{' by class' if ' to ' in deposits else ''}, refundable. "
                           f"Paying by card, it is held on your card (not taken) from "
-                          f"{_days(cfg['DEPOSIT_HOLD_LEAD_DAYS'])} before pickup and released "
+                          f"{_days(money_rules.deposit_hold_lead_days)} before pickup and released "
                           "when the car comes back, less any charges for the return."))
 
     terms.append(Term("cancellation", "Cancellation",
-                      CancelPolicy.from_config(cfg).describe().capitalize() + "."))
+                      CancelPolicy.from_settings(money_rules).describe().capitalize() + "."))
     terms.append(Term("fuel", "Fuel",
                       "Bring the car back with as much fuel as it had at pickup; otherwise "
-                      f"{money(cfg['FUEL_PRICE_PER_EIGHTH_PENCE'])} for each eighth of a tank "
-                      f"plus a {money(cfg['REFUELLING_FEE_PENCE'])} refuelling fee."))
+                      f"{money(money_rules.fuel_price_per_eighth_pence)} for each eighth of a tank "
+                      f"plus a {money(money_rules.refuelling_fee_pence)} refuelling fee."))
     tiers = list(db.session.scalars(select(DurationTier).where(DurationTier.percent_off > 0)
                                     .order_by(DurationTier.min_days)))
     if tiers:
@@ -149,10 +151,10 @@ def included_terms(offers: list[ClassOffer], cfg: Mapping[str, Any] | None = Non
                           "; ".join(f"{t.percent_off}% off the rental for {t.min_days} days or more"
                                     for t in tiers) + "."))
     terms.append(Term("drivers", "Drivers",
-                      f"Aged {cfg['LEGAL_DRIVING_AGE']} or over with a full driving licence; drivers "
-                      f"aged {cfg['YOUNG_DRIVER_MAX_AGE']} or under pay "
-                      f"{money(with_vat(cfg['YOUNG_DRIVER_DAILY_PENCE'], vat))} a day "
-                      f"(at most {money(with_vat(cfg['YOUNG_DRIVER_CAP_PENCE'], vat))} a hire)."))
+                      f"Aged {licence_rules.legal_driving_age} or over with a full driving licence; drivers "
+                      f"aged {licence_rules.young_driver_max_age} or under pay "
+                      f"{money(with_vat(money_rules.young_driver_daily_pence, vat))} a day "
+                      f"(at most {money(with_vat(money_rules.young_driver_cap_pence, vat))} a hire)."))
     terms.append(Term("prices", "Prices",
                       f"Include VAT at {vat}%. Returning the car to another branch adds a "
                       "one-way fee, shown in the price before you book."))

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from flask import current_app
 from sqlalchemy import select
 
 from .. import paperwork
@@ -20,6 +19,7 @@ from ..mail import queue_email
 from ..models import Hire, HireState, Inspection, Payment, User
 from ..payments import (PaymentError, capture_deposit, charge_saved_card, eth_deposit,
                         request_refund)
+from ..settings import settings
 from . import charges as rules
 from .errors import CounterError
 from .inspections import PICKUP, RETURN, check_version, commit_step, inspection
@@ -55,7 +55,7 @@ def return_facts(hire: Hire, insp: Inspection, *, returned_at: datetime) -> rule
 def preview_charges(hire: Hire, insp: Inspection, *, now: datetime) -> list[rules.Line]:
     returned_at = insp.condition_recorded_at or now
     return rules.compute_charges(return_facts(hire, insp, returned_at=returned_at),
-                                 rules.Rates.from_config(current_app.config))
+                                 rules.Rates.from_settings(settings().money))
 
 
 def add_damage(insp: Inspection, *, panel: str, amount_pence: int, reason: str, by: User, now: datetime,
@@ -65,10 +65,10 @@ def add_damage(insp: Inspection, *, panel: str, amount_pence: int, reason: str, 
     damage = rules.Damage(panel, amount_pence, reason.strip()[:200])
     try:
         rules.check_facts(rules.ReturnFacts(insp.hire.start_at, insp.hire.end_at, now, 0, 0, 0, 0, 0, 0,
-                                            damages=(damage,)), rules.Rates.from_config(current_app.config))
+                                            damages=(damage,)), rules.Rates.from_settings(settings().money))
     except rules.ChargeError as exc:
         raise CounterError({"amount": str(exc)})
-    if panel not in current_app.config["CONDITION_PANELS"]:
+    if panel not in settings().counter.condition_panels:
         raise CounterError({"panel": "Choose which part of the car is damaged."})
     insp.damages = [*insp.damages, {"panel": panel, "amount_pence": amount_pence, "reason": damage.reason}]
     record(by, "return.damage_added", insp.hire, {}, insp.damages[-1], at=now)

@@ -8,7 +8,7 @@ itemised lines in integer pence. The tablet never sends an amount except a damag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from ..filters import money
@@ -19,7 +19,7 @@ EIGHTHS_IN_TANK = 8
 
 @dataclass(frozen=True)
 class Rates:
-    """The named settings the rules use (from app.config)."""
+    """The named settings the rules use (`settings().money`, app/settings.py: same names)."""
 
     late_grace_minutes: int
     late_fee_per_hour_pence: int
@@ -31,17 +31,9 @@ class Rates:
     unused_day_refund_percent: int
 
     @classmethod
-    def from_config(cls, config) -> "Rates":
-        return cls(
-            late_grace_minutes=config["LATE_GRACE_MINUTES"],
-            late_fee_per_hour_pence=config["LATE_FEE_PER_HOUR_PENCE"],
-            fuel_price_per_eighth_pence=config["FUEL_PRICE_PER_EIGHTH_PENCE"],
-            refuelling_fee_pence=config["REFUELLING_FEE_PENCE"],
-            excess_mileage_pence_per_mile=config["EXCESS_MILEAGE_PENCE_PER_MILE"],
-            cleaning_fee_pence=config["CLEANING_FEE_PENCE"],
-            max_damage_charge_pence=config["MAX_DAMAGE_CHARGE_PENCE"],
-            unused_day_refund_percent=config["UNUSED_DAY_REFUND_PERCENT"],
-        )
+    def from_settings(cls, money) -> "Rates":
+        """From the money settings (`settings().money`), whose fields carry the same names."""
+        return cls(**{f.name: getattr(money, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app
+
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
@@ -10,6 +10,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from ..form_fields import Form, IntSelectField, WholeNumberField
 from ..web import bounded_int
 from ..models.counter import PANEL_STATES
+from ..settings import settings
 
 FUEL_CHOICES = [(i, f"{i}/8" if 0 < i < 8 else ("Empty" if i == 0 else "Full")) for i in range(9)]
 # No level on record (a car's first pickup): nothing is chosen for the staff member, because
@@ -68,7 +69,7 @@ def condition_form(formdata=None, **kwargs) -> Form:
                                       validators=[InputRequired("Choose the fuel level on the gauge.")])
         needs_cleaning = BooleanField("Needs more than a standard clean")
 
-    for panel in current_app.config["CONDITION_PANELS"]:
+    for panel in settings().counter.condition_panels:
         # Named in full for assistive technology ("Front condition"); the panel's legend says
         # which panel on screen, so the visible labels need not repeat it (templates/counter).
         setattr(ConditionForm, f"panel_{panel}", SelectField(
@@ -87,7 +88,7 @@ class PhotoForm(Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.panel.choices = [(p, p.capitalize()) for p in current_app.config["CONDITION_PANELS"]]
+        self.panel.choices = [(p, p.capitalize()) for p in settings().counter.condition_panels]
 
 
 class SignatureForm(VersionedForm):
@@ -115,7 +116,7 @@ class DamageForm(VersionedForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.panel.choices = [(p, p.capitalize()) for p in current_app.config["CONDITION_PANELS"]]
+        self.panel.choices = [(p, p.capitalize()) for p in settings().counter.condition_panels]
 
     def amount_pence(self) -> int | None:
         """Pounds as typed ("120", "120.50", "£1,200") to pence, or None if not a sum of money."""

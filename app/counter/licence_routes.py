@@ -12,9 +12,8 @@ from flask import make_response, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..accounts import licence
+from .. import licence
 from ..accounts.forms import LicenceRecheckForm
-from ..accounts.services import AccountError
 from ..extensions import db
 from ..models import Hire, utcnow
 from ..web import add_errors, form_status, render, see_other, wants_fragment
@@ -56,7 +55,7 @@ def licence_recheck(reference: str):
     if form.validate_on_submit():
         try:
             licence.recheck_for_hire(hire, current_user, utcnow(), check_code=form.check_code.data or None)
-        except AccountError as exc:
+        except licence.LicenceError as exc:
             add_errors(form, exc.errors)
         else:
             if not wants_fragment():

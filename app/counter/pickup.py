@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import paperwork
-from ..accounts.drivers import online_licences_ok
 from ..audit import record
 from ..extensions import db
+from ..licence import online_licences_ok, pickup_licence_ok
 from ..models import Hire, HireCheckin, HireState, Inspection, User
 from ..payments import ensure_deposit_hold, release_deposit, rental_paid_pence, request_refund
 from .errors import AlreadyProcessed, CounterError
@@ -25,7 +25,6 @@ S = HireState
 
 def licence_ok(hire: Hire) -> tuple[bool, str]:
     """The counter's re-check for this hire must have come back verified (the licence area's rule)."""
-    from ..accounts.licence import pickup_licence_ok
     return pickup_licence_ok(hire)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from flask import abort, current_app, flash, request, send_from_directory, url_for
+from flask import abort, flash, request, send_from_directory, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -21,6 +21,7 @@ from ..extensions import db
 from ..filters import money
 from ..models import Branch, Hire, InspectionPhoto, utcnow
 from ..plain_text import plain_text_error
+from ..settings import settings
 from ..web import add_errors, int_arg, render, see_other
 from . import bp, car_return, counter_board, inspections, pickup, previews
 from .errors import AlreadyProcessed, CounterError
@@ -80,7 +81,7 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
                    pickup=inspections.inspection(hire, PICKUP) if kind == RETURN else None,
                    steps=(pickup.pickup_steps(hire, insp) if kind == PICKUP
                           else pickup.return_steps(hire, insp)),
-                   panels=current_app.config["CONDITION_PANELS"],
+                   panels=settings().counter.condition_panels,
                    papers=paperwork.paperwork_of([hire.id])[hire.id], terms=paperwork.terms())
     version = insp.version if insp else None
     context["id_form"] = forms.get("id_form") or IdCheckForm(formdata=None, version=version)
@@ -186,7 +187,7 @@ def condition(reference: str, kind: str):
 
     def record(form):
         checklist = {p: {"state": getattr(form, f"panel_{p}").data, "note": getattr(form, f"note_{p}").data or ""}
-                     for p in current_app.config["CONDITION_PANELS"]}
+                     for p in settings().counter.condition_panels}
         inspections.record_condition(_open(hire, kind), by=current_user, now=utcnow(),
                                      odometer=form.odometer.data, fuel_eighths=form.fuel_eighths.data,
                                      checklist=checklist, needs_cleaning=bool(form.needs_cleaning.data),

@@ -24,6 +24,7 @@ from ..models import utcnow
 from ..payments import place_due_deposit_holds
 from ..payments.crypto import request_scan
 from ..queueing import enqueue, task
+from ..settings import settings_of
 from ..counter.car_return import close_settled_returns
 from ..privacy.exports import expire_exports
 from ..privacy.retention import apply_retention
@@ -85,7 +86,7 @@ def start_dev_ticker(app: Flask) -> DevTicker | None:
 
     Started once per app (on its first request); returns the ticker, or None.
     """
-    interval = app.config["DEV_TICK_SECONDS"]
+    interval = settings_of(app).booking.dev_tick_seconds
     if (interval <= 0 or app.config["JOBS_MODE"] != "thread"
             or app.config["ENV_NAME"] != "development" or id(app) in _ticker_started):
         return None

@@ -39,7 +39,8 @@ def waiting_rows(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
     from ..models import DataExport, LicenceCheck, OutboundEmail, Payment, StripeEvent
     from ..models.licence import LicenceCheckStatus
     from ..payments import CARD, CHECKOUT, EXTENSION, SAVED_CARD
-    from . import licence, mail, payments, privacy
+    from ..licence import jobs as licence
+    from . import mail, payments, privacy
 
     before = now - timedelta(seconds=current_app.config["JOB_RECOVERY_AFTER_SECONDS"])
     pending_card = db.session.scalars(select(Payment).where(
@@ -115,7 +116,8 @@ def orphans(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
 def requeue_orphans(now: datetime) -> dict[str, list[int]]:
     """Enqueue the task of every orphaned row again. Returns {what: ids} of those queued."""
     from ..queueing import enqueue, queue, queue_names
-    from . import licence, mail
+    from ..licence import jobs as licence
+    from . import mail
     if current_app.config["JOBS_MODE"] == "rq":
         for name in queue_names():
             requeue_abandoned(queue(name))

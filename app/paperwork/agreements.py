@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..audit import record
 from ..extensions import db
+from ..settings import settings
 from ..logging_setup import log
 from ..mail import queue_email
 from ..models import Extra, Hire, Inspection, RentalAgreement, User, utcnow
@@ -63,13 +64,13 @@ def _cover(hire: Hire) -> list[str]:
 
 
 def _rules(hire: Hire) -> dict:
-    cfg = current_app.config
+    rules = settings().money
     return {"miles_per_day": hire.car.car_class.mileage_allowance_per_day,
-            "excess_mile_pence": cfg["EXCESS_MILEAGE_PENCE_PER_MILE"],
-            "late_grace_minutes": cfg["LATE_GRACE_MINUTES"], "late_hour_pence": cfg["LATE_FEE_PER_HOUR_PENCE"],
-            "fuel_eighth_pence": cfg["FUEL_PRICE_PER_EIGHTH_PENCE"],
-            "refuelling_fee_pence": cfg["REFUELLING_FEE_PENCE"], "cleaning_fee_pence": cfg["CLEANING_FEE_PENCE"],
-            "unused_day_percent": cfg["UNUSED_DAY_REFUND_PERCENT"]}
+            "excess_mile_pence": rules.excess_mileage_pence_per_mile,
+            "late_grace_minutes": rules.late_grace_minutes, "late_hour_pence": rules.late_fee_per_hour_pence,
+            "fuel_eighth_pence": rules.fuel_price_per_eighth_pence,
+            "refuelling_fee_pence": rules.refuelling_fee_pence, "cleaning_fee_pence": rules.cleaning_fee_pence,
+            "unused_day_percent": rules.unused_day_refund_percent}
 
 
 def _condition(insp: Inspection) -> dict:

@@ -26,7 +26,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable, Optional
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -35,6 +34,7 @@ from ..extensions import db
 from ..models import Hire, Invoice, Payment, User
 from . import company
 from .numbering import take_number
+from ..settings import settings
 
 EARLY_RETURN_KEY = "hire:{}:early-return-refund"  # the counter's refund of unused days
 
@@ -98,7 +98,7 @@ def _issue(hire: Hire, *, kind: str, purpose: str, key: str, lines: list[dict], 
 
 def _booking_lines(hire: Hire) -> list[dict]:
     """The frozen price lines with their VAT; the VAT frozen on the hire is kept exactly."""
-    rate = current_app.config["VAT_PERCENT"]
+    rate = settings().money.vat_percent
     lines = [l for l in hire.price_lines if l.get("code") != "vat"]
     vat_line = next((l for l in hire.price_lines if l.get("code") == "vat"), None)
     if vat_line is None:  # lines that already include VAT
@@ -139,7 +139,7 @@ def issue_settlement_invoice(hire: Hire, *, charge_lines: Iterable[dict], deposi
 
     Unused days of an early return (negative lines) are credited in full by a credit note of
     their own, correcting the booking invoice. Commits."""
-    rate = current_app.config["VAT_PERCENT"]
+    rate = settings().money.vat_percent
     lines, credit = [], 0
     for charge in charge_lines:
         owed = 0 if charge.get("waived_reason") else charge["amount_pence"]
@@ -164,7 +164,7 @@ def issue_credit_note(hire: Hire, *, amount_pence: int, reason: str, key: str, b
     booking invoice (issued first if it has none). Once per refund key. Commits."""
     corrects = booking_invoice(hire) or issue_booking_invoice(
         hire, now=now, tax_point=_first_payment_at(hire) or hire.created_at)
-    rate = current_app.config["VAT_PERCENT"]
+    rate = settings().money.vat_percent
     return _issue(hire, kind="credit_note", purpose="refund", key=f"credit:{key}",
                   lines=[line(f"Refund: {reason}", amount_pence, rate)], now=now, tax_point=now, by=by,
                   corrects=corrects, reason=reason)

@@ -9,7 +9,6 @@ its signature is its proof.
 from __future__ import annotations
 
 from flask import Response, abort, current_app, jsonify, redirect, request, url_for
-from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 
 from ..extensions import csrf
@@ -24,15 +23,6 @@ from . import card as stripe_card
 from .forms import CardPaymentForm
 from .ledger import PaymentError, PaymentNotFound
 
-
-
-@bp.record_once
-def _check_stripe_settings(state: BlueprintSetupState) -> None:
-    """Production: a Stripe key without a webhook secret would never hear of payments."""
-    cfg = state.app.config
-    if cfg["ENV_NAME"] == "production" and cfg["STRIPE_SECRET_KEY"] and not cfg["STRIPE_WEBHOOK_SECRET"]:
-        raise RuntimeError("STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not; "
-                           "set both (from the vault) or neither.")
 
 
 def _own_hire(reference: str) -> Hire:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from flask import current_app
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +23,7 @@ from ...queueing import enqueue
 from ...logging_setup import log
 from ...mail import queue_email
 from ...models import Hire, Payment, User, utcnow
+from ...settings import settings
 from ..ledger import (CARD, S, PaymentError, active_hold, lock_payment,
                       payments_of, saved_card_of)
 from .charges import off_session_params
@@ -94,7 +95,7 @@ def record_hold_authorised(hold_id: int, intent: dict, *, now: datetime, event_i
         capture_before = (((charge.get("payment_method_details") or {}).get("card") or {})
                           .get("capture_before"))
     hold.capture_before = (datetime.fromtimestamp(int(capture_before), timezone.utc) if capture_before
-                           else now + timedelta(hours=current_app.config["DEPOSIT_HOLD_FALLBACK_HOURS"]))
+                           else now + timedelta(hours=settings().money.deposit_hold_fallback_hours))
     hold.failure_message = ""
     hold.move_to("authorised", why="deposit hold placed on the card", now=now, event_id=event_id)
     db.session.commit()
@@ -206,7 +207,7 @@ def record_deposit_settle_refused(hold_id: int, message: str, *, now: datetime) 
 
 def due_deposit_holds(now: datetime) -> list[Hire]:
     """Confirmed hires starting within DEPOSIT_HOLD_LEAD_DAYS that never had a hold."""
-    lead = timedelta(days=current_app.config["DEPOSIT_HOLD_LEAD_DAYS"])
+    lead = timedelta(days=settings().money.deposit_hold_lead_days)
     hires = db.session.scalars(select(Hire).where(
         Hire.state == S.CONFIRMED.value, Hire.deposit_pence > 0,
         Hire.start_at <= now + lead, Hire.start_at > now).order_by(Hire.start_at))

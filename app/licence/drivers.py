@@ -2,7 +2,7 @@
 
 A driver named at online check-in gives their licence number and a gov.uk check code; a
 `LicenceCheck` with `driver_id` set goes to the same `check_licence` job, so the same rental
-rules apply. The hirer's own checks are those with no driver (`licence.OWN`).
+rules apply. The hirer's own checks are those with no driver (`rules.OWN`).
 
 `online_licences_ok(hire)` answers the counter's question for a hire checked in online: is
 the hirer's licence verified to the end of the hire, and every named driver's too?
@@ -18,15 +18,14 @@ from sqlalchemy import select
 from ..extensions import db
 from ..integrations import licence as client
 from ..models import Hire, HireDriver, LicenceCheck, LicenceCheckStatus, LicenceStatus, User
-from . import validators as v
-from .licence import _enqueue, _local_date, check_code_error, licence_valid_until
-from .services import AccountError
+from .checks import LicenceError, _enqueue, check_code_error
+from .rules import _local_date, licence_valid_until, normalise_licence
 
 S = LicenceCheckStatus
 
 
 def licence_number_error(number: str) -> str | None:
-    number = v.normalise_licence(number)
+    number = normalise_licence(number)
     if len(number) != 16 or not client.LICENCE_RE.match(number):
         return "Enter the 16-character driving licence number from the front of the licence (section 5)."
     return None
@@ -37,10 +36,10 @@ def start_driver_check(hire: Hire, driver: HireDriver, check_code: str, *, by: U
     """Check an additional driver's licence with their check code. Commits, then enqueues."""
     error = check_code_error(check_code)
     if error:
-        raise AccountError({"check_code": error})
+        raise LicenceError({"check_code": error})
     check = LicenceCheck(
         user_id=hire.customer_id, requested_by_id=by.id, hire_id=hire.id, driver_id=driver.id,
-        licence_number=v.normalise_licence(driver.licence_number),
+        licence_number=normalise_licence(driver.licence_number),
         check_code=client.normalise_check_code(check_code), requested_at=now,
         status=S.PENDING.value, reason_code="", message="", categories=[],
         idempotency_key=f"licence-check:driver:{driver.id}:{uuid.uuid4().hex}")
