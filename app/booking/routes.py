@@ -15,6 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..extensions import db
 from ..filters import money
+from ..hire_access import hire_visible_to
 from ..models import Branch, CarClass, Hire, HireState, User, utcnow
 from ..pagecache import public_cache
 from ..security import allow
@@ -27,7 +28,7 @@ from .errors import BookingError, CarTaken, NotEligible, PriceChanged
 from .forms import (CancelForm, ChangeForm, ConfirmForm, SearchForm, TripForm, chosen_extras,
                     extras_args, trip_args, with_extras)
 from .holds import create_hold, new_idempotency_key, same_booking
-from .my_bookings import customer_bookings, customer_hire, payments_under_review
+from .my_bookings import customer_bookings, payments_under_review
 from .quotes import active_extras
 from .trips import Filters, Trip, default_trip_times, make_trip, to_local
 
@@ -242,7 +243,8 @@ def my_bookings():
 
 
 def _own_hire(reference: str) -> Hire:
-    hire = customer_hire(current_user, reference)
+    """The signed-in customer's own hire (these pages admit customers only), or 404."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire

@@ -6,7 +6,8 @@ reopening the hire continues at the first unfinished step; every step writes an 
 record. Money moves only through the payments area.
 
 - `errors.py`          CounterError, AlreadyProcessed (another tablet finished the step first)
-- `counter_board.py`   today's and tomorrow's pickups and returns at a branch; hire by reference
+- `counter_board.py`   today's and tomorrow's pickups and returns at a branch (a hire by its reference
+                       and who may see it: app/hire_access.py)
 - `inspections.py`     the record of a pickup or return, step by step: ID, condition, photos, signature
 - `pickup.py`          licence re-check, the steps of a pickup and a return, hand-over or refusal
 - `car_return.py`      taking a car back: charges, damage, waivers, settlement, receipt, closing

@@ -1,5 +1,5 @@
 """The counter's board: today's and tomorrow's pickups and returns at a branch, overdue hires
-first, filtered by a search as staff type; and a hire found by its reference.
+first, filtered by a search as staff type. (A hire by its reference: app/hire_access.py.)
 """
 
 from __future__ import annotations
@@ -54,7 +54,3 @@ def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
         # Until NO_SHOW_GRACE_MINUTES have passed (then the scheduler marks a no-show).
         late={h.id: int((now - h.start_at).total_seconds() // 60) for h in pickup_list if h.start_at <= now},
     )
-
-
-def hire_by_reference(reference: str) -> Hire | None:
-    return db.session.scalar(select(Hire).where(Hire.reference == reference.strip().upper()))

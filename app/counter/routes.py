@@ -18,6 +18,7 @@ from ..booking import no_show as no_shows
 from ..booking.errors import BookingError
 from ..extensions import db
 from ..filters import money
+from ..hire_access import hire_visible_to
 from ..models import Branch, Hire, InspectionPhoto, utcnow
 from ..plain_text import plain_text_error
 from ..web import add_errors, int_arg, render, see_other
@@ -32,7 +33,8 @@ DATA_URL_PREFIX = "data:image/png;base64,"
 
 
 def _hire(reference: str) -> Hire:
-    hire = counter_board.hire_by_reference(reference)
+    """The hire staff asked for (staff and admins may see every hire), or 404."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire

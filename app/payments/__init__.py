@@ -23,7 +23,7 @@ from .card import (charge_saved_card, due_deposit_holds, place_deposit_hold, pla
 from .crypto import hires_under_review, payment_keeps_hold, review_count
 from .ledger import (CARD, CHECKOUT, CRYPTO, OWING_STATES, SAVED_CARD, PaymentError,
                      PaymentNotFound, RefundError, active_hold, amount_due_pence, describe,
-                     eth_deposit, hire_for, latest_hold, net_paid_pence, payments_of,
+                     eth_deposit, latest_hold, net_paid_pence, payments_of,
                      receipt_lines, rental_paid_pence, saved_card_of)
 from .providers import (PaymentProvider, capture_deposit, ensure_deposit_hold, provider_for,
                         release_deposit, take_deposit)
@@ -35,7 +35,7 @@ __all__ = [
     "record_hold_failed",
     "hires_under_review", "payment_keeps_hold", "review_count",
     "CARD", "CHECKOUT", "CRYPTO", "OWING_STATES", "SAVED_CARD", "PaymentError", "PaymentNotFound",
-    "RefundError", "active_hold", "amount_due_pence", "describe", "eth_deposit", "hire_for",
+    "RefundError", "active_hold", "amount_due_pence", "describe", "eth_deposit",
     "latest_hold", "net_paid_pence", "payments_of", "receipt_lines", "rental_paid_pence",
     "saved_card_of",
     "PaymentProvider", "capture_deposit", "ensure_deposit_hold", "provider_for",
