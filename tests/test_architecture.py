@@ -1,7 +1,8 @@
 """The import contracts in .importlinter hold (issue 16): no import cycle between app/'s
 packages, dependencies one way (entry points -> areas -> shared services -> models ->
 integrations), services enqueue jobs by name, the feature areas independent but for the
-payment providers' interface. grimp, which builds the graph, counts imports inside functions.
+payment providers' and the hire lifecycle's interfaces. grimp, which builds the graph,
+counts imports inside functions.
 """
 
 import shutil

@@ -21,13 +21,14 @@ from ..pagecache import public_cache
 from ..security import allow
 from ..web import add_errors, render, see_other
 from . import availability, bp
-from .cancellation import CancelPolicy, cancel_hire, cancellation_refund_pence
+from .cancellation import CancelPolicy, cancellation_refund_pence
 from .changes import change_hire, preview_change, trip_for_change
 from .eligibility import booking_eligibility
 from .errors import BookingError, CarTaken, NotEligible, PriceChanged
 from .forms import (CancelForm, ChangeForm, ConfirmForm, SearchForm, TripForm, chosen_extras,
                     extras_args, trip_args, with_extras)
 from .holds import create_hold, new_idempotency_key, same_booking
+from .lifecycle import cancel_hire
 from .my_bookings import customer_bookings, payments_under_review
 from .quotes import active_extras
 from .trips import Filters, Trip, default_trip_times, make_trip, to_local

@@ -3,7 +3,8 @@
 Services are plain functions over the session taking `by` (the staff member) and `now`.
 Each step is committed when done, so a dropped tablet connection loses nothing and
 reopening the hire continues at the first unfinished step; every step writes an audit
-record. Money moves only through the payments area.
+record. Money moves only through the payments area; a no-show is marked through the hire
+lifecycle's interface (app/booking/lifecycle.py), the one part of booking the counter calls.
 
 - `errors.py`          CounterError, AlreadyProcessed (another tablet finished the step first)
 - `counter_board.py`   today's and tomorrow's pickups and returns at a branch (a hire by its reference

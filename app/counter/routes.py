@@ -14,8 +14,7 @@ from flask import abort, current_app, flash, request, send_from_directory, url_f
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..booking import no_show as no_shows
-from ..booking.errors import BookingError
+from ..booking import lifecycle
 from ..extensions import db
 from ..filters import money
 from ..hire_access import hire_visible_to
@@ -234,11 +233,11 @@ def refuse(reference: str):
 
 
 def _no_show_page(hire: Hire, status: int = 200, error: str = ""):
-    if not error and not no_shows.can_mark_no_show(hire, utcnow()):
+    if not error and not lifecycle.can_mark_no_show(hire, utcnow()):
         error, status = (f"{hire.reference} cannot be marked as a no-show: it is {hire.state.replace('_', ' ')}"
                          " or its pickup time has not passed."), 409
     return render("counter/no_show.html", "counter/partials/_no_show_confirm.html", status,
-                  hire=hire, terms=no_shows.no_show_terms(hire), form=NoShowForm(formdata=None), error=error)
+                  hire=hire, terms=lifecycle.no_show_terms(hire), form=NoShowForm(formdata=None), error=error)
 
 
 @bp.get("/hires/<reference>/no-show")
@@ -255,8 +254,8 @@ def mark_no_show(reference: str):
     if not form.validate_on_submit():
         return _no_show_page(hire, 400, "; ".join(form.errors.get("csrf_token", [])) or "Try again.")
     try:
-        terms = no_shows.mark_no_show(hire, by=current_user, now=utcnow())
-    except BookingError as exc:
+        terms = lifecycle.mark_no_show(hire, by=current_user, now=utcnow())
+    except lifecycle.BookingError as exc:
         db.session.expire_all()
         return _no_show_page(hire, 409, exc.message)
     flash(f"{hire.reference} marked as a no-show: {money(terms.fee_pence)} kept, "
