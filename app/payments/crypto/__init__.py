@@ -4,6 +4,7 @@
     watching.py  the chain watcher's findings: seen, moved, vanished, settled
     refunds.py   refunds to an address the customer confirms; the deposit paid in ETH
     review.py    staff accept or return the payments the rules sent to review
+    provider.py  `CryptoProvider`: this package behind the providers' interface (../providers.py)
 
 Plain functions over the session. They take what they need (`now`, `user`, data the chain
 job read) and raise `CryptoError` with a message meant for the person. Nothing here talks
