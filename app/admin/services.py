@@ -113,15 +113,9 @@ def _send_invite(user: User, *, by: User) -> None:
     token = make_invite_token(user)
     link = public_url(f"/account/invite/{token}")
     hours = current_app.config["STAFF_INVITE_MAX_AGE_SECONDS"] // 3600
-    queue_email(
-        key=f"user:{user.id}:invite:{token[-16:]}",
-        to=user.email,
-        subject="You are invited to the ACME Rentals staff portal",
-        body=(f"Hello {user.full_name},\n\n{by.full_name} has given you a {user.role} account on "
-              f"the ACME Rentals portal. Choose your password with this link within {hours} "
-              f"hours; it works once:\n\n{link}\n\nYou will then set up two-factor sign-in with "
-              f"an authenticator app on your phone.\n\nIf you did not expect this, ignore it.\n"),
-    )
+    queue_email(key=f"user:{user.id}:invite:{token[-16:]}", to=user.email,
+                subject="You are invited to the ACME Rentals staff portal",
+                template="admin/emails/staff_invite.txt", user=user, by=by, hours=hours, link=link)
 
 
 def _staff_fields(user: User) -> dict[str, Any]:
