@@ -37,17 +37,13 @@ from .trips import Filters, Trip, default_trip_times, make_trip, to_local
 @bp.app_template_global()
 def car_photo_url(car) -> str | None:
     """The car's cover photo, served publicly by the fleet area's media blueprint."""
-    if car.photo and "media.car_photo" in current_app.view_functions:
-        return url_for("media.car_photo", name=car.photo)
-    return None
+    return url_for("media.car_photo", name=car.photo) if car.photo else None
 
 
 @bp.app_template_global()
 def licence_check_url() -> str:
     """Where a customer sees and fixes their licence check."""
-    if "accounts.licence_check" in current_app.view_functions:
-        return url_for("accounts.licence_check")
-    return url_for("accounts.profile")
+    return url_for("accounts.licence_check")
 
 
 def _customer() -> Optional[User]:
@@ -228,8 +224,8 @@ def confirm(car_id: int):
 
 
 def _after_booking_url(hire: Hire) -> str:
-    """The payment step when payments is installed, else the booking's own page."""
-    if hire.hire_state == HireState.HELD and "payments.start" in current_app.view_functions:
+    """The payment step for a hold, else the booking's own page."""
+    if hire.hire_state == HireState.HELD:
         return url_for("payments.start", reference=hire.reference)
     return url_for("booking.hire_detail", reference=hire.reference)
 
@@ -239,8 +235,7 @@ def _after_booking_url(hire: Hire) -> str:
 def my_bookings():
     """The customer's upcoming, active and past hires."""
     bookings = customer_bookings(current_user)
-    return render("booking/mine.html", "booking/mine.html", bookings=bookings, now=utcnow(),
-                  can_pay="payments.start" in current_app.view_functions)
+    return render("booking/mine.html", "booking/mine.html", bookings=bookings, now=utcnow())
 
 
 def _own_hire(reference: str) -> Hire:
@@ -257,7 +252,6 @@ def hire_detail(reference: str):
     """One booking: its state, times, frozen price lines, and what can be done with it."""
     hire = _own_hire(reference)
     return render("booking/hire.html", "booking/hire.html", hire=hire, now=utcnow(),
-                  can_pay="payments.start" in current_app.view_functions,
                   under_review=bool(payments_under_review([hire])))
 
 
@@ -307,8 +301,7 @@ def change(reference: str):
                 preview = change_hire(hire, trip, chosen, by=current_user, now=now)
                 flash(f"Booking {hire.reference} is changed. New total {money(preview.quote.total_pence)}.",
                       "success")
-                if (preview.difference_pence > 0 and hire.hire_state == HireState.CONFIRMED
-                        and "payments.start" in current_app.view_functions):
+                if preview.difference_pence > 0 and hire.hire_state == HireState.CONFIRMED:
                     return see_other(url_for("payments.start", reference=hire.reference))
                 return see_other(url_for("booking.hire_detail", reference=hire.reference))
             preview = preview_change(hire, trip, chosen, now=now)

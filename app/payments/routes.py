@@ -8,7 +8,7 @@ its signature is its proof.
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, jsonify, redirect, request, url_for
+from flask import Response, abort, jsonify, redirect, request, url_for
 from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 
@@ -46,12 +46,6 @@ def _hire(reference: str) -> Hire:
     return hire
 
 
-def _crypto_url(hire: Hire) -> str | None:
-    if "payments.crypto_start" in current_app.view_functions:
-        return url_for("payments.crypto_start", reference=hire.reference)
-    return None
-
-
 @bp.get("/<reference>")
 @allow("customer")
 def start(reference: str):
@@ -61,7 +55,7 @@ def start(reference: str):
     if status.stage == "confirmed":
         return redirect(url_for("payments.receipt", reference=reference))
     return render("payments/start.html", "payments/start.html", hire=hire, card_status=status,
-                  amount_due=ledger.amount_due_pence(hire), crypto_url=_crypto_url(hire),
+                  amount_due=ledger.amount_due_pence(hire), crypto_url=url_for("payments.crypto_start", reference=hire.reference),
                   card_available=stripe_client.is_configured(),
                   under_review=stripe_card.under_review(hire),
                   came_back=request.args.get("cancelled") == "1")
