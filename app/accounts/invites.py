@@ -1,6 +1,6 @@
 """Staff invitations, as accounts sees them: the link's token, and accepting it.
 
-An admin invites a staff member (app/admin/services.py sends the email); the person then
+An admin invites a staff member (app/admin/staff.py sends the email); the person then
 follows the link to the accept-invite page (app/accounts/twofactor_routes.py), which chooses
 their password here. Both sides use this module, so accounts never imports admin.
 """

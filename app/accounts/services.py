@@ -247,14 +247,9 @@ def request_password_reset(email: str) -> None:
     token = make_reset_token(user)
     link = public_url(f"/account/reset/{token}")
     minutes = settings().security.password_reset_max_age_seconds // 60
-    queue_email(
-        key=f"user:{user.id}:reset:{token[-16:]}",
-        to=user.email,
-        subject="Reset your ACME Rentals password",
-        body=(f"Hello {user.full_name},\n\nSomeone (hopefully you) asked to reset the password "
-              f"of your ACME Rentals account. Use this link within {minutes} minutes; it works once:"
-              f"\n\n{link}\n\nIf it was not you, ignore this email: your password is unchanged.\n"),
-    )
+    queue_email(key=f"user:{user.id}:reset:{token[-16:]}", to=user.email,
+                subject="Reset your ACME Rentals password",
+                template="accounts/emails/password_reset.txt", user=user, minutes=minutes, link=link)
 
 
 def user_for_reset_token(token: str) -> User:

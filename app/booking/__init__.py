@@ -13,14 +13,16 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `suggestions.py`   when nothing is free: why, the nearest dates and other branches with cars
 - `storefront.py`    what the home page and car pages tell a customer before booking: the
                      classes' "from" prices, what every hire includes, extras' prices, pictures
-- `lifecycle.py`     the hire lifecycle: confirms a paid hold when a payment provider reports
-                     the rental paid (app/events.py), and the hire row lock; payments never
-                     imports booking, so the dependency runs one way (booking -> payments)
+- `lifecycle.py`     the hire lifecycle: every move of a hire outside the counter and what
+                     follows it: confirm a paid hold (a payment provider reports the rental
+                     paid through app/events.py), cancel, expire, no-show; and the hire row
+                     lock. Payments never imports booking, so the dependency runs one way
+                     (booking -> payments); the counter calls its interface (`__all__`)
 - `holds.py`         holding a car (`create_hold`) at the server's price
 - `changes.py`       new dates or extras at a new price
-- `cancellation.py`  cancelling, the refund due under the policy, asking payments to refund
-- `no_show.py`       a confirmed hire nobody collected
-- `scheduled.py`     the scheduler's share: expire unpaid holds, queue reminders
+- `cancellation.py`  the cancellation policy: the refund due when cancelling now
+- `no_show.py`       the no-show policy: what it costs, and when staff may mark one
+- `scheduled.py`     the scheduler's reminders (expiry and no-shows: lifecycle.py)
 - `my_bookings.py`   the customer's own bookings and how the ones that never went out ended
 - `emails.py`, `ics.py`  the booking's emails and their calendar attachment
 - `checkin.py`       online check-in: details, terms, licence photo, additional drivers (issue 18)

@@ -12,18 +12,18 @@ from flask_login import current_user
 from ..filters import money
 from ..fleet.photos import FILENAME_RE
 from ..models import Hire, utcnow
+from ..hire_access import hire_by_reference, hire_visible_to
 from ..security import allow
 from ..terms import UnknownTerms, current_terms
 from ..web import add_errors, render, see_other
 from . import bp, checkin, extending
 from .checkin_forms import CheckinForm, DriverForm, ExtendForm
 from .errors import BookingError, CarTaken
-from .my_bookings import customer_hire, hire_by_reference
 from .trips import to_local
 
 
 def _own_hire(reference: str) -> Hire:
-    hire = customer_hire(current_user, reference)
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire
@@ -93,8 +93,8 @@ def add_driver(reference: str):
 @allow("customer", "staff", "admin")
 def licence_photo(reference: str, name: str):
     """The licence photo: the hire's own customer and staff only; never cached by others."""
-    hire = hire_by_reference(reference)
-    if hire is None or (not current_user.is_staff and hire.customer_id != current_user.id):
+    hire = hire_visible_to(reference, current_user)
+    if hire is None:
         abort(404)
     found = checkin.checkin_of(hire)
     if found is None or not FILENAME_RE.match(name) or found.licence_photo_filename != name:

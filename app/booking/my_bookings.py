@@ -1,5 +1,6 @@
 """The customer's own bookings ("My bookings"): upcoming, active and past hires, how the
-ones that never went out ended (and what was refunded), and one hire by reference."""
+ones that never went out ended (and what was refunded). One hire by reference, and whether
+they may see it, is app/hire_access.py's."""
 
 from __future__ import annotations
 
@@ -81,14 +82,3 @@ def customer_bookings(customer: User, *, past_limit: int = 50,
 def payments_under_review(hires: list[Hire]) -> set[int]:
     """The held hires among `hires` whose payment staff are reviewing: nothing to pay meanwhile."""
     return hires_under_review(h.id for h in hires if h.hire_state == S.HELD)
-
-
-def customer_hire(customer: User, reference: str) -> Hire | None:
-    """One of the customer's own hires by reference (None for anyone else's)."""
-    return db.session.scalar(select(Hire).where(Hire.reference == reference.upper(),
-                                                Hire.customer_id == customer.id))
-
-
-def hire_by_reference(reference: str) -> Hire | None:
-    """Any hire by reference (for staff pages and the check-in photo's own access rule)."""
-    return db.session.scalar(select(Hire).where(Hire.reference == reference.strip().upper()))

@@ -16,20 +16,22 @@ from werkzeug.datastructures import MultiDict
 from .. import paperwork
 from ..extensions import db
 from ..filters import money
+from ..hire_access import hire_visible_to
 from ..models import Branch, CarClass, Hire, HireState, User, utcnow
 from ..pagecache import public_cache
 from ..security import allow
 from ..settings import settings
 from ..web import add_errors, render, see_other
 from . import availability, bp
-from .cancellation import CancelPolicy, cancel_hire, cancellation_refund_pence
+from .cancellation import CancelPolicy, cancellation_refund_pence
 from .changes import change_hire, preview_change, trip_for_change
 from .eligibility import booking_eligibility
 from .errors import BookingError, CarTaken, NotEligible, PriceChanged
 from .forms import (CancelForm, ChangeForm, ConfirmForm, SearchForm, TripForm, chosen_extras,
                     extras_args, trip_args, with_extras)
 from .holds import create_hold, new_idempotency_key, same_booking
-from .my_bookings import customer_bookings, customer_hire, payments_under_review
+from .lifecycle import cancel_hire
+from .my_bookings import customer_bookings, payments_under_review
 from .quotes import active_extras
 from .storefront import class_picture, default_search_args, extra_terms
 from .suggestions import nothing_free
@@ -39,9 +41,7 @@ from .trips import SORTS, Filters, Trip, make_trip, to_local
 @bp.app_template_global()
 def car_photo_url(car) -> str | None:
     """The car's cover photo, served publicly by the fleet area's media blueprint."""
-    if car.photo and "media.car_photo" in current_app.view_functions:
-        return url_for("media.car_photo", name=car.photo)
-    return None
+    return url_for("media.car_photo", name=car.photo) if car.photo else None
 
 
 @bp.app_template_global()
@@ -75,9 +75,7 @@ def extra_price_terms(extra) -> str:
 @bp.app_template_global()
 def licence_check_url() -> str:
     """Where a customer sees and fixes their licence check."""
-    if "accounts.licence_check" in current_app.view_functions:
-        return url_for("accounts.licence_check")
-    return url_for("accounts.profile")
+    return url_for("accounts.licence_check")
 
 
 def _customer() -> Optional[User]:
@@ -254,8 +252,8 @@ def confirm(car_id: int):
 
 
 def _after_booking_url(hire: Hire) -> str:
-    """The payment step when payments is installed, else the booking's own page."""
-    if hire.hire_state == HireState.HELD and "payments.start" in current_app.view_functions:
+    """The payment step for a hold, else the booking's own page."""
+    if hire.hire_state == HireState.HELD:
         return url_for("payments.start", reference=hire.reference)
     return url_for("booking.hire_detail", reference=hire.reference)
 
@@ -267,11 +265,12 @@ def my_bookings():
     bookings = customer_bookings(current_user, now=utcnow())
     papers = paperwork.paperwork_of(h.id for h in (*bookings.upcoming, *bookings.active, *bookings.past))
     return render("booking/mine.html", "booking/mine.html", bookings=bookings, now=utcnow(),
-                  can_pay="payments.start" in current_app.view_functions, paperwork=papers)
+                  paperwork=papers)
 
 
 def _own_hire(reference: str) -> Hire:
-    hire = customer_hire(current_user, reference)
+    """The signed-in customer's own hire (these pages admit customers only), or 404."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire
@@ -283,7 +282,6 @@ def hire_detail(reference: str):
     """One booking: its state, times, frozen price lines, and what can be done with it."""
     hire = _own_hire(reference)
     return render("booking/hire.html", "booking/hire.html", hire=hire, now=utcnow(),
-                  can_pay="payments.start" in current_app.view_functions,
                   under_review=bool(payments_under_review([hire])),
                   papers=paperwork.paperwork_of([hire.id])[hire.id])
 
@@ -334,8 +332,7 @@ def change(reference: str):
                 preview = change_hire(hire, trip, chosen, by=current_user, now=now)
                 flash(f"Booking {hire.reference} is changed. New total {money(preview.quote.total_pence)}.",
                       "success")
-                if (preview.difference_pence > 0 and hire.hire_state == HireState.CONFIRMED
-                        and "payments.start" in current_app.view_functions):
+                if preview.difference_pence > 0 and hire.hire_state == HireState.CONFIRMED:
                     return see_other(url_for("payments.start", reference=hire.reference))
                 return see_other(url_for("booking.hire_detail", reference=hire.reference))
             preview = preview_change(hire, trip, chosen, now=now)

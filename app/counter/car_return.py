@@ -14,7 +14,6 @@ from sqlalchemy import select
 from .. import paperwork
 from ..audit import record
 from ..extensions import db
-from ..filters import money
 from ..mail import queue_email
 from ..models import Hire, HireState, Inspection, Payment, User
 from ..payments import (PaymentError, capture_deposit, charge_saved_card, eth_deposit,
@@ -128,17 +127,12 @@ def settle_return(hire: Hire, *, by: User, now: datetime, version: int) -> "Sett
 
 def _email_receipt(hire: Hire, insp: Inspection, settlement: rules.Settlement) -> None:
     """The itemised return receipt, emailed once (keyed by the hire)."""
-    lines = [f"  {l['label']}: {money(0 if l['waived_reason'] else l['amount_pence'])}"
-             + (f" (waived: {l['waived_reason']})" if l["waived_reason"] else "") for l in insp.charge_lines]
     money_lines = rules.settlement_lines(settlement, paid_in_eth=eth_deposit(hire) is not None,
                                          reader="customer")
-    body = (f"Hello {hire.customer.full_name},\n\nThank you for returning {hire.car.make} {hire.car.model} "
-            f"({hire.car.plate}), booking {hire.reference}.\n\nCharges on return:\n"
-            + ("\n".join(lines) if lines else "  none") + f"\n  Total: {money(insp.total_pence or 0)}\n\n"
-            + "\n".join(f"{label}: {money(amount)}" for label, amount in money_lines)
-            + "\n\nACME Rentals\n")
     queue_email(key=f"hire:{hire.id}:return-receipt", to=hire.customer.email,
-                subject=f"Your ACME Rentals receipt for {hire.reference}", body=body)
+                subject=f"Your ACME Rentals receipt for {hire.reference}",
+                template="counter/emails/return_receipt.txt", hire=hire,
+                charge_lines=insp.charge_lines, total_pence=insp.total_pence, money_lines=money_lines)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The counter's board: today's and tomorrow's pickups and returns at a branch, overdue hires
-first, filtered by a search as staff type; and a hire found by its reference.
+first, filtered by a search as staff type. (A hire by its reference: app/hire_access.py.)
 """
 
 from __future__ import annotations
@@ -79,6 +79,3 @@ def pickup_durations(hire_ids: list[int]) -> dict[int, int]:
                                      Inspection.completed_at.is_not(None))).all()
     return {hire_id: max(int((done - started).total_seconds()), 0) for hire_id, started, done in rows}
 
-
-def hire_by_reference(reference: str) -> Hire | None:
-    return db.session.scalar(select(Hire).where(Hire.reference == reference.strip().upper()))

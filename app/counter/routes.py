@@ -15,10 +15,10 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from .. import paperwork
-from ..booking import no_show as no_shows
-from ..booking.errors import BookingError
+from ..booking import lifecycle
 from ..extensions import db
 from ..filters import money
+from ..hire_access import hire_visible_to
 from ..models import Branch, Hire, InspectionPhoto, utcnow
 from ..plain_text import plain_text_error
 from ..settings import settings
@@ -34,7 +34,8 @@ DATA_URL_PREFIX = "data:image/png;base64,"
 
 
 def _hire(reference: str) -> Hire:
-    hire = counter_board.hire_by_reference(reference)
+    """The hire staff asked for (staff and admins may see every hire), or 404."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire
@@ -240,11 +241,11 @@ def refuse(reference: str):
 
 
 def _no_show_page(hire: Hire, status: int = 200, error: str = ""):
-    if not error and not no_shows.can_mark_no_show(hire, utcnow()):
+    if not error and not lifecycle.can_mark_no_show(hire, utcnow()):
         error, status = (f"{hire.reference} cannot be marked as a no-show: it is {hire.state.replace('_', ' ')}"
                          " or its pickup time has not passed."), 409
     return render("counter/no_show.html", "counter/partials/_no_show_confirm.html", status,
-                  hire=hire, terms=no_shows.no_show_terms(hire), form=NoShowForm(formdata=None), error=error)
+                  hire=hire, terms=lifecycle.no_show_terms(hire), form=NoShowForm(formdata=None), error=error)
 
 
 @bp.get("/hires/<reference>/no-show")
@@ -261,8 +262,8 @@ def mark_no_show(reference: str):
     if not form.validate_on_submit():
         return _no_show_page(hire, 400, "; ".join(form.errors.get("csrf_token", [])) or "Try again.")
     try:
-        terms = no_shows.mark_no_show(hire, by=current_user, now=utcnow())
-    except BookingError as exc:
+        terms = lifecycle.mark_no_show(hire, by=current_user, now=utcnow())
+    except lifecycle.BookingError as exc:
         db.session.expire_all()
         return _no_show_page(hire, 409, exc.message)
     flash(f"{hire.reference} marked as a no-show: {money(terms.fee_pence)} kept, "

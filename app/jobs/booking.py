@@ -1,5 +1,5 @@
-"""The booking scheduler: expire unpaid holds, mark hires nobody collected as no-shows
-(app/booking/no_show.py), queue pickup and return-due reminders, and queue again the jobs
+"""The booking scheduler: expire unpaid holds and mark hires nobody collected as no-shows
+(both moves of the hire lifecycle, app/booking/lifecycle.py), queue pickup and return-due reminders, and queue again the jobs
 that never reached RQ (app/jobs/recovery.py).
 
 `tick` is safe to run twice, or twice at once: expiry locks the rows it moves (skipping
@@ -17,8 +17,8 @@ from datetime import datetime
 
 from flask import Flask
 
-from ..booking.no_show import finish_interrupted_no_shows, mark_due_no_shows
-from ..booking.scheduled import expire_held_hires, queue_due_reminders
+from ..booking.lifecycle import expire_held_hires, finish_interrupted_no_shows, mark_due_no_shows
+from ..booking.scheduled import queue_due_reminders
 from ..logging_setup import log
 from ..models import utcnow
 from ..payments import place_due_deposit_holds

@@ -1,18 +1,31 @@
-"""Outgoing email, recorded before it is sent so that a retried job never sends twice."""
+"""Outgoing email, recorded before it is sent so that a retried job never sends twice.
+
+Its state moves through one transition table (`EMAIL_TRANSITIONS`) and one method,
+`OutboundEmail.move_to` (app/models/state_machine.py), which records the time it was sent
+or why it failed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
+from typing import Mapping, Optional
 
 from sqlalchemy import ForeignKey, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
+from .state_machine import InvalidStateTransition, StateMachine
 from .types import UTCDateTime, utcnow
 
 EMAIL_STATES = ("queued", "sent", "failed")
+# Queued until the mail server takes it (sent) or a send fails (failed, saying why). A send
+# that never reached the server is retried within the queue's bounds, so a failed email may
+# still be sent, or fail again (the error is recorded anew); sent is final.
+EMAIL_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "queued": frozenset({"sent", "failed"}),
+    "failed": frozenset({"sent", "failed"}),
+    "sent": frozenset(),
+}
 DEFAULT_ATTACHMENT_NAME = "attachment.txt"
 DEFAULT_ATTACHMENT_TYPE = "text/plain"
 
@@ -38,8 +51,16 @@ class Attachment:
         return len(self.data)
 
 
-class OutboundEmail(db.Model):
+class InvalidEmailTransition(InvalidStateTransition):
+    """An email was asked to move outside EMAIL_TRANSITIONS (say, a sent one to failed)."""
+
+
+class OutboundEmail(StateMachine, db.Model):
+    """One email, recorded before it is sent. Its state moves only through `move_to`."""
+
     __tablename__ = "outbound_emails"
+    TRANSITIONS = EMAIL_TRANSITIONS
+    InvalidTransition = InvalidEmailTransition
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
@@ -60,6 +81,14 @@ class OutboundEmail(db.Model):
     attachment_text: Mapped[Optional[str]] = mapped_column(Text)
     # Paperwork (issue 18): files of any type (the rental agreement's PDF), in order.
     files: Mapped[list["EmailFile"]] = relationship(order_by="EmailFile.id", cascade="all, delete-orphan")
+
+    def _on_move(self, to: str, *, now: Optional[datetime] = None, error: str = "") -> None:
+        """sent: when, and no error left; failed: why (`error`)."""
+        if to == "sent":
+            self.sent_at = now or utcnow()
+            self.last_error = ""
+        else:
+            self.last_error = error[:300]
 
     @property
     def attachments(self) -> list[Attachment]:

@@ -9,7 +9,7 @@ was signed (app/paperwork/agreement_pdf.py explains the footer's hash).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
+from typing import Mapping, Optional
 
 from sqlalchemy import (JSON, CheckConstraint, ForeignKey, LargeBinary, String, Text,
                         UniqueConstraint)
@@ -17,12 +17,20 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from ..extensions import db
 from .hires import Hire
+from .state_machine import StateMachine
 from .types import UTCDateTime, utcnow
 from .users import User
 
 # pending: waiting for its job; ready: the PDF is stored; failed: the job gave up (staff
 # can ask again from the counter's hire page).
 DOCUMENT_STATES = ("pending", "ready", "failed")
+# The one way a document's state moves (app/models/state_machine.py): a failed one may still
+# be made when asked again.
+DOCUMENT_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "pending": frozenset({"ready", "failed"}),
+    "failed": frozenset({"ready"}),
+    "ready": frozenset(),
+}
 # The agreement itself is sequence 1; every later document of the same hire (an extension,
 # a car swap) is an addendum with the next sequence, its own snapshot of what changed and
 # its own signature, referring to the agreement it amends.
@@ -33,7 +41,7 @@ INVOICE_KINDS = ("invoice", "credit_note")
 INVOICE_PURPOSES = ("booking", "settlement", "refund")
 
 
-class RentalAgreement(db.Model):
+class RentalAgreement(StateMachine, db.Model):
     __tablename__ = "rental_agreements"
     __table_args__ = (
         UniqueConstraint("hire_id", "sequence", name="uq_rental_agreements_hire_sequence"),
@@ -41,6 +49,8 @@ class RentalAgreement(db.Model):
         CheckConstraint(f"kind IN {AGREEMENT_KINDS!r}", name="kind_known"),
         CheckConstraint("(kind = 'agreement') = (sequence = 1)", name="agreement_first"),
     )
+
+    TRANSITIONS = DOCUMENT_TRANSITIONS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     hire_id: Mapped[int] = mapped_column(ForeignKey("hires.id", ondelete="CASCADE"), index=True)

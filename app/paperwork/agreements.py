@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..audit import record
 from ..extensions import db
+from ..hire_access import hire_visible_to
 from ..settings import settings
 from ..logging_setup import log
 from ..mail import queue_email
@@ -168,11 +169,13 @@ def generate(document_id: int) -> None:
             document = db.session.get(RentalAgreement, document_id, populate_existing=True)
             document.last_error = f"{type(exc).__name__}: {exc}"[:300]
             if document.attempts > current_app.config["JOB_MAX_RETRIES"]:
-                document.state = "failed"
+                if document.can_move_to("failed"):
+                    document.move_to("failed")
             db.session.commit()
             raise
         document.pdf, document.content_sha256 = rendered.pdf, rendered.content_sha256
-        document.file_sha256, document.state, document.ready_at = rendered.file_sha256, "ready", utcnow()
+        document.file_sha256, document.ready_at = rendered.file_sha256, utcnow()
+        document.move_to("ready")
         document.last_error = ""
         record(None, "paperwork.agreement_made", document.hire, {},
                {"sequence": document.sequence, "sha256": document.content_sha256})
@@ -184,20 +187,18 @@ def generate(document_id: int) -> None:
 def _email(document: RentalAgreement) -> None:
     hire = document.hire
     what = "rental agreement" if document.kind == "agreement" else "addendum to your rental agreement"
-    body = (f"Hello {hire.customer.full_name},\n\nAttached is the {what} for booking {hire.reference} "
-            f"({document.snapshot['car']['make']} {document.snapshot['car']['model']}, "
-            f"{document.snapshot['car']['plate']}), as signed at the counter.\n\n"
-            f"Its footer carries the SHA-256 of its content, {document.content_sha256}, "
-            f"which we keep with your booking.\n\nACME Rentals\n")
     queue_email(key=f"hire:{hire.id}:agreement:{document.sequence}", to=hire.customer.email,
-                subject=f"Your ACME Rentals {what} for {hire.reference}", body=body,
+                subject=f"Your ACME Rentals {what} for {hire.reference}",
+                template="paperwork/emails/agreement.txt", hire=hire, what=what,
+                car=document.snapshot["car"], document=document,
                 files=[(document.filename, "application/pdf", document.pdf)])
 
 
 def agreement_visible_to(reference: str, user: User, sequence: int = 1) -> Optional[RentalAgreement]:
-    """The document, if `user` may fetch it: the hire's customer, or staff."""
-    document = db.session.scalar(select(RentalAgreement).join(Hire).where(
-        Hire.reference == reference.upper(), RentalAgreement.sequence == sequence))
-    if document is None or not (user.is_staff or document.hire.customer_id == user.id):
+    """The document, if `user` may fetch it: whoever may see the hire (app/hire_access.py)."""
+    hire = hire_visible_to(reference, user)
+    if hire is None:
         return None
+    document = db.session.scalar(select(RentalAgreement).where(
+        RentalAgreement.hire_id == hire.id, RentalAgreement.sequence == sequence))
     return document

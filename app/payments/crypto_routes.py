@@ -15,6 +15,7 @@ from flask import (Flask, abort, current_app, flash, jsonify, redirect, render_t
 from flask_login import current_user
 
 from ..extensions import db
+from ..hire_access import hire_visible_to
 from ..integrations import chain
 from ..models import Hire, utcnow
 from ..models.crypto import CryptoRefund
@@ -36,8 +37,11 @@ def demo_wallet_enabled(app: Flask | None = None) -> bool:
 
 
 def _own_hire(reference: str) -> Hire:
-    """The signed-in customer's hire, or 404 (someone else's hire does not exist for them)."""
-    hire = crypto.customer_hire(reference, current_user)
+    """The signed-in customer's hire, or 404 (someone else's hire does not exist for them).
+
+    Every page that calls this admits customers only, so the hires they may see
+    (app/hire_access.py) are their own."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire

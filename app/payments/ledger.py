@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Hire, HireState, Payment, User
+from ..models import Hire, HireState, Payment
 
 
 S = HireState
@@ -47,14 +47,6 @@ class RefundError(PaymentError):
 
 
 # --- reading ---------------------------------------------------------------------------------
-
-def hire_for(reference: str, user: User) -> Hire:
-    """The hire with this reference, if `user` may see its payments (its customer, or staff)."""
-    hire = db.session.scalar(select(Hire).where(Hire.reference == reference))
-    if hire is None or (hire.customer_id != user.id and not user.is_staff):
-        raise PaymentNotFound("We could not find that booking.")
-    return hire
-
 
 def payments_of(hire: Hire) -> list[Payment]:
     return list(db.session.scalars(

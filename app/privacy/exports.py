@@ -94,7 +94,8 @@ def build_export(export_id: int, *, now: datetime) -> DataExport | None:
         handle.write(buffer.getvalue())
     os.replace(tmp, directory / filename)
     export.filename, export.size_bytes = filename, len(buffer.getvalue())
-    export.state, export.ready_at = "ready", now
+    export.ready_at = now
+    export.move_to("ready")
     export.expires_at = now + timedelta(hours=current_app.config["DATA_EXPORT_HOURS"])
     db.session.commit()
     log().info("data export built", export_id=export.id, size_bytes=export.size_bytes)
@@ -119,6 +120,7 @@ def expire_exports(now: datetime) -> list[int]:
         DataExport.state == "ready", DataExport.expires_at <= now)))
     for export in due:
         delete_export_file(export)
-        export.state, export.filename = "expired", ""
+        export.filename = ""
+        export.move_to("expired")
     db.session.commit()
     return [e.id for e in due]

@@ -22,6 +22,7 @@ from ...models import Hire, InvalidTransition, Payment, User, utcnow
 from ..ledger import (CARD, CHECKOUT, SAVED_CARD, S, PaymentError, RefundError, ever_confirmed,
                       lock_payment, payments_of, purpose, refunded_pence, rental_paid_pence,
                       saved_card_of)
+from ..refunds import request_refund
 
 
 # --- the outcome of a card payment ------------------------------------------------------------
@@ -100,8 +101,6 @@ def settle_paid_hire(payment_id: int, *, now: datetime) -> None:
     owed = hire.total_pence if ever_confirmed(hire) else 0
     excess = rental_paid_pence(hire) - owed
     if excess > 0:
-        # payments.refunds sends each part through the providers, which import this module.
-        from ..refunds import request_refund
         amount = min(excess, payment.amount_pence - refunded_pence(payment, payments_of(hire)))
         why = ("paid twice for the same booking" if owed else
                f"paid after the booking was {hire.state.replace('_', ' ')}")

@@ -113,15 +113,10 @@ def record_hold_failed(hold_id: int, message: str, *, now: datetime, event_id: s
     hold.move_to("failed", why=f"deposit hold declined: {message}", now=now, event_id=event_id)
     db.session.commit()
     hire = hold.hire
-    queue_email(
-        key=f"payment:{hold.id}:hold-failed", to=hire.customer.email,
-        subject=f"Action needed: deposit for booking {hire.reference}",
-        body=(f"Hello {hire.customer.full_name},\n\n"
-              f"We could not place the {money(hold.amount_pence, hold.currency)} deposit hold for "
-              f"booking {hire.reference} on your saved card. Your bank said: {message}\n\n"
-              "Your booking is still confirmed. Please bring a credit or debit card in your "
-              "name to pickup so the counter can take the deposit, or call the branch.\n\n"
-              "ACME Rentals"))
+    queue_email(key=f"payment:{hold.id}:hold-failed", to=hire.customer.email,
+                subject=f"Action needed: deposit for booking {hire.reference}",
+                template="payments/emails/deposit_hold_failed.txt", hire=hire, hold=hold,
+                message=message)
 
 
 def record_hold_released(hold_id: int, *, now: datetime, event_id: str = "", why: str) -> None:

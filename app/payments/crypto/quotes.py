@@ -20,7 +20,7 @@ from sqlalchemy import select
 from ...extensions import db
 from ...integrations import chain
 from ...logging_setup import log
-from ...models import Hire, HireState, User
+from ...models import Hire, HireState
 from ...models.crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
 from ...settings import settings
 
@@ -79,12 +79,6 @@ def tolerance_wei(quote: CryptoQuote) -> int:
 
 def available() -> bool:
     return chain.is_configured()
-
-
-def customer_hire(reference: str, user: User) -> Optional[Hire]:
-    """The customer's own hire with this reference, or None (never someone else's)."""
-    return db.session.scalar(select(Hire).where(Hire.reference == reference,
-                                                Hire.customer_id == user.id))
 
 
 def latest_quote(hire: Hire) -> Optional[CryptoQuote]:
