@@ -22,14 +22,16 @@ from .types import UTCDateTime, utcnow
 from .users import User
 
 # pending: waiting for its job; ready: the PDF is stored; failed: the job gave up (staff
-# can ask again from the counter's hire page).
-DOCUMENT_STATES = ("pending", "ready", "failed")
+# can ask again from the counter's hire page); erased: the customer's account was erased, so
+# the PDF (which holds their signature) is gone and only its hashes and a scrubbed snapshot stay.
+DOCUMENT_STATES = ("pending", "ready", "failed", "erased")
 # The one way a document's state moves (app/models/state_machine.py): a failed one may still
 # be made when asked again.
 DOCUMENT_TRANSITIONS: Mapping[str, frozenset[str]] = {
-    "pending": frozenset({"ready", "failed"}),
-    "failed": frozenset({"ready"}),
-    "ready": frozenset(),
+    "pending": frozenset({"ready", "failed", "erased"}),
+    "failed": frozenset({"ready", "erased"}),
+    "ready": frozenset({"erased"}),
+    "erased": frozenset(),
 }
 # The agreement itself is sequence 1; every later document of the same hire (an extension,
 # a car swap) is an addendum with the next sequence, its own snapshot of what changed and

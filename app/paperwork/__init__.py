@@ -15,7 +15,9 @@ extension's addendum): `agreement_for`, `agreement_documents`, `request_document
 - `invoice_pdf.py`    an invoice or credit note rendered from its frozen row
 - `listing.py`        staff: documents by date range, totals, CSV
 - `summary.py`        a hire's paperwork for the customer's and the counter's pages
-- `subscribers.py`    a credit note for every refund payments reports
+- `subscribers.py`    facts from other areas: a credit note for every refund, an invoice and
+                      an addendum for an extension, the documents in a data download, the
+                      agreements' PDFs deleted when an account is erased
 - `routes.py`, `forms.py`  downloads, the agreement's status, the staff list (thin)
 """
 
@@ -27,7 +29,8 @@ from .agreements import (agreement_documents, agreement_for, request_agreement, 
                          request_document)
 from .company import terms  # noqa: E402
 from .invoicing import (EARLY_RETURN_KEY, booking_invoice, invoices_for, invoices_of,  # noqa: E402
-                        issue_booking_invoice, issue_credit_note, issue_settlement_invoice)
+                        issue_booking_invoice, issue_credit_note, issue_extension_invoice,
+                        issue_settlement_invoice)
 from .summary import HirePaperwork, paperwork_of  # noqa: E402
 from . import routes, subscribers  # noqa: E402,F401  (the views; the refund subscriber)
 

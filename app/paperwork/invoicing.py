@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Iterable, Optional
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,9 +33,9 @@ from sqlalchemy.exc import IntegrityError
 from ..audit import record
 from ..extensions import db
 from ..models import Hire, Invoice, Payment, User
+from ..settings import settings
 from . import company
 from .numbering import take_number
-from ..settings import settings
 
 EARLY_RETURN_KEY = "hire:{}:early-return-refund"  # the counter's refund of unused days
 
@@ -130,6 +131,19 @@ def issue_booking_invoice(hire: Hire, *, now: datetime, by: Optional[User] = Non
     """The invoice for the rental, at payment (the tax point). Once per hire. Commits."""
     return _issue(hire, kind="invoice", purpose="booking", key=f"hire:{hire.id}:booking",
                   lines=_booking_lines(hire), now=now, tax_point=tax_point or now, by=by)
+
+
+def issue_extension_invoice(hire: Hire, *, extra_pence: int, new_end: datetime, by: Optional[User],
+                            now: datetime) -> Invoice:
+    """The invoice for an extension's extra time (VAT-inclusive `extra_pence`), issued when the
+    hire is extended: the saved card is charged then, or the amount is owed from then on (the
+    tax point). Once per new return time. Commits."""
+    tz = hire.return_branch.timezone
+    label = f"Extension to {new_end.astimezone(ZoneInfo(tz)):%a %d %b %Y %H:%M %Z}"
+    return _issue(hire, kind="invoice", purpose="booking",
+                  key=f"hire:{hire.id}:extension:{new_end:%Y%m%dT%H%M}",
+                  lines=[line(label, extra_pence, settings().money.vat_percent)], now=now,
+                  tax_point=now, by=by)
 
 
 def issue_settlement_invoice(hire: Hire, *, charge_lines: Iterable[dict], deposit_held_pence: int,

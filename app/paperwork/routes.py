@@ -49,6 +49,8 @@ def agreement_pdf(reference: str):
     agreement = agreement_visible_to(reference, current_user)
     if agreement is None:
         abort(404)
+    if agreement.state == "erased":
+        abort(410, "This agreement was deleted with the customer's account.")
     if agreement.state != "ready":
         abort(409, "The agreement is still being prepared; try again in a moment.")
     return _pdf(agreement.pdf, agreement.filename)

@@ -38,7 +38,7 @@ def upgrade():
         sa.Column('ready_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('attempts', sa.Integer(), nullable=False),
         sa.Column('last_error', sa.String(length=300), nullable=False),
-        sa.CheckConstraint("state IN ('pending', 'ready', 'failed')", name='ck_rental_agreements_state_known'),
+        sa.CheckConstraint("state IN ('pending', 'ready', 'failed', 'erased')", name='ck_rental_agreements_state_known'),
         sa.CheckConstraint("kind IN ('agreement', 'addendum')", name='ck_rental_agreements_kind_known'),
         sa.CheckConstraint("(kind = 'agreement') = (sequence = 1)", name='ck_rental_agreements_agreement_first'),
         sa.ForeignKeyConstraint(['hire_id'], ['hires.id'], name='fk_rental_agreements_hire_id_hires',
