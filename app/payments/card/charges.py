@@ -25,6 +25,9 @@ from ..ledger import (CARD, CHECKOUT, SAVED_CARD, S, PaymentError, RefundError, 
 from ..refunds import request_refund
 
 
+SYNC_TASK = "app.jobs.payments.sync_checkout_session"  # by name: jobs import this module
+
+
 # --- the outcome of a card payment ------------------------------------------------------------
 
 def apply_checkout_session(payment_id: int, session: dict, *, now: datetime,
@@ -42,6 +45,11 @@ def apply_checkout_session(payment_id: int, session: dict, *, now: datetime,
         record_charge_succeeded(payment_id, intent_id=intent_id, customer=session.get("customer"),
                                 payment_method=payment_method, now=now, event_id=event_id,
                                 session_id=session.get("id", ""), card=card)
+        if card is None and event_id:
+            # A webhook's session names the payment intent without the card: the receipt's
+            # "Visa •••• 4242" comes from the session retrieved expanded, whether or not the
+            # customer comes back to the return page (where the same retrieval is asked for).
+            enqueue(SYNC_TASK, payment_id)
     elif session.get("status") == "expired":
         payment = lock_payment(payment_id)
         if payment is None or payment.is_final:
