@@ -11,7 +11,8 @@ record. Money moves only through the payments area.
 - `pickup.py`          licence re-check, the steps of a pickup and a return, hand-over or refusal
 - `car_return.py`      taking a car back: charges, damage, waivers, settlement, receipt, closing
 - `charges.py`         the named charge rules (pure); `previews.py` the money shown before settling
-- `routes.py`, `licence_routes.py`, `forms.py`  the pages (thin)
+- `offline.py`         the offline counter: what a tablet syncs, the steps it sends later
+- `routes.py`, `licence_routes.py`, `offline_routes.py`, `forms.py`  the pages (thin)
 """
 
 from flask import Blueprint
@@ -21,4 +22,4 @@ from ..security import guard_blueprint
 bp = Blueprint("counter", __name__)
 guard_blueprint(bp, "staff", "admin")
 
-from . import licence_routes, routes  # noqa: E402,F401
+from . import licence_routes, offline_routes, routes  # noqa: E402,F401

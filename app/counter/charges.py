@@ -13,6 +13,10 @@ from datetime import datetime, timedelta
 
 DAY = timedelta(hours=24)
 EIGHTHS_IN_TANK = 8
+# The offline tablet computes the same charges with its copy of these rules
+# (static/js/offline-charges.js, which states the same revision): change both together and
+# bump this, and a tablet still holding the old copy shows the charges only once online.
+RULES_REVISION = 1
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """All models, importable from one place (and seen by Alembic)."""
 
 from .audit import AuditRecord
-from .counter import Inspection, InspectionPhoto
+from .counter import Inspection, InspectionPhoto, OfflineStep
 from .crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund, InvalidCryptoTransition
 from .fleet import Branch, Car, CarClass, CarPhoto, MaintenanceBlock
 from .hires import (OCCUPYING_STATES, TRANSITIONS, Hire, HireState, HireStateChange,
@@ -24,5 +24,5 @@ __all__ = [
     "DurationTier", "Extra", "OneWayFee", "Season",
     "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund", "InvalidCryptoTransition",
     "PaymentStateChange", "StripeEvent",
-    "Inspection", "InspectionPhoto",
+    "Inspection", "InspectionPhoto", "OfflineStep",
 ]
