@@ -13,6 +13,7 @@ taking over without losing a queued step. Set COUNTER_SHOTS_DIR to keep screensh
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -190,15 +191,19 @@ def test_the_connection_dropping_in_the_middle_of_sending_loses_and_repeats_noth
 
     def answer_lost_once(route):
         sent.append(route.request.post_data or "")
-        route.fetch()  # the server applies the batch (the first photo)...
-        if len(sent) == 2:
+        if len(sent) == 2:  # the second batch (the first photo): the server applies it...
+            route.fetch()
             route.abort("internetdisconnected")  # ...and its answer never reaches the tablet
         else:
             route.continue_()
 
     page.context.route("**/counter/offline/steps", answer_lost_once)
     page.context.set_offline(False)
-    expect(page.get_by_text(re.compile(r"^\d steps? saved on this tablet, waiting for connection\.$"))).to_be_visible()
+    deadline = time.monotonic() + 10
+    while len(sent) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    # Photo ID and condition went through; the photo whose answer was lost is still queued.
+    expect(page.get_by_text("4 steps saved on this tablet, waiting for connection.")).to_be_visible()
     assert len(sent) == 2
     page.context.unroute("**/counter/offline/steps")
     page.context.set_offline(True)  # the signal comes back: the tablet sends the rest
@@ -255,8 +260,9 @@ def test_a_step_queued_when_the_session_ended_is_sent_after_signing_in(live_serv
     page.locator("#sign-in-form").get_by_label("Email").fill(day["email"])
     page.locator("#sign-in-form").get_by_label("Password", exact=True).fill(factories.PASSWORD)
     page.locator("#sign-in-form").get_by_role("button", name="Sign in").click()
-    with live_server.app.app_context():
-        code = factories.two_factor_code(db.session.get(factories.User, day["staff_id"]))
+    with live_server.app.app_context():  # the next code: this morning's was used already
+        code = factories.two_factor_code(db.session.get(factories.User, day["staff_id"]),
+                                         at=_now() + timedelta(seconds=30))
     page.get_by_label("Code").fill(code)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_text("Every step saved on this tablet has been sent.")).to_be_visible()
