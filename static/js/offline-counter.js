@@ -516,9 +516,10 @@
   function draw(errors) {
     if (!app) return Promise.resolve();
     return Promise.all([getMeta("sync"), all("queue")]).then(function (got) {
-      // Drawn again with messages beside the fields: what staff entered stays as it was.
+      // Drawn again (messages beside the fields, a sync that just came in): what staff
+      // entered and have not saved yet stays as it was.
       var typed = {};
-      if (errors) app.querySelectorAll("input[id], select[id]").forEach(function (input) {
+      app.querySelectorAll("input[id], select[id]").forEach(function (input) {
         if (input.type !== "file") typed[input.id] = input.type === "checkbox" ? input.checked : input.value;
       });
       app.textContent = "";
@@ -548,7 +549,9 @@
     window.addEventListener("offline", render);
     // An offline page kept open shows the same board the server would once the tablet is
     // back online: a link to the hire "online" leaves the shell.
-    draw().then(render).then(function () { return whenOnline(); }).then(function () { return draw(); });
+    draw().then(render).then(function () {
+      if (navigator.onLine) return whenOnline().then(function () { return draw(); });
+    });
     getMeta("sync").then(function (meta) {
       var seconds = (meta && meta.sync_seconds) || 60;
       setInterval(function () { if (navigator.onLine && !flushing) whenOnline(); }, seconds * 1000);

@@ -98,7 +98,11 @@ def board_kept_on_the_tablet(page: Page, server, day: dict) -> None:
 def offline_pickup(page: Page, day: dict, tmp_path) -> None:
     """Photo ID, condition, two photos and the signature of the pickup, with no connection."""
     page.locator(".board-link", has_text=day["pickup"]).click()
-    expect(page.get_by_role("heading", name=f"{day['pickup']} · Pickup")).to_be_visible()
+    try:
+        expect(page.get_by_role("heading", name=f"{day['pickup']} · Pickup")).to_be_visible()
+    except AssertionError as exc:  # say what the tablet showed instead
+        raise AssertionError(f"{exc}\nat {page.url}: {page.locator('#main').inner_text()[:1500]}\n"
+                             f"{page.console_errors}") from None
     page.get_by_label("Photo ID seen and matches the booking").check()
     page.get_by_role("button", name="Save ID check").click()
     expect(page.get_by_text("Photo ID checked.")).to_be_visible()
