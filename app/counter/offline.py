@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..filters import local_time
+from ..logging_setup import log
 from ..models import Hire, Inspection, OfflineStep, User
 from ..models.counter import PANEL_STATES
 from ..plain_text import plain_text_error
@@ -51,6 +52,7 @@ NEEDS_CONNECTION = {
 }
 DATA_URL = re.compile(r"^data:image/(png|jpeg|webp);base64,")
 APPLIED, CONFLICT, REFUSED = "applied", "conflict", "refused"
+RETRY = "retry"  # never kept: the step stays in the tablet's queue
 
 
 class BatchError(ValueError):
@@ -129,7 +131,14 @@ def apply_steps(steps: Any, *, by: User, now: datetime) -> list[dict[str, Any]]:
     if len(steps) > current_app.config["OFFLINE_BATCH_MAX_STEPS"]:
         raise BatchError(f"Send at most {current_app.config['OFFLINE_BATCH_MAX_STEPS']} steps at a time.")
     moved: dict[tuple[int, str], dict[Optional[int], int]] = {}  # versions moved by this batch
-    return [_apply_one(raw, by=by, now=now, moved=moved) for raw in steps]
+    answers: list[dict[str, Any]] = []
+    for raw in steps:
+        if answers and answers[-1]["outcome"] == RETRY:  # in order: the rest waits for it
+            key = raw.get("key") if isinstance(raw, dict) else ""
+            answers.append(_answer(str(key)[:64], RETRY, "Waiting for the step before it."))
+        else:
+            answers.append(_apply_one(raw, by=by, now=now, moved=moved))
+    return answers
 
 
 def _answer(key: str, outcome: str, message: str = "", **extra) -> dict[str, Any]:
@@ -177,10 +186,12 @@ def _apply_one(raw: Any, *, by: User, now: datetime, moved: dict) -> dict[str, A
                           answer=_answer(key, APPLIED), created_at=now)
         db.session.add(row)  # committed with the step by the service: both or neither
         _run(step, insp, data, by=by, done_at=done_at, version=expected)
-    except IntegrityError:  # the same key, sent twice at once: the other request applied it
+    except IntegrityError as exc:  # another request for this key or this record won the race
         db.session.rollback()
+        log().info("offline step lost a race", key=key, error=str(exc.orig).splitlines()[0])
         kept = db.session.scalar(select(OfflineStep).where(OfflineStep.key == key))
-        return kept.answer if kept is not None else _answer(key, REFUSED, "Send it again.")
+        # Not kept: nothing happened and the tablet keeps the step for its next try.
+        return kept.answer if kept is not None else _answer(key, RETRY, "Busy: it is sent again shortly.")
     except AlreadyProcessed as exc:
         db.session.rollback()
         db.session.expire_all()

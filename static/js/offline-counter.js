@@ -128,9 +128,11 @@
   function settle(batch, results) {
     return all("queue").then(function (queue) {
       var writes = [];
+      var busy = false;
       results.forEach(function (answer) {
         var entry = batch.filter(function (e) { return e.key === answer.key; })[0];
-        if (!entry) return;
+        if (!entry || busy) return;
+        if (answer.outcome === "retry") { busy = true; return; }  // it and the rest stay queued
         writes.push(remove("queue", entry.seq));
         queue = queue.filter(function (q) { return q.seq !== entry.seq; });
         if (answer.outcome === "applied") {
@@ -144,11 +146,13 @@
             });
           }
         } else {
+          var mine = {step: entry.step, kind: entry.kind, done_at: entry.done_at, data: entry.data};
           writes.push(put("answers", Object.assign({step: entry.step, kind: entry.kind, hire: entry.hire,
-                                                    at: new Date().toISOString()}, answer)));
+                                                    at: new Date().toISOString()}, answer,
+                                                   {tablet: answer.tablet || mine})));
         }
       });
-      return Promise.all(writes);
+      return Promise.all(writes).then(function () { return busy; });
     });
   }
 
@@ -170,18 +174,23 @@
           if (!response.ok) return "error";
           return response.json().then(function (body) {
             return settle(batch, body.results || []);
-          }).then(function () { render(); return sendQueue(false); });
+          }).then(function (busy) { render(); return busy ? "busy" : sendQueue(false); });
         }, function () { return "offline"; });
       });
     });
   }
 
+  var busyTries = 0;
   function flush() {
     if (flushing) return flushing;
     sentNow = 0;
     setSending(true);
     flushing = sendQueue(false).then(function (state) {
       lastProblem = state === "done" ? "" : state;
+      // The server was busy with the same record (another request of this tablet still
+      // running): a few more tries shortly, then the minutely sync.
+      busyTries = state === "busy" ? busyTries + 1 : 0;
+      if (state === "busy" && busyTries <= 5) setTimeout(flush, 1000 * busyTries);
       if (state === "done" && sentNow) return sync().then(function () { return state; });
       return state;
     }, function () { lastProblem = "error"; }).then(function () {

@@ -95,6 +95,12 @@ def board_kept_on_the_tablet(page: Page, server, day: dict) -> None:
     expect(page.locator(".board-link", has_text=day["pickup"])).to_be_visible()
 
 
+def go_offline(page: Page) -> None:
+    """The signal drops: the tablet says so (and the page settles before staff tap on)."""
+    page.context.set_offline(True)
+    expect(page.get_by_text(re.compile(r"^Offline · last updated \d\d:\d\d$"))).to_be_visible()
+
+
 def offline_pickup(page: Page, day: dict, tmp_path) -> None:
     """Photo ID, condition, two photos and the signature of the pickup, with no connection."""
     page.locator(".board-link", has_text=day["pickup"]).click()
@@ -171,8 +177,7 @@ def test_an_offline_pickup_and_return_reach_the_server_once(live_server, new_pag
     day = counter_day(live_server)
     page = new_page(*PORTRAIT)
     board_kept_on_the_tablet(page, live_server, day)
-    page.context.set_offline(True)
-    expect(page.get_by_text(re.compile(r"^Offline · last updated \d\d:\d\d$"))).to_be_visible()
+    go_offline(page)
     offline_pickup(page, day, tmp_path)
     shot(page, "offline-pickup")
     tablet_total = offline_return(page, day)
@@ -188,7 +193,7 @@ def test_the_connection_dropping_in_the_middle_of_sending_loses_and_repeats_noth
     day = counter_day(live_server)
     page = new_page(*PORTRAIT)
     board_kept_on_the_tablet(page, live_server, day)
-    page.context.set_offline(True)
+    go_offline(page)
     offline_pickup(page, day, tmp_path)
     tablet_total = offline_return(page, day)
     sent: list[str] = []
@@ -220,7 +225,7 @@ def test_a_return_settled_by_another_tablet_meanwhile_is_shown_with_both_version
     day = counter_day(live_server)
     page = new_page(*PORTRAIT)
     board_kept_on_the_tablet(page, live_server, day)
-    page.context.set_offline(True)
+    go_offline(page)
     page.locator(".board-link", has_text=day["back"]).click()
     page.get_by_label("Odometer (miles)").fill("30450")
     page.get_by_label("Fuel").select_option("6")
@@ -252,7 +257,7 @@ def test_a_step_queued_when_the_session_ended_is_sent_after_signing_in(live_serv
     day = counter_day(live_server)
     page = new_page(*PORTRAIT)
     board_kept_on_the_tablet(page, live_server, day)
-    page.context.set_offline(True)
+    go_offline(page)
     page.locator(".board-link", has_text=day["pickup"]).click()
     page.get_by_label("Photo ID seen and matches the booking").check()
     page.get_by_role("button", name="Save ID check").click()
@@ -281,7 +286,7 @@ def test_a_new_release_replaces_the_worker_and_keeps_the_queued_step(make_live_s
     page = new_page(*PORTRAIT)
     board_kept_on_the_tablet(page, server, day)
     assert page.evaluate("caches.keys()") == ["acme-counter-release-1"]
-    page.context.set_offline(True)
+    go_offline(page)
     page.locator(".board-link", has_text=day["pickup"]).click()
     page.get_by_label("Photo ID seen and matches the booking").check()
     page.get_by_role("button", name="Save ID check").click()
