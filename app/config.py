@@ -303,6 +303,7 @@ class Config:
     # refused (staff do it again). Photos are shrunk on the tablet before they are kept.
     OFFLINE_SYNC_SECONDS = 60
     OFFLINE_BATCH_MAX_STEPS = 20
+    OFFLINE_REQUEST_TIMEOUT_SECONDS = 20  # the tablet gives up on a sync or a send after this
     OFFLINE_STEP_MAX_AGE_HOURS = 36
     OFFLINE_PHOTO_MAX_SIDE = 1600
     OFFLINE_PHOTO_JPEG_QUALITY = 0.7

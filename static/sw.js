@@ -15,10 +15,21 @@ var CACHE = PREFIX + RELEASE;
 var SHELL = "/counter/offline";
 var ASSETS = [
   "/static/css/app.css", "/static/css/counter.css", "/static/css/offline-counter.css",
-  "/static/js/htmx-2.0.11.min.js", "/static/js/offline-counter.js", "/static/js/offline-charges.js",
+  "/static/js/htmx-2.0.11.min.js", "/static/js/offline-counter.js", "/static/js/offline-pages.js",
+  "/static/js/offline-charges.js",
   "/static/js/signature.js", "/static/js/dialogs.js", "/static/manifest.webmanifest", "/static/icon.svg",
 ];
 var NETWORK_ONLY = ["/counter/offline/sync", "/counter/offline/steps"];
+// A page the car park's signal has not brought in this long is shown from the tablet's copy.
+var NAVIGATION_TIMEOUT_MS = 8000;
+
+function networkFirst(request) {
+  return new Promise(function (resolve, reject) {
+    var timer = setTimeout(function () { reject(new Error("timed out")); }, NAVIGATION_TIMEOUT_MS);
+    fetch(request).then(function (r) { clearTimeout(timer); resolve(r); },
+                        function (e) { clearTimeout(timer); reject(e); });
+  });
+}
 
 function keepShell(cache, response) {
   // Only the page itself: not the sign-in page a lapsed session is sent to.
@@ -28,7 +39,8 @@ function keepShell(cache, response) {
 
 self.addEventListener("install", function (event) {
   event.waitUntil(caches.open(CACHE).then(function (cache) {
-    return cache.addAll(ASSETS).then(function () {
+    // One by one: a file missing from a release costs that file offline, not the worker.
+    return Promise.all(ASSETS.map(function (url) { return cache.add(url).catch(function () {}); })).then(function () {
       return fetch(SHELL, {credentials: "same-origin"}).then(function (r) { return keepShell(cache, r); },
                                                              function () { /* fetched later */ });
     });
@@ -74,7 +86,7 @@ self.addEventListener("fetch", function (event) {
     return;
   }
   if (request.mode === "navigate" && url.pathname.indexOf("/counter/") === 0) {
-    event.respondWith(fetch(request).catch(shellFromCache));
+    event.respondWith(networkFirst(request).catch(shellFromCache));
     return;
   }
   if (ASSETS.indexOf(url.pathname) !== -1) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import asdict
@@ -219,8 +220,15 @@ def test_the_batch_needs_json_a_list_and_the_csrf_token(staff_client, app):
 
 def test_the_service_worker_is_served_from_the_root_named_after_the_release(client, app):
     first = client.get("/sw.js")
+    body = first.get_data(as_text=True)
     assert first.status_code == 200 and first.mimetype == "text/javascript"
-    assert first.headers["Cache-Control"] == "no-cache" and "__RELEASE__" not in first.get_data(as_text=True)
+    assert first.headers["Cache-Control"] == "no-cache" and "__RELEASE__" not in body
+    kept = re.findall(r'"/static/([^"]+)"', body)
+    assert "js/offline-counter.js" in kept and "manifest.webmanifest" in kept
+    for name in kept:  # every file the worker keeps for offline use is served
+        served = client.get(f"/static/{name}")
+        served.close()
+        assert served.status_code == 200, name
     app.config["OFFLINE_RELEASE"] = "next-release"
     assert "next-release" in client.get("/sw.js").get_data(as_text=True)
 

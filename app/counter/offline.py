@@ -119,7 +119,8 @@ def sync_payload(*, branch_id: Optional[int], now: datetime) -> dict[str, Any]:
         "synced_at": _iso(now), "synced_at_local": local_time(now, fmt="%H:%M"),
         "rules": rules_payload(cfg), "panels": list(cfg["CONDITION_PANELS"]), "panel_states": list(PANEL_STATES),
         "photo": {"max_side": cfg["OFFLINE_PHOTO_MAX_SIDE"], "quality": cfg["OFFLINE_PHOTO_JPEG_QUALITY"]},
-        "sync_seconds": cfg["OFFLINE_SYNC_SECONDS"],
+        "sync_seconds": cfg["OFFLINE_SYNC_SECONDS"], "batch_max_steps": cfg["OFFLINE_BATCH_MAX_STEPS"],
+        "request_timeout_seconds": cfg["OFFLINE_REQUEST_TIMEOUT_SECONDS"],
         "hires": [hire_payload(h) for h in [*board.overdue, *board.returns, *board.pickups]],
     }
 
