@@ -25,7 +25,7 @@ from app.extensions import db
 from app.filters import money
 from app.models import AuditRecord, Hire, InspectionPhoto, LicenceCheck, OfflineStep, UserSession
 from tests import factories
-from tests.browser.test_counter import draw_signature, photo_file
+from tests.browser.test_counter import audit, draw_signature, photo_file, small_targets
 from tests.browser.test_counter_walk import shot
 
 from .conftest import browser_sign_in
@@ -180,8 +180,10 @@ def test_an_offline_pickup_and_return_reach_the_server_once(live_server, new_pag
     go_offline(page)
     offline_pickup(page, day, tmp_path)
     shot(page, "offline-pickup")
+    assert audit(page) == [] and small_targets(page) == []
     tablet_total = offline_return(page, day)
     shot(page, "offline-return")
+    assert audit(page) == [] and small_targets(page) == []
     page.context.set_offline(False)
     expect(page.get_by_text("Every step saved on this tablet has been sent.")).to_be_visible()
     assert_done_once(live_server, day, tablet_total)
