@@ -161,6 +161,8 @@
     var children = [el("h2", {text: "2. Charges"})];
     if (!rec.condition_recorded_at) {
       children.push(el("p", {"class": "muted", text: "Record the condition to see the charges."}));
+    } else if (!hire.out || hire.out.odometer === null) {
+      children.push(el("p", {"class": "muted", text: "The pickup's readings were not synced to this tablet: the charges show once online."}));
     } else if (meta.rules.revision !== OfflineCharges.REVISION) {
       children.push(el("p", {"class": "muted", text: "This tablet's copy of the charge rules is out of date: the charges show once online."}));
     } else {
