@@ -11,11 +11,14 @@ import json
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import requests
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -25,6 +28,7 @@ from app.counter.offline import rules_payload
 from app.extensions import db
 from app.models import AuditRecord, HireState, Inspection, InspectionPhoto, OfflineStep
 from tests import factories
+from tests.live_server import make_live_server  # noqa: F401  (fixture)
 from tests.test_counter import PANELS, condition, post, signature_png, verified_check
 
 CHARGES_JS = Path(__file__).resolve().parent.parent / "static" / "js" / "offline-charges.js"
@@ -275,3 +279,57 @@ def test_the_tablet_computes_the_same_charges_as_the_server(app):
     for name, mine, theirs in zip(CASES, tablet["results"], expected):
         assert mine == theirs, name
     assert any(total for _, total in expected) and any(total < 0 for _, total in expected)
+
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+RACE_ROUNDS = 8
+
+
+def _tablet(base_url: str, staff) -> requests.Session:
+    """A tablet signed in over real HTTP (password, then the authenticator's code)."""
+    tablet = requests.Session()
+    for path, data in (("/account/sign-in", {"email": staff.email, "password": factories.PASSWORD}),
+                       ("/account/two-factor", {"code": factories.two_factor_code(staff)})):
+        token = CSRF_RE.search(tablet.get(base_url + path, timeout=30).text).group(1)
+        assert tablet.post(base_url + path, data={"csrf_token": token, **data}, timeout=30).ok
+    return tablet
+
+
+def test_the_same_steps_sent_twice_at_once_happen_once(make_live_server):
+    """A tab reopened while its first send is still running: both send the same keys at the
+    same instant. Each step happens once; the loser is answered the same, or "retry" (kept
+    by the tablet and sent again), never a second application or a false refusal."""
+    server = make_live_server()
+    with server.app.app_context():
+        branch = factories.make_branch()
+        staff = factories.enrol_two_factor(factories.make_user("staff", branch=branch))
+        hires = [SimpleNamespace(reference=h.reference, id=h.id)
+                 for h in (_pickup_hire(branch) for _ in range(RACE_ROUNDS))]
+        tablet = _tablet(server.url, staff)
+    token = tablet.get(f"{server.url}/counter/offline/sync", timeout=30).json()["csrf_token"]
+
+    def send_now(body):
+        answer = tablet.post(f"{server.url}/counter/offline/steps", json=body, timeout=60,
+                             headers={"X-CSRFToken": token})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["results"]
+
+    for n, hire in enumerate(hires):
+        body = {"steps": [step(f"race-{n}-id-check", hire, "id_check"),
+                          step(f"race-{n}-condition", hire, "condition", odometer=12_001, fuel_eighths=8,
+                               checklist=checklist())]}
+        with ThreadPoolExecutor(2) as pool:
+            both = list(pool.map(send_now, [body, body]))
+        for answers in both:
+            assert [a["outcome"] for a in answers] in (["applied", "applied"], ["applied", "retry"],
+                                                       ["retry", "retry"]), answers
+        while any(a["outcome"] == "retry" for answers in both for a in answers):
+            both = [send_now(body)]  # what the tablet does next
+        assert [a["outcome"] for a in both[0]] == ["applied", "applied"]
+    with server.app.app_context():
+        for hire in hires:
+            actions = db.session.scalars(select(AuditRecord.action).where(
+                AuditRecord.object_id == str(hire.id))).all()
+            assert actions.count("pickup.id_checked") == 1 and actions.count("pickup.condition") == 1
+            insp = db.session.scalar(select(Inspection).where(Inspection.hire_id == hire.id))
+            assert insp.odometer_miles == 12_001 and insp.id_checked_at is not None

@@ -42,6 +42,7 @@ from .errors import AlreadyProcessed, CounterError
 from .inspections import PICKUP, RETURN
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+VERSIONED_STEPS = ("id_check", "condition", "signature")  # each moves the record's version on by one
 SAFE_STEPS = {"id_check": (PICKUP,), "condition": (PICKUP, RETURN), "photo": (PICKUP, RETURN),
               "signature": (PICKUP,)}
 NEEDS_CONNECTION = {
@@ -131,14 +132,21 @@ def apply_steps(steps: Any, *, by: User, now: datetime) -> list[dict[str, Any]]:
         raise BatchError("Send the steps as a list.")
     if len(steps) > current_app.config["OFFLINE_BATCH_MAX_STEPS"]:
         raise BatchError(f"Send at most {current_app.config['OFFLINE_BATCH_MAX_STEPS']} steps at a time.")
-    moved: dict[tuple[int, str], dict[Optional[int], int]] = {}  # versions moved by this batch
+    # The versions this batch's steps moved each record on (applied now or earlier: a step
+    # sent again answers as before), so the steps after them are checked against the record
+    # as those steps left it.
+    moved: dict[tuple[str, str], dict[int, int]] = {}
     answers: list[dict[str, Any]] = []
     for raw in steps:
         if answers and answers[-1]["outcome"] == RETRY:  # in order: the rest waits for it
             key = raw.get("key") if isinstance(raw, dict) else ""
             answers.append(_answer(str(key)[:64], RETRY, "Waiting for the step before it."))
-        else:
-            answers.append(_apply_one(raw, by=by, now=now, moved=moved))
+            continue
+        answer = _apply_one(raw, by=by, now=now, moved=moved)
+        before, after = answer.get("base_version"), answer.get("version")
+        if answer["outcome"] == APPLIED and before is not None and after is not None and after != before:
+            moved.setdefault((answer["hire"], str(raw.get("kind"))), {})[before] = after
+        answers.append(answer)
     return answers
 
 
@@ -172,8 +180,8 @@ def _apply_one(raw: Any, *, by: User, now: datetime, moved: dict) -> dict[str, A
     except (CounterError, ValueError) as exc:
         errors = exc.errors if isinstance(exc, CounterError) else {"": "The step's version is not a number."}
         return _keep(key, by, hire, step, _answer(key, REFUSED, "; ".join(errors.values()), errors=errors))
-    chain = moved.setdefault((hire.id, kind), {})
-    while base in chain:  # a step before it in this batch moved the version on
+    chain = moved.get((hire.reference, kind), {})
+    while base in chain:  # a step before it in this batch moved the version on (versions only grow)
         base = chain[base]
     insp = inspections.inspection(hire, kind)
     try:
@@ -183,9 +191,12 @@ def _apply_one(raw: Any, *, by: User, now: datetime, moved: dict) -> dict[str, A
         expected = base
         inspections.check_version(insp, expected)
         before = insp.version
-        row = OfflineStep(key=key, user_id=by.id, hire_id=hire.id, step=step, outcome=APPLIED,
-                          answer=_answer(key, APPLIED), created_at=now)
-        db.session.add(row)  # committed with the step by the service: both or neither
+        # The answer is committed with the step (both or neither), whole: a request sending
+        # the same key at the same moment may read it before this one has finished.
+        after = before + 1 if step in VERSIONED_STEPS else before
+        row = OfflineStep(key=key, user_id=by.id, hire_id=hire.id, step=step, outcome=APPLIED, created_at=now,
+                          answer=_answer(key, APPLIED, hire=hire.reference, version=after, base_version=before))
+        db.session.add(row)
         _run(step, insp, data, by=by, done_at=done_at, version=expected)
     except IntegrityError as exc:  # another request for this key or this record won the race
         db.session.rollback()
@@ -204,10 +215,9 @@ def _apply_one(raw: Any, *, by: User, now: datetime, moved: dict) -> dict[str, A
         return _keep(key, by, hire, step, _answer(key, REFUSED, "; ".join(exc.errors.values()),
                                                    errors=exc.errors, hire=hire.reference, tablet=tablet))
     db.session.refresh(insp)
-    if insp.version != before:  # versions only grow: following the chain always ends
-        chain[before] = insp.version
-    row.answer = _answer(key, APPLIED, hire=hire.reference, version=insp.version, base_version=before)
-    db.session.commit()
+    if insp.version != after:  # not expected (one update per step), but the answer must be true
+        row.answer = _answer(key, APPLIED, hire=hire.reference, version=insp.version, base_version=before)
+        db.session.commit()
     return row.answer
 
 
