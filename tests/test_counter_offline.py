@@ -204,8 +204,9 @@ def test_wrong_steps_are_refused_with_their_field(staff_client):
              checklist=checklist(left=("dent", "a\x00b"))),
         step("too-old-00001", hire, "id_check", done_at=_now() - timedelta(days=3)),
         {"key": "x", "step": "id_check"},
+        {"key": "not-a-step-01", "hire": hire.reference, "step": ["id_check"], "kind": {"pickup": 1}},
     ]).get_json()["results"]
-    assert [a["outcome"] for a in answers] == ["refused"] * 6
+    assert [a["outcome"] for a in answers] == ["refused"] * 7
     assert "odometer" in answers[0]["errors"] and "fuel_eighths" in answers[1]["errors"]
     assert "photo" in answers[2]["errors"] and "note_left" in answers[3]["errors"]
     assert "too long ago" in answers[4]["message"] and "key" in answers[5]["message"]

@@ -162,7 +162,7 @@ def _apply_one(raw: Any, *, by: User, now: datetime, moved: dict) -> dict[str, A
     kept = db.session.scalar(select(OfflineStep).where(OfflineStep.key == key))
     if kept is not None:
         return kept.answer
-    step, kind = raw.get("step"), raw.get("kind")
+    step, kind = (value if isinstance(value, str) else "" for value in (raw.get("step"), raw.get("kind")))
     reference = raw.get("hire") if isinstance(raw.get("hire"), str) else ""
     hire = counter_board.hire_by_reference(reference) if reference and not plain_text_error(reference) else None
     tablet = _tablet_side(raw)
