@@ -308,6 +308,20 @@ class Config:
     SIGNATURE_MAX_BYTES = 512 * 1024
     SIGNATURE_MAX_PIXELS = 1_000_000  # refused before decoding beyond this
     SIGNATURE_MAX_SIDE = 1200  # a wider one is scaled down to this many pixels
+    # The offline counter (issue 20): the tablet syncs every OFFLINE_SYNC_SECONDS while
+    # online and queues the offline-safe steps; they arrive later in batches of at most
+    # OFFLINE_BATCH_MAX_STEPS. A step done longer ago than OFFLINE_STEP_MAX_AGE_HOURS is
+    # refused (staff do it again). Photos are shrunk on the tablet before they are kept.
+    OFFLINE_SYNC_SECONDS = 60
+    OFFLINE_BATCH_MAX_STEPS = 20
+    OFFLINE_REQUEST_TIMEOUT_SECONDS = 20  # the tablet gives up on a sync or a send after this
+    OFFLINE_STEP_MAX_AGE_HOURS = 36
+    OFFLINE_PHOTO_MAX_SIDE = 1600
+    OFFLINE_PHOTO_JPEG_QUALITY = 0.7
+    # Names the service worker's cache: a new value makes tablets install the new worker and
+    # drop the old cache (queued steps live in IndexedDB and stay). Empty: derived from the
+    # offline files themselves, so each release that changes them gets a new one.
+    OFFLINE_RELEASE = ""
 
     # --- online check-in, extensions, the customer's own data (issue 18) ------------------
     # The terms the customer accepts: docs/terms/<TERMS_VERSION>.md (app/terms.py). A new

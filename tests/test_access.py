@@ -62,6 +62,12 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "counter.waive": ("POST", "/counter/hires/NOHIRE/return/waive", STAFF_AREA),
     "counter.settle": ("POST", "/counter/hires/NOHIRE/return/settle", STAFF_AREA),
     "counter.inspection_photo": ("GET", "/counter/photos/" + "0" * 64 + ".jpg", STAFF_AREA),
+    # The offline counter (issue 20): its page, the sync, the queued steps (400 for staff:
+    # no JSON body); the service worker itself holds nothing personal.
+    "counter.offline_page": ("GET", "/counter/offline", STAFF_AREA),
+    "counter.offline_sync": ("GET", "/counter/offline/sync", STAFF_AREA),
+    "counter.offline_steps": ("POST", "/counter/offline/steps", STAFF_AREA),
+    "main.service_worker": ("GET", "/sw.js", EVERYONE),
     "fleet.cars": ("GET", "/fleet/", STAFF_AREA),
     "admin.home": ("GET", "/admin/", {ADMIN}),
     # Card payments (issue 5): a customer's own hire only (404 here: no such hire); the

@@ -13,8 +13,9 @@ lifecycle's interface (app/booking/lifecycle.py), the one part of booking the co
 - `pickup.py`          the steps of a pickup and a return, hand-over or refusal
 - `car_return.py`      taking a car back: charges, damage, waivers, settlement, receipt, closing
 - `charges.py`         the named charge rules (pure); `previews.py` the money shown before settling
+- `offline.py`         the offline counter: what a tablet syncs, the steps it sends later
 - `routes.py`, `licence_routes.py` (the licence re-check: app/licence does the work),
-  `forms.py`  the pages (thin)
+  `offline_routes.py`, `forms.py`  the pages (thin)
 """
 
 from flask import Blueprint
@@ -24,4 +25,4 @@ from ..security import guard_blueprint
 bp = Blueprint("counter", __name__)
 guard_blueprint(bp, "staff", "admin")
 
-from . import licence_routes, routes  # noqa: E402,F401
+from . import licence_routes, offline_routes, routes  # noqa: E402,F401

@@ -15,6 +15,10 @@ from ..filters import money
 
 DAY = timedelta(hours=24)
 EIGHTHS_IN_TANK = 8
+# The offline tablet computes the same charges with its copy of these rules
+# (static/js/offline-charges.js, which states the same revision): change both together and
+# bump this, and a tablet still holding the old copy shows the charges only once online.
+RULES_REVISION = 2  # 2: the late-return line says how late and how the fee adds up (issue 17)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ S = HireState
 
 
 PICKUP, RETURN = "pickup", "return"
+NEEDED_STATE = {PICKUP: S.CONFIRMED, RETURN: S.ACTIVE}  # the hire's state while its steps are done
 UPLOAD_SUBDIR = "inspections"
 THUMB_SIDE = 320
 NOT_A_SIGNATURE = "The signature did not arrive as a picture; please sign again."
@@ -66,15 +67,18 @@ def starting_readings(hire: Hire, kind: str) -> Readings:
     return Readings(hire.car.odometer_miles, last_fuel)
 
 
+def _cannot(hire: Hire, kind: str) -> str:
+    return (f"This hire is {hire.state.replace('_', ' ')}: "
+            f"it cannot be {'picked up' if kind == PICKUP else 'returned'}.")
+
+
 def open_inspection(hire: Hire, kind: str, *, by: User, now: datetime) -> Inspection:
     """The pickup or return record for this hire, created on first use (resumable)."""
-    needed = S.CONFIRMED if kind == PICKUP else S.ACTIVE
     found = inspection(hire, kind)
     if found is not None:
         return found
-    if hire.hire_state != needed:
-        raise CounterError(f"This hire is {hire.state.replace('_', ' ')}: "
-                           f"it cannot be {'picked up' if kind == PICKUP else 'returned'}.")
+    if hire.hire_state != NEEDED_STATE[kind]:
+        raise CounterError(_cannot(hire, kind))
     found = Inspection(hire_id=hire.id, kind=kind, started_by_id=by.id, started_at=now,
                        checklist={}, damages=[], waivers={}, charge_lines=[])
     db.session.add(found)
@@ -90,6 +94,15 @@ def check_version(insp: Inspection, version: Optional[int]) -> None:
         raise AlreadyProcessed(f"This was already updated by {who} at "
                                f"{when.astimezone(ZoneInfo(current_app.config['DEFAULT_TIMEZONE'])):%H:%M}. "
                                "The page now shows the latest state.")
+
+
+def ensure_still_open(hire: Hire, kind: str, insp: Inspection | None) -> None:
+    """A step sent late (the offline counter) still applies: the hire is still waiting for
+    this pickup or return, and nobody finished it meanwhile (AlreadyProcessed if not)."""
+    if insp is not None and insp.completed_at is not None:
+        check_version(insp, -1)
+    if hire.hire_state != NEEDED_STATE[kind]:
+        raise AlreadyProcessed(_cannot(hire, kind))
 
 
 def commit_step(insp: Inspection) -> None:

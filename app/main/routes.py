@@ -1,7 +1,8 @@
+import hashlib
 from io import BytesIO
 from pathlib import Path
 
-from flask import abort, current_app, jsonify, render_template, send_file
+from flask import Response, abort, current_app, jsonify, render_template, send_file
 from sqlalchemy import select, text
 from werkzeug.datastructures import MultiDict
 
@@ -100,3 +101,29 @@ def outbox_attachment(email_id: int, filename: str):
         abort(404)
     return send_file(BytesIO(found.data), mimetype=found.mimetype, as_attachment=True,
                      download_name=found.filename)
+
+
+def offline_release() -> str:
+    """The name of this release's offline files: OFFLINE_RELEASE, else a digest of the
+    service worker and the scripts and styles it keeps (a release that changes any of them
+    gets a new name, so tablets install its worker)."""
+    if current_app.config["OFFLINE_RELEASE"]:
+        return current_app.config["OFFLINE_RELEASE"]
+    static = Path(current_app.static_folder or "static")
+    digest = hashlib.sha256()
+    for path in sorted([static / "sw.js", *static.glob("js/*.js"), *static.glob("css/*.css")]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@bp.get("/sw.js")
+@allow("public")
+@limiter.exempt
+def service_worker():
+    """The counter's service worker (static/sw.js), from the site's root so that it may
+    answer for the counter's pages; its cache is named after the release."""
+    static = Path(current_app.static_folder or "static")
+    body = (static / "sw.js").read_text().replace("__RELEASE__", offline_release())
+    response = Response(body, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response

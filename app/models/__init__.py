@@ -2,7 +2,7 @@
 
 from .audit import AuditRecord
 from .checkin import HireCheckin, HireDriver
-from .counter import Inspection, InspectionPhoto
+from .counter import Inspection, InspectionPhoto, OfflineStep
 from .crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund, InvalidCryptoTransition
 from .fleet import Branch, Car, CarClass, CarPhoto, MaintenanceBlock
 from .hires import (OCCUPYING_STATES, TRANSITIONS, Hire, HireState, HireStateChange,
@@ -27,7 +27,7 @@ __all__ = [
     "DurationTier", "Extra", "OneWayFee", "Season",
     "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund", "InvalidCryptoTransition",
     "PaymentStateChange", "StripeEvent",
-    "Inspection", "InspectionPhoto",
+    "Inspection", "InspectionPhoto", "OfflineStep",
     "EmailFile", "Invoice", "InvoiceCounter", "RentalAgreement",
     "HireCheckin", "HireDriver", "DataExport",
 ]

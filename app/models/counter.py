@@ -84,3 +84,20 @@ class InspectionPhoto(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     inspection: Mapped[Inspection] = relationship(back_populates="photos")
+
+
+class OfflineStep(db.Model):
+    """A counter step done on a tablet while it was offline, sent later under the tablet's
+    idempotency key. The answer is kept: the same key sent again (a flaky connection, a
+    reopened tab) changes nothing and gets the same answer (app/counter/offline.py)."""
+
+    __tablename__ = "offline_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    hire_id: Mapped[Optional[int]] = mapped_column(ForeignKey("hires.id", ondelete="CASCADE"), index=True)
+    step: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(12))  # applied, conflict, refused
+    answer: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -14,6 +14,7 @@ Browser tests are marked `browser` and `postgres`: they run in the PostgreSQL pa
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Callable
 from urllib.parse import urlsplit
@@ -45,8 +46,15 @@ CSP_LISTENER = """document.addEventListener('securitypolicyviolation', e => wind
 expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
 
 
+# Without it, `context.set_offline(True)` and `context.route` do not reach what a service
+# worker fetches (the counter's, issue 20): an "offline" tablet would still be served by the
+# network through its worker. Read by Playwright's driver when it starts.
+SERVICE_WORKER_NETWORK = "PW_EXPERIMENTAL_SERVICE_WORKER_NETWORK_EVENTS"
+
+
 @pytest.fixture(scope="session")
 def _playwright():
+    os.environ.setdefault(SERVICE_WORKER_NETWORK, "1")
     with sync_playwright() as p:
         yield p
 
