@@ -36,7 +36,9 @@ NOT_PAGES = {"static", "media.car_photo", "counter.inspection_photo", "admin.aud
              "booking.licence_photo", "paperwork.agreement_pdf", "paperwork.agreement_status",
              "paperwork.invoice_download", "paperwork.invoices_csv", "privacy.download_export",
              # Pictures (issue 17): the favicon and the narrower copies of car photos.
-             "main.favicon", "media.car_photo_width"}
+             "main.favicon", "media.car_photo_width",
+             # The offline counter's JSON sync and the service worker's script (issue 20).
+             "counter.offline_sync", "main.service_worker"}
 # Never followed by the crawl: signing out ends the session the crawl works in.
 CRAWL_SKIP_PREFIXES = ("/static/", "/media/", "/account/sign-out", "/counter/photos/")
 CRAWL_SKIP_SUFFIXES = (".csv", ".jpg", ".png", ".svg", ".ics", ".pdf")
@@ -144,7 +146,8 @@ def seeds(world: World, role: str) -> list[str]:
                    f"/counter/hires/{h['late_pickup']}/no-show", "/fleet/", "/fleet/cars/new",
                    f"/fleet/cars/{world.car_id}", f"/fleet/cars/{world.car_id}/edit",
                    f"/fleet/hires/{h['back_late']}", f"/pay/{h['settled']}/receipt",
-                   "/pay/crypto/review", "/account/two-factor/recovery-codes", "/accessibility"]
+                   "/pay/crypto/review", "/account/two-factor/recovery-codes", "/accessibility",
+                   "/counter/offline"]  # the offline counter's page: opened by the service worker
     if role == "staff":
         return staff_pages
     return ["/admin/", "/admin/staff", "/admin/staff/invite", "/admin/prices", "/admin/audit",
