@@ -125,6 +125,9 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     from .navigation import init_navigation
     init_navigation(app)
 
+    from .refdata import init_refdata
+    init_refdata(app)
+
     from .pagecache import init_page_cache
     init_page_cache(app)
     return app

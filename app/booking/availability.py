@@ -14,10 +14,12 @@ from typing import Mapping, Optional
 
 from flask import current_app
 from sqlalchemy import and_, exists, func, literal, literal_column, or_, select
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm import joinedload
 
+from .. import refdata
 from ..extensions import db
 from ..models import Car, CarClass, Occupancy, User
+from ..refdata import CarClassRef
 from .eligibility import is_young_driver
 from .errors import BookingError, CarTaken
 from .pricing import Quote, RateTables
@@ -51,12 +53,12 @@ def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int
                          exclude_car_id: int | None = None):
     """Cars at the pickup branch, free for the whole trip plus cleaning buffer, cheapest first.
 
-    One statement: the cars, their class, and the count of all matches (window function).
+    One statement: the cars (as plain columns: `CarView.from_row`), and the count of all
+    matches (window function).
     """
     rate = func.coalesce(Car.daily_rate_override_pence, CarClass.daily_rate_pence)
-    q = (select(Car, func.count().over().label("matches"))
+    q = (select(*CAR_COLUMNS, func.count().over().label("matches"))
          .join(Car.car_class)
-         .options(contains_eager(Car.car_class))
          .where(Car.status == "available", Car.home_branch_id == trip.pickup_branch.id,
                 ~_busy(trip.start, trip.until()))
          .order_by(rate, Car.id))
@@ -75,9 +77,44 @@ def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int
     return q
 
 
+# What the booking pages show of a car, read as plain columns: building ORM objects for a
+# page of cars cost more than the rest of the query (issue 19). Its class comes from the
+# reference data (app/refdata.py).
+CAR_COLUMNS = (Car.id, Car.make, Car.model, Car.year, Car.seats, Car.doors, Car.transmission,
+               Car.fuel_type, Car.photo, Car.status, Car.home_branch_id, Car.car_class_id,
+               Car.daily_rate_override_pence)
+
+
+@dataclass(frozen=True)
+class CarView:
+    """A car as the booking pages show and price it (the attributes of `Car` they use)."""
+
+    id: int
+    make: str
+    model: str
+    year: int
+    seats: int
+    doors: int
+    transmission: str
+    fuel_type: str
+    photo: str
+    status: str
+    home_branch_id: int
+    car_class_id: int
+    daily_rate_override_pence: int | None
+    car_class: CarClassRef
+
+    @classmethod
+    def from_row(cls, row, reference: refdata.Reference) -> "CarView":
+        # A class created after this request's snapshot was taken is read now.
+        car_class = reference.car_class(row.car_class_id) or refdata.car_class_ref(
+            db.session.get(CarClass, row.car_class_id))
+        return cls(*(row[i] for i in range(len(CAR_COLUMNS))), car_class=car_class)
+
+
 @dataclass(frozen=True)
 class Offer:
-    car: Car
+    car: CarView | Car
     quote: Quote
 
 
@@ -94,13 +131,24 @@ def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User]
     """Free cars for the trip with their full price (no extras), cheapest first."""
     rows = db.session.execute(available_cars_query(
         trip, filters, limit=limit or current_app.config["SEARCH_RESULTS_LIMIT"])).all()
+    reference = refdata.current()
     tables = load_rate_tables()
     young = is_young_driver(customer, trip)
-    offers = [Offer(car, price(car, trip, {}, young_driver=young, tables=tables)) for car, _ in rows]
+    # Without extras, a car's price depends only on its daily rate and deposit: cars of one
+    # class share one quote (frozen, so sharing is safe).
+    quotes: dict[tuple[int, int], Quote] = {}
+    offers = []
+    for row in rows:
+        car = CarView.from_row(row, reference)
+        key = (car.daily_rate_override_pence or car.car_class.daily_rate_pence,
+               car.car_class.deposit_pence)
+        if key not in quotes:
+            quotes[key] = price(car, trip, {}, young_driver=young, tables=tables)
+        offers.append(Offer(car, quotes[key]))
     return SearchResult(offers, rows[0].matches if rows else 0, young, tables)
 
 
-def alternatives(trip: Trip, car: Car, *, customer: Optional[User] = None) -> list[Offer]:
+def alternatives(trip: Trip, car: Car | CarView, *, customer: Optional[User] = None) -> list[Offer]:
     """Up to three free cars for the same trip: the same class first, then any."""
     same = search(trip, Filters(car_class=car.car_class.code), customer=customer,
                   limit=ALTERNATIVES_SHOWN + 1).offers
@@ -128,9 +176,16 @@ def bookable_car(car_id: int, trip: Trip) -> Car:
 
 def offer_for(car_id: int, trip: Trip, extras: Mapping[str, int], *,
               customer: Optional[User] = None) -> Offer:
-    """The quote for one car; CarTaken (with alternatives) when it is not free for the trip."""
-    car = bookable_car(car_id, trip)
-    if not is_free(car.id, trip):
+    """The quote for one car; CarTaken (with alternatives) when it is not free for the trip.
+
+    One statement: the car and whether anything occupies it during the trip."""
+    row = db.session.execute(select(*CAR_COLUMNS, _busy(trip.start, trip.until()).label("busy"))
+                             .where(Car.id == car_id)).first()
+    if row is None or row.status != "available" or row.home_branch_id != trip.pickup_branch.id:
+        raise BookingError({"": f"That car cannot be picked up at {trip.pickup_branch.name}. "
+                                "Please search again."})
+    car = CarView.from_row(row, refdata.current())
+    if row.busy:
         raise CarTaken("That car is not free for those dates.",
                        alternatives(trip, car, customer=customer))
     return Offer(car, price(car, trip, extras, young_driver=is_young_driver(customer, trip)))

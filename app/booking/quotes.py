@@ -1,15 +1,16 @@
-"""The server's price for a car and a trip: the named rate tables read from the database
-and settings, handed to the pure price engine (`pricing.py`)."""
+"""The server's price for a car and a trip: the named rate tables from the reference data
+(app/refdata.py: read once per worker, checked once per request) and settings, handed to the
+pure price engine (`pricing.py`)."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
 from flask import current_app
-from sqlalchemy import select
 
-from ..extensions import db
-from ..models import Car, DurationTier, Extra, OneWayFee, Season
+from .. import refdata
+from ..models import Car
+from ..refdata import ExtraRef
 from . import pricing
 from .errors import BookingError
 from .pricing import PricingError, Quote, RateTables
@@ -17,18 +18,21 @@ from .trips import Trip
 
 
 def load_rate_tables() -> RateTables:
-    """The named rate tables as the price engine wants them (database tables + settings)."""
+    """The named rate tables as the price engine wants them (reference data + settings),
+    built once per reference-data snapshot (app/refdata.py)."""
+    reference = refdata.current()
+    return reference.derived("booking.rate_tables", lambda: _rate_tables(reference))
+
+
+def _rate_tables(reference: refdata.Reference) -> RateTables:
     cfg = current_app.config
-    tiers = [pricing.Tier(t.min_days, t.percent_off)
-             for t in db.session.scalars(select(DurationTier).order_by(DurationTier.min_days))]
-    seasons = [pricing.SeasonRule(s.code, s.name, s.starts_on, s.ends_on, s.percent)
-               for s in db.session.scalars(select(Season).order_by(Season.starts_on, Season.code))]
-    extras = [pricing.ExtraRate(e.code, e.name, e.per_day_pence, e.cap_pence, e.max_quantity, e.group)
-              for e in active_extras()]
-    fees = {(f.from_branch_id, f.to_branch_id): f.fee_pence
-            for f in db.session.scalars(select(OneWayFee))}
     return RateTables(
-        tiers=tuple(tiers), seasons=tuple(seasons), extras=tuple(extras), one_way_fees=fees,
+        tiers=tuple(pricing.Tier(t.min_days, t.percent_off) for t in reference.tiers),
+        seasons=tuple(pricing.SeasonRule(s.code, s.name, s.starts_on, s.ends_on, s.percent)
+                      for s in reference.seasons),
+        extras=tuple(pricing.ExtraRate(e.code, e.name, e.per_day_pence, e.cap_pence,
+                                       e.max_quantity, e.group) for e in reference.extras),
+        one_way_fees=dict(reference.one_way_fees),
         one_way_default_pence=cfg["ONE_WAY_DEFAULT_FEE_PENCE"],
         weekend_days=frozenset(cfg["WEEKEND_DAYS"]), weekend_percent=cfg["WEEKEND_SURCHARGE_PERCENT"],
         young_driver_per_day_pence=cfg["YOUNG_DRIVER_DAILY_PENCE"],
@@ -37,12 +41,12 @@ def load_rate_tables() -> RateTables:
     )
 
 
-def active_extras() -> list[Extra]:
-    return list(db.session.scalars(
-        select(Extra).where(Extra.active.is_(True)).order_by(Extra.sort_order, Extra.id)))
+def active_extras() -> list[ExtraRef]:
+    """The extras customers can choose, in the order they see them (reference data)."""
+    return list(refdata.current().extras)
 
 
-def daily_rate_pence(car: Car) -> int:
+def daily_rate_pence(car: Car) -> int:  # or availability.CarView
     return car.daily_rate_override_pence or car.car_class.daily_rate_pence
 
 

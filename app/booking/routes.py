@@ -10,13 +10,13 @@ from typing import Optional
 
 from flask import abort, current_app, flash, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from ..extensions import db
+from .. import refdata
 from ..filters import money
-from ..models import Branch, CarClass, Hire, HireState, User, utcnow
+from ..models import Hire, HireState, User, utcnow
 from ..pagecache import public_cache
+from ..refdata import BranchRef, CarClassRef
 from ..security import allow
 from ..web import add_errors, render, see_other
 from . import availability, bp
@@ -52,15 +52,15 @@ def _customer() -> Optional[User]:
     return current_user if current_user.is_authenticated else None  # type: ignore[return-value]
 
 
-def _branches() -> list[Branch]:
-    return list(db.session.scalars(select(Branch).order_by(Branch.name)))
+def _branches() -> list[BranchRef]:
+    return list(refdata.current().branches)  # by name
 
 
-def _classes() -> list[CarClass]:
-    return list(db.session.scalars(select(CarClass).order_by(CarClass.daily_rate_pence)))
+def _classes() -> list[CarClassRef]:
+    return list(refdata.current().classes)  # by daily rate
 
 
-def _default_args(branches: list[Branch]) -> MultiDict:
+def _default_args(branches: list[BranchRef]) -> MultiDict:
     """A first search: the first branch, the next open day, three days."""
     if not branches:
         return MultiDict()

@@ -10,6 +10,7 @@ from .licence import LicenceCheck, LicenceCheckStatus
 from .mail import OutboundEmail
 from .payments import Payment, PaymentStateChange, StripeEvent
 from .pricing import DurationTier, Extra, OneWayFee, Season
+from .refdata import REFERENCE_TABLES, ReferenceDataVersion
 from .reporting import ReportFact, ReportGroupFact, ReportRefresh
 from .types import utcnow
 from .users import CustomerProfile, LicenceStatus, Role, User, UserSession, session_key_hash
@@ -25,4 +26,5 @@ __all__ = [
     "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund", "InvalidCryptoTransition",
     "PaymentStateChange", "StripeEvent",
     "Inspection", "InspectionPhoto",
+    "REFERENCE_TABLES", "ReferenceDataVersion",
 ]
