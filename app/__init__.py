@@ -121,6 +121,8 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
 
     from .filters import register_filters
     register_filters(app)
+    from .web import row_url
+    app.add_template_global(row_url, "row_url")
 
     from .navigation import init_navigation
     init_navigation(app)

@@ -133,6 +133,26 @@ def migrate_and_seed(app, customers: int) -> list[int]:
         return ids
 
 
+def customer_ids(app) -> list[int]:
+    """The customers of a database filled earlier (--reuse-db)."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import User
+    with app.app_context():
+        ids = list(db.session.scalars(select(User.id).where(User.role == "customer")
+                                      .order_by(User.id)))
+        db_dispose()
+    return ids
+
+
+def db_dispose() -> None:
+    """Close this process's connections (inside an app context): the stack's workers need them."""
+    from app.extensions import db
+    db.session.remove()
+    db.engine.dispose()
+
+
 @dataclass
 class BrowserSession:
     """What a signed-in browser sends: its session cookie and the CSRF token of its pages."""

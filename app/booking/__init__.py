@@ -19,7 +19,7 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `scheduled.py`     the scheduler's share: expire unpaid holds, queue reminders
 - `my_bookings.py`   the customer's own bookings and how the ones that never went out ended
 - `emails.py`, `ics.py`  the booking's emails and their calendar attachment
-- `routes.py`, `forms.py`  the pages (thin), `seed.py` demo rate tables
+- `routes.py`, `forms.py`  the pages (thin), `links.py` their repeated links, `seed.py` demo rate tables
 
 Hire states move only through `Hire.transition` (app/models/hires.py). No car is ever
 double-booked: availability checks first for a friendly answer, and the database's
@@ -30,4 +30,4 @@ from flask import Blueprint
 
 bp = Blueprint("booking", __name__)
 
-from . import lifecycle, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)
+from . import lifecycle, links, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)

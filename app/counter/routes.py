@@ -14,11 +14,12 @@ from flask import abort, current_app, flash, request, send_from_directory, url_f
 from flask_login import current_user
 from sqlalchemy import select
 
+from .. import refdata
 from ..booking import no_show as no_shows
 from ..booking.errors import BookingError
 from ..extensions import db
 from ..filters import money
-from ..models import Branch, Hire, InspectionPhoto, utcnow
+from ..models import Hire, InspectionPhoto, utcnow
 from ..plain_text import plain_text_error
 from ..web import add_errors, int_arg, render, see_other
 from . import bp, car_return, counter_board, inspections, pickup, previews
@@ -55,7 +56,7 @@ def board():
     query_error = plain_text_error(query)
     if query_error:  # PostgreSQL cannot search for a NUL: say so and show the whole board
         query = ""
-    branches = db.session.scalars(select(Branch).order_by(Branch.name)).all()
+    branches = refdata.current().branches  # by name; read once per worker (app/refdata.py)
     return render("counter/board.html", "counter/partials/_board.html",
                   422 if query_error or branch_error else 200,
                   board=counter_board.board(branch_id=branch_id, now=utcnow(), query=query),
