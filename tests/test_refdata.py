@@ -274,3 +274,21 @@ def test_a_running_two_worker_server_prices_with_the_new_rate_at_once(_schema, a
             master.kill()
             master.wait()
         log.close()
+
+
+# --- links built once per request ---------------------------------------------------------------
+
+def test_list_links_are_exactly_what_url_for_builds(app):
+    from flask import url_for
+
+    from app.booking.links import quote_url
+    from app.web import row_url
+    args = {"pickup_branch": "1", "return_branch": "2", "pickup_at": "2031-02-03T10:00",
+            "return_at": "2031-02-06T10:00", "extra_gps": "y & more/ä"}
+    with app.test_request_context("/"):
+        for car_id in (1, 20, 123456):
+            assert quote_url(car_id, args) == url_for("booking.quote", car_id=car_id, **args)
+        assert quote_url(7, {}) == url_for("booking.quote", car_id=7)
+        for reference in ("ABC123", "X0Y", "R0000007"):
+            assert row_url("counter.hire", "reference", reference) == \
+                url_for("counter.hire", reference=reference)
