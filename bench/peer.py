@@ -186,9 +186,9 @@ def main() -> int:
             assert page.status_code == 200 and "Sign out" in page.text, page.status_code
             peer_page = requests.get(peer_url, timeout=60)
             assert peer_page.status_code == 200 and "Car 20: 3 days" in peer_page.text
+            priced = page.text.count('class="total"')
             print(f"ours: {stack.base_url + search_path} ({len(page.content):,} B, "
-                  f"{len(common.re.findall('class=\"total\"', page.text))} cars priced); "
-                  f"peer: {peer_url} ({len(peer_page.content):,} B)")
+                  f"{priced} cars priced); peer: {peer_url} ({len(peer_page.content):,} B)")
             targets = {"ours": (stack.base_url + search_path, ours_headers), "peer": (peer_url, {})}
             for name, (url, headers) in targets.items():  # warm both
                 common.wrk(url, connections=CLIENTS, seconds=3, headers=headers)
