@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template, session
-from flask_login import current_user
+from flask import Flask
 from sqlalchemy import event
 
-from .config import BASE_DIR, LOCAL_ENVS, Config, _normalise_db_url
-from .extensions import csrf, db, htmx, limiter, login_manager, migrate, talisman
-
-CSP = {
-    "default-src": "'self'",
-    "img-src": ["'self'", "data:", "blob:"],
-    "style-src": "'self'",
-    "script-src": "'self'",
-    "connect-src": "'self'",
-    "frame-ancestors": "'none'",
-    "form-action": "'self'",
-    "base-uri": "'self'",
-    "object-src": "'none'",
-}
+from .config import BASE_DIR, Config, _normalise_db_url
+from .extensions import db, migrate
+from .settings import Portal, init_settings
 
 
 def create_app(config: type | dict[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = Portal(
         __name__,
         template_folder=str(BASE_DIR / "templates"),
         static_folder=str(BASE_DIR / "static"),
@@ -40,11 +27,7 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     elif config is not None:
         app.config.from_object(config)
     _finish_config(app)
-
-    if app.config["TRUSTED_PROXY_COUNT"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-        proxies = app.config["TRUSTED_PROXY_COUNT"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    init_settings(app)  # typed, per domain: app/settings.py
 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     Path(app.config["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -55,111 +38,42 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     _tune_sqlite(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
-    csrf.init_app(app)
-    htmx.init_app(app)
-    limiter.init_app(app)
-    login_manager.init_app(app)
-    login_manager.login_view = "accounts.sign_in"
-    login_manager.login_message = "Please sign in to continue."
-    login_manager.login_message_category = "info"
-    talisman.init_app(
-        app,
-        force_https=app.config["FORCE_HTTPS"],
-        strict_transport_security=app.config["ENV_NAME"] == "production",
-        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
-        content_security_policy=CSP,
-        frame_options="DENY",
-        referrer_policy="strict-origin-when-cross-origin",
-        permissions_policy={"geolocation": "()", "microphone": "()", "camera": "(self)"},
-    )
-
     from . import models  # noqa: F401  (register the models with SQLAlchemy)
-    from .accounts.sessions import load as load_session
-    login_manager.user_loader(load_session)
 
-    from .security import enforce_access, refuse_nul_bytes
-    app.before_request(refuse_nul_bytes)
-    app.before_request(enforce_access)
+    from .web import BoundedIntConverter
+    app.url_map.converters["int"] = BoundedIntConverter  # before any route is added
+
+    from .request_hooks import install as install_request_hooks
+    install_request_hooks(app)  # what runs on every request, in order: app/request_hooks.py
 
     from .errors import register_error_handlers
     register_error_handlers(app)
 
-    from .web import BoundedIntConverter
-    app.url_map.converters["int"] = BoundedIntConverter  # before any route is added
     _register_blueprints(app)
-
-    from .metrics import init_metrics
-    init_metrics(app)
 
     from .cli import register_cli
     register_cli(app)
 
-    from .jobs.booking import start_dev_ticker
-
-    @app.before_request
-    def _start_dev_ticker() -> None:
-        """Development: the scheduler's tick (holds, reminders, no-shows...) from the
-        in-process job pool, started on the first request (app/jobs/booking.py)."""
-        start_dev_ticker(app)
-
-    @app.after_request
-    def vary_on_htmx(response):
-        response.vary.add("HX-Request")
-        return response
-
-    @app.after_request
-    def keep_personal_pages_out_of_caches(response):
-        # Signed-in pages carry personal data (issue 9): never stored by a browser or proxy
-        # cache. The session is checked, not current_user, so no database query happens here.
-        if "_user_id" in session and "Cache-Control" not in response.headers:
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
-    @app.context_processor
-    def inject_globals():
-        return {"current_user": current_user, "app_env": app.config["ENV_NAME"]}
-
     from .filters import register_filters
     register_filters(app)
     from .web import row_url
-    app.add_template_global(row_url, "row_url")
-
-    from .navigation import init_navigation
-    init_navigation(app)
-
-    from .refdata import init_refdata
-    init_refdata(app)
-
-    from .pagecache import init_page_cache
-    init_page_cache(app)
+    app.add_template_global(row_url, "row_url")  # the rows of long lists (app/web.py)
     return app
 
 
 def _finish_config(app: Flask) -> None:
     """Derive settings that depend on others; refuse an unsafe production start."""
+    from .production import check_production, is_production_like  # web3: not at `import app`
     cfg = app.config
     cfg["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(cfg["SQLALCHEMY_DATABASE_URI"])
     if not cfg["JOBS_MODE"]:
         cfg["JOBS_MODE"] = "rq" if cfg["REDIS_URL"] else "thread"
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URI") or (
         cfg["REDIS_URL"] or "memory://")
-    if cfg["ENV_NAME"] not in LOCAL_ENVS:
-        # Fail closed: anything not explicitly development or test is treated as production.
+    if is_production_like(cfg["ENV_NAME"]):
         cfg["SESSION_COOKIE_SECURE"] = True
         cfg["REMEMBER_COOKIE_SECURE"] = True
-        if (cfg["SECRET_KEY"] in ("", cfg["INSECURE_DEV_SECRET"])
-                or len(cfg["SECRET_KEY"]) < cfg["SECRET_KEY_MIN_LENGTH"]):
-            raise RuntimeError(
-                f"Refusing to start in ACME_ENV={cfg['ENV_NAME']!r} without a real SECRET_KEY "
-                f"(at least {cfg['SECRET_KEY_MIN_LENGTH']} characters, from the environment). "
-                "For a local run set ACME_ENV=development.")
-        if cfg["PASSWORD_HASH_MEMORY_KIB"] < 19 * 1024 or cfg["PASSWORD_HASH_TIME_COST"] < 2:
-            raise RuntimeError("Refusing to start with the tests' cheap password hashing "
-                               "(PASSWORD_HASH_*): OWASP asks for at least 19 MiB, 2 passes.")
-    if cfg["ENV_NAME"] == "production":
-        if cfg["MAIL_BACKEND"] == "outbox":
-            raise RuntimeError("The development mail outbox cannot be used in production; "
-                               "set MAIL_BACKEND=smtp.")
+    check_production(cfg)  # every production check: app/production.py
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {}
 
@@ -197,6 +111,8 @@ def _register_blueprints(app: Flask) -> None:
     from .main import bp as main_bp
     from .payments import bp as payments_bp
     from .counter import bp as counter_bp
+    from .paperwork import bp as paperwork_bp
+    from .privacy import bp as privacy_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(accounts_bp, url_prefix="/account")
@@ -205,4 +121,6 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(counter_bp, url_prefix="/counter")
     app.register_blueprint(fleet_bp, url_prefix="/fleet")
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(paperwork_bp, url_prefix="/paperwork")
     app.register_blueprint(media_bp, url_prefix="/media")  # car photos: public
+    app.register_blueprint(privacy_bp)  # /account/data (customers), /admin/privacy (admins)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
@@ -11,6 +11,7 @@ from .extensions import db
 from .jobs.chain import scan_chain, watch
 from .jobs.payments import place_due_deposit_holds
 from .ops import ping_worker
+from .settings import settings
 
 acme = AppGroup("acme", help="ACME Rentals commands.")
 acme.add_command(ping_worker)
@@ -35,7 +36,7 @@ def chain_scan_command() -> None:
 @click.option("--every", type=float, default=None, help="Seconds between scans.")
 def chain_watch_command(every: float | None) -> None:
     """Scan the chain for ever (a systemd service on the worker host runs this)."""
-    watch(every or current_app.config["CHAIN_SCAN_INTERVAL_SECONDS"])
+    watch(every or settings().payments.chain_scan_interval_seconds)
 
 
 @acme.command("create-admin")
@@ -49,8 +50,8 @@ def create_admin(email: str, full_name: str, password: str) -> None:
     from .accounts.services import find_user_by_email, hash_password
     from .models import Role, User
 
-    error = v.password_error(password, min_length=current_app.config["PASSWORD_MIN_LENGTH"],
-                             min_score=current_app.config["PASSWORD_MIN_ZXCVBN_SCORE"],
+    error = v.password_error(password, min_length=settings().security.password_min_length,
+                             min_score=settings().security.password_min_zxcvbn_score,
                              user_inputs=[email, full_name])
     if error:
         raise click.BadParameter(error, param_hint="password")
@@ -67,6 +68,12 @@ def create_admin(email: str, full_name: str, password: str) -> None:
     click.echo(f"Admin {user.email} is ready.")
 
 
+FIRST_STAFF_SIGN_IN = (
+    "Staff and admin set up two-factor sign-in the first time they sign in: scan the QR code\n"
+    "with an authenticator app (or type the key shown under it), enter its 6-digit code and keep\n"
+    "the recovery codes; every later sign-in asks for a code from the app.")
+
+
 @acme.command("demo")
 def demo() -> None:
     """Load the demo data (idempotent) and print the demo sign-ins."""
@@ -78,6 +85,7 @@ def demo() -> None:
     click.echo(f"Demo data ready: {cars} cars. Sign in at /account/sign-in with:")
     for email, password in people.items():
         click.echo(f"  {email:<22} {password}")
+    click.echo(FIRST_STAFF_SIGN_IN)
 
 
 @acme.command("tick")

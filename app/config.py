@@ -123,6 +123,11 @@ class Config:
     # client address the sign-in rate limit sees comes from them. 0: no proxy (development).
     TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
+    # --- accessibility statement (issue 17) ----------------------------------------------
+    ACCESSIBILITY_CONTACT_EMAIL = "accessibility@acme-rentals.example"
+    ACCESSIBILITY_REPLY_WORKING_DAYS = 5
+    ACCESSIBILITY_REVIEWED_ON = "2026-12-05"  # when the statement was last checked against the tests
+
     # --- mail ----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "outbox")  # outbox (dev only) | smtp
     MAIL_SENDER = "ACME Rentals <no-reply@acme-rentals.example>"
@@ -177,6 +182,9 @@ class Config:
     CAR_PHOTO_MAX_SIDE = 2400  # larger photos are scaled down to this many pixels
     CAR_PHOTO_MAX_PER_CAR = 8
     CAR_PHOTO_CACHE_SECONDS = 365 * 24 * 60 * 60  # names are content hashes: never stale
+    FAVICON_CACHE_SECONDS = 7 * 24 * 60 * 60  # /favicon.ico: browsers keep it this long
+    # Narrower copies of each photo for `srcset` (pixels wide), made on first request.
+    CAR_PHOTO_WIDTHS = (320, 640, 960)
     CAR_OLDEST_YEAR = 1990
     CAR_MAX_ODOMETER_MILES = 1_000_000
     CAR_MAX_DAILY_RATE_PENCE = 1_000_000
@@ -209,6 +217,9 @@ class Config:
     BOOKING_MAX_ADVANCE_DAYS = 365
     MAX_HOLDS_PER_CUSTOMER = 2  # unpaid holds at once, so one person cannot hold the fleet
     SEARCH_RESULTS_LIMIT = 24
+    # When nothing is free: look this many days either way for the nearest dates with a car
+    # (same times and length), at most two counts a day (app/booking/suggestions.py).
+    SEARCH_NEAREST_DATES_DAYS = 14
     VAT_PERCENT = 20
     WEEKEND_DAYS = ("sat", "sun")
     WEEKEND_SURCHARGE_PERCENT = 10  # on the daily rate, per charged period starting on those days
@@ -298,6 +309,26 @@ class Config:
     SIGNATURE_MAX_PIXELS = 1_000_000  # refused before decoding beyond this
     SIGNATURE_MAX_SIDE = 1200  # a wider one is scaled down to this many pixels
 
+    # --- online check-in, extensions, the customer's own data (issue 18) ------------------
+    # The terms the customer accepts: docs/terms/<TERMS_VERSION>.md (app/terms.py). A new
+    # version is a new file; the version accepted is kept with each check-in.
+    TERMS_DIR = str(BASE_DIR / "docs" / "terms")
+    TERMS_VERSION = "v1"
+    # Online check-in opens this long before pickup and closes at pickup.
+    CHECKIN_OPENS_HOURS = 48
+    ADDITIONAL_DRIVERS_MAX = 3  # per hire, besides the hirer
+    # The licence photo (front): checked and re-encoded as car photos are.
+    LICENCE_PHOTO_MAX_BYTES = 8 * 1024 * 1024
+    LICENCE_PHOTO_MAX_PIXELS = 40_000_000  # refused before decoding beyond this
+    LICENCE_PHOTO_MAX_SIDE = 2000
+    # "Download my data": the ZIP is kept this long after it is built, then deleted.
+    DATA_EXPORT_HOURS = 48
+    DATA_EXPORT_POLL_SECONDS = 2  # how often the "being prepared" fragment asks again
+    # Retention: licence numbers, licence photos and signature images are deleted this many
+    # days after the customer's last hire ended (the tick does it, audited).
+    PERSONAL_DATA_RETENTION_DAYS = 90
+    RETENTION_LOOKAHEAD_DAYS = 30  # the admins' list also shows what falls due this soon
+
     # --- card payments: Stripe (issue 5, card half) ------------------------------------
     # Keys from the environment (Ansible Vault on the server). STRIPE_API_BASE empty means
     # Stripe itself; in development, empty starts the local stand-in (devtools/stripe_standin)
@@ -344,6 +375,25 @@ class Config:
     PUBLIC_PAGE_CACHE_SECONDS = 2.0
     PUBLIC_PAGE_CACHE_ENTRIES = 512  # per worker, least recently used dropped first
     PUBLIC_PAGE_CACHE_MAX_BYTES = 256 * 1024  # a larger answer is not kept
+
+    # --- paperwork (issue 18): the rental agreement, VAT invoices, credit notes ----------
+    # The seller printed on every agreement, invoice and credit note. Set them on a server
+    # with the FLASK_ prefix, e.g. FLASK_COMPANY_VAT_NUMBER="GB123456789" and
+    # FLASK_COMPANY_ADDRESS='["1 Long Road", "Reading", "RG1 1AA"]' (a JSON list of lines).
+    # A document keeps the details it was issued with: changing them later changes only new ones.
+    COMPANY_LEGAL_NAME = "ACME Rentals Ltd"
+    COMPANY_ADDRESS = ["1 Airport Way", "Hounslow", "TW6 1AA", "United Kingdom"]
+    COMPANY_VAT_NUMBER = "GB 000 0000 00"  # placeholder: set the real one on the server
+    COMPANY_REGISTRATION = "Registered in England and Wales no. 00000000"
+    COMPANY_EMAIL = "accounts@acme-rentals.example"
+    # One numbering series per kind of document, each gapless from 1: INV-000001, CN-000001.
+    INVOICE_NUMBER_PREFIX = "INV-"
+    CREDIT_NOTE_NUMBER_PREFIX = "CN-"
+    AGREEMENT_THUMBS_PER_PANEL = 2  # condition photos printed per panel in the agreement
+    DOCUMENT_STATUS_POLL_SECONDS = 2  # how often "Preparing the agreement..." asks again
+    # The staff list of invoices and credit notes: at most this many days per page or CSV.
+    INVOICE_LIST_MAX_DAYS = 400
+    INVOICE_PAGE_SIZE = 100
 
 
 class TestConfig(Config):

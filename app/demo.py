@@ -1,5 +1,8 @@
 """Demo data for the embedded default: two branches, twenty cars in four classes, three people.
 
+Every demo car shows its class's illustration (static/img/classes/<class code>.svg) until
+staff upload photos of it.
+
 Idempotent: running it again changes nothing that is already there.
 """
 

@@ -61,20 +61,21 @@ def error_response(code: int, detail: str | None = None):
                            request_id=request_id), code
 
 
-def register_error_handlers(app: Flask) -> None:
-    @app.teardown_appcontext
-    def end_session(exc: BaseException | None) -> None:
-        """Close the request's session before Flask-SQLAlchemy does (teardowns run in reverse):
-        when PostgreSQL restarted meanwhile, the rollback of closing fails on the dead
-        connection; the answer is already made, so drop the connection instead of failing it."""
-        try:
-            db.session.remove()
-        except DBAPIError as e:
-            log().warning("database connection lost by the end of the request",
-                          error=str(e).splitlines()[0])
-            db.session().invalidate()  # the scoped proxy does not offer it
-            db.session.remove()
+def end_session(exc: BaseException | None) -> None:
+    """teardown_appcontext (app/request_hooks.py): close the request's session before
+    Flask-SQLAlchemy does (teardowns run in reverse): when PostgreSQL restarted meanwhile, the
+    rollback of closing fails on the dead connection; the answer is already made, so drop the
+    connection instead of failing it."""
+    try:
+        db.session.remove()
+    except DBAPIError as e:
+        log().warning("database connection lost by the end of the request",
+                      error=str(e).splitlines()[0])
+        db.session().invalidate()  # the scoped proxy does not offer it
+        db.session.remove()
 
+
+def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(e: CSRFError):
         return error_response(400, "Your form expired or was not sent from this site. "

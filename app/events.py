@@ -26,6 +26,27 @@ settled or was accepted after review). Sender: the Hire; keyword `now`. The life
 confirms the hire (held -> confirmed, one email); it commits, and raises InvalidTransition
 when the hold already ended.""")
 
+refund_requested = _signals.signal("refund-requested", doc="""\
+Money is being given back for a hire (`request_refund` recorded the refund and queued it).
+Sender: the Hire; keywords `amount_pence`, `reason`, `key` (the refund's idempotency key,
+the same for a repeated request), `by` (the person asking, or None) and `now`. Paperwork
+issues the credit note (once per key); it commits.""")
+hire_extended = _signals.signal("hire-extended", doc="""\
+A hire was extended (issue 18). Sender: the Hire, already committed with its new end;
+keywords `old_end`, `new_end`, `extra_pence`, `by` (the User), `now`. The seam for the
+rental agreement's addendum (the paperwork area subscribes); sent with `signal.send`, not
+`report`, because an extension is complete without it.""")
+
+customer_documents = _signals.signal("customer-documents", doc="""\
+"Download my data" collects the documents held about a customer (issue 18). Sender: the
+User. Each receiver returns a list of (file name, bytes) to put in the ZIP's documents/
+folder: the seam for the rental agreements and invoices (the paperwork area subscribes).""")
+
+customer_erased = _signals.signal("customer-erased", doc="""\
+A customer's account was erased (issue 18), committed. Sender: the User (pseudonymised);
+keyword `now`. The seam for the paperwork area: rental agreements hold the signature and
+licence details that must go; invoices (name and address) stay.""")
+
 
 class NobodyListening(RuntimeError):
     """A fact was reported before its subscriber was imported (a wiring bug, never data)."""

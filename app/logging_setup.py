@@ -30,19 +30,21 @@ def configure_logging(app: Flask) -> None:
         cache_logger_on_first_use=False,
     )
 
-    @app.before_request
-    def bind_request_id() -> None:
-        # Nginx passes its own id on; otherwise we make one.
-        rid = request_id(request.headers.get(REQUEST_ID_HEADER, ""))
-        g.request_id = rid
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=rid, path=request.path,
-                                               method=request.method)
 
-    @app.after_request
-    def send_request_id(response):
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        return response
+def bind_request_id() -> None:
+    """before_request (app/request_hooks.py): the request's id, bound to every log line."""
+    # Nginx passes its own id on; otherwise we make one.
+    rid = request_id(request.headers.get(REQUEST_ID_HEADER, ""))
+    g.request_id = rid
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=rid, path=request.path,
+                                           method=request.method)
+
+
+def send_request_id(response):
+    """after_request (app/request_hooks.py): the id goes back in X-Request-ID."""
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    return response
 
 
 def request_id(incoming: str) -> str:

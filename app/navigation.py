@@ -20,11 +20,13 @@ STAFF_PAGES: tuple[tuple[str, str], ...] = (
     ("counter.board", "Counter"),
     ("payments.crypto_review", "Crypto review"),
     ("fleet.cars", "Fleet"),
+    ("paperwork.invoices", "Invoices"),
     ("admin.home", "Admin"),
     ("admin.prices", "Prices"),
     ("admin.staff", "Staff"),
     ("admin.reports_page", "Reports"),
     ("admin.audit", "Audit log"),
+    ("privacy.retention", "Data retention"),
     ("accounts.recovery_codes", "Two-factor codes"),
     ("accounts.change_password", "Password"),
 )
@@ -49,18 +51,18 @@ def staff_links(app: Flask, role: str) -> list[NavLink]:
     """The staff pages `role` may open, with their waiting counts."""
     links = []
     for endpoint, label in STAFF_PAGES:
-        if endpoint in app.view_functions and role in (audience_for(app, endpoint) or ()):
+        if role in (audience_for(app, endpoint) or ()):
             count = WAITING_COUNTERS.get(endpoint)
             links.append(NavLink(endpoint, label, count() if count else None))
     return links
 
 
-def init_navigation(app: Flask) -> None:
-    @app.context_processor
-    def staff_navigation():
-        # A callable: the counts are queried only when a full page's header shows the menu.
-        def staff_nav() -> list[NavLink]:
-            if not (current_user.is_authenticated and current_user.is_staff):
-                return []
-            return staff_links(current_app, current_user.role)
-        return {"staff_nav": staff_nav}
+def staff_navigation():
+    """Context processor (app/request_hooks.py): `staff_nav` for the page header.
+
+    A callable: the counts are queried only when a full page's header shows the menu."""
+    def staff_nav() -> list[NavLink]:
+        if not (current_user.is_authenticated and current_user.is_staff):
+            return []
+        return staff_links(current_app, current_user.role)
+    return {"staff_nav": staff_nav}

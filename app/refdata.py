@@ -13,7 +13,8 @@ the version is read before the tables, so a snapshot can only be newer than its 
 (then it is read again on the next request), never older.
 
 Not here: cars (their status, branch and own rate are read with their availability, in the
-same query) and settings (`app.config`, fixed for a worker's life).
+same query) and settings (`settings()`, app/settings.py: the rate tables built from a
+snapshot are kept per money settings, so a changed config is priced with at once).
 
 `derived(key, build)` keeps values computed from a snapshot (the price engine's rate tables,
 form classes with a field per extra) for as long as the snapshot lives.

@@ -20,6 +20,8 @@ STAFF_AREA = {STAFF, ADMIN}
 EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "main.home": ("GET", "/", EVERYONE),
     "main.healthz": ("GET", "/healthz", EVERYONE),
+    "main.accessibility": ("GET", "/accessibility", EVERYONE),
+    "main.favicon": ("GET", "/favicon.ico", EVERYONE),
     "main.outbox": ("GET", "/dev/outbox", EVERYONE),  # 404 outside development
     "main.outbox_attachment": ("GET", "/dev/outbox/0/none.ics", EVERYONE),  # likewise
     "accounts.sign_up": ("GET", "/account/sign-up", EVERYONE),
@@ -93,6 +95,7 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     "accounts.accept_invite": ("GET", "/account/invite/not-a-token", EVERYONE),
     # Car photos are shown to customers in search (404 here: no such photo).
     "media.car_photo": ("GET", "/media/cars/" + "0" * 64 + ".jpg", EVERYONE),
+    "media.car_photo_width": ("GET", "/media/cars/w320/" + "0" * 64 + ".jpg", EVERYONE),
     "fleet.new_car": ("GET", "/fleet/cars/new", STAFF_AREA),
     "fleet.car": ("GET", "/fleet/cars/999999", STAFF_AREA),
     "fleet.edit_car": ("GET", "/fleet/cars/999999/edit", STAFF_AREA),
@@ -125,6 +128,28 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     # loopback connection (the Prometheus scraper on the host). The test client is loopback,
     # hence EVERYONE here; tests/test_metrics.py checks the refusals from elsewhere.
     "metrics.scrape": ("GET", "/metrics", EVERYONE),
+    # Paperwork (issue 18): a hire's agreement and invoices for its customer and staff (404
+    # here: no such hire or document; tests/test_paperwork_access.py proves another customer
+    # is refused a real one); the list of invoices and its CSV for staff.
+    "paperwork.agreement_status": ("GET", "/paperwork/hires/NOHIRE/agreement", SIGNED_IN),
+    "paperwork.agreement_pdf": ("GET", "/paperwork/hires/NOHIRE/agreement.pdf", SIGNED_IN),
+    "paperwork.invoice_download": ("GET", "/paperwork/documents/999999.pdf", SIGNED_IN),
+    "paperwork.invoices": ("GET", "/paperwork/invoices", STAFF_AREA),
+    "paperwork.invoices_csv": ("GET", "/paperwork/invoices.csv", STAFF_AREA),
+    # Issue 18: online check-in and extensions on a customer's own hire (404 here: no such
+    # hire); the licence photo also for staff; staff extend from the counter. The customer's
+    # own data for customers; the retention list for admins.
+    "booking.check_in": ("GET", "/book/hires/NOHIRE/check-in", {CUSTOMER}),
+    "booking.add_driver": ("POST", "/book/hires/NOHIRE/check-in/drivers", {CUSTOMER}),
+    "booking.licence_photo": ("GET", "/book/hires/NOHIRE/check-in/licence-photo/" + "0" * 64 + ".jpg",
+                              {CUSTOMER, STAFF, ADMIN}),
+    "booking.extend": ("GET", "/book/hires/NOHIRE/extend", {CUSTOMER}),
+    "booking.staff_extend": ("GET", "/book/staff/hires/NOHIRE/extend", STAFF_AREA),
+    "privacy.my_data": ("GET", "/account/data", {CUSTOMER}),
+    "privacy.request_export": ("POST", "/account/data/export", {CUSTOMER}),
+    "privacy.download_export": ("GET", "/account/data/export/999999", {CUSTOMER}),
+    "privacy.delete_account": ("POST", "/account/data/delete", {CUSTOMER}),
+    "privacy.retention": ("GET", "/admin/privacy/retention", {ADMIN}),
 }
 # Posting one ends the session: the client signs in again before the next route.
 SIGN_OUTS = {"accounts.sign_out", "accounts.sign_out_everywhere"}

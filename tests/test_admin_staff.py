@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pyotp
 from sqlalchemy import select
 
-from app.admin import services
+from app.admin import staff
 from app.extensions import db
 from app.models import AuditRecord, OutboundEmail, User
 from tests import factories
@@ -78,7 +78,7 @@ def test_an_old_invitation_link_expires(make_app):
     app = make_app(STAFF_INVITE_MAX_AGE_SECONDS=-1)
     with app.app_context():
         admin = factories.make_user("admin")
-        user = services.invite_staff("late@example.com", services.StaffData(
+        user = staff.invite_staff("late@example.com", staff.StaffData(
             "Late Joiner", "staff", factories.make_branch().id), by=admin,
             now=datetime.now(timezone.utc))
         response = app.test_client().get(_invite_link(user.email))
@@ -181,7 +181,7 @@ def test_customers_are_not_staff_members(client, auth):
 def test_a_reactivated_member_signs_in_again(app, client, auth):
     admin = auth.sign_in_as("admin")
     member = factories.enrol_two_factor(factories.make_user("staff"))
-    services.deactivate(member, by=admin, now=datetime.now(timezone.utc))
+    staff.deactivate(member, by=admin, now=datetime.now(timezone.utc))
     post_form(client, f"/admin/staff/{member.id}/reactivate", {}, token_from=f"/admin/staff/{member.id}")
     assert db.session.get(User, member.id).active
     other = app.test_client()

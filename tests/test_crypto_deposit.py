@@ -108,7 +108,7 @@ def test_return_keeps_the_charges_and_sends_the_rest_of_the_deposit_back_in_eth(
 def test_cancelling_a_crypto_hire_returns_the_whole_deposit_and_the_policy_refund(app, chain_env):
     hire, quote = paid_hire(chain_env, start=utcnow() + timedelta(days=10))
     staff = factories.make_user("staff")
-    from app.booking.cancellation import cancel_hire
+    from app.booking.lifecycle import cancel_hire
     assert cancel_hire(hire, by=hire.customer, now=utcnow()) == hire.total_pence  # free cancellation
     found = refunds(hire)
     assert sorted(r.amount_pence for r in found) == sorted([hire.total_pence, hire.deposit_pence])

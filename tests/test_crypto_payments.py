@@ -354,7 +354,7 @@ def test_the_watcher_reads_long_ranges_in_steps_and_remembers_where_it_stopped(a
 
 
 def test_a_hold_whose_payment_is_on_the_chain_waits_for_its_confirmations(app, chain_env):
-    from app.booking.scheduled import expire_held_hires
+    from app.booking.lifecycle import expire_held_hires
     now = utcnow()
     paying, idle = held_hire(), held_hire()
     for hire in (paying, idle):
@@ -373,7 +373,7 @@ def test_a_hold_whose_payment_is_on_the_chain_waits_for_its_confirmations(app, c
 
 
 def test_the_grace_for_a_payment_on_its_way_is_bounded(app, chain_env):
-    from app.booking.scheduled import expire_held_hires
+    from app.booking.lifecycle import expire_held_hires
     now = utcnow()
     hire = held_hire()
     hire.hold_expires_at = now + timedelta(minutes=10)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.booking.cancellation import cancel_hire
-from app.booking.scheduled import expire_held_hires
+from app.booking.lifecycle import cancel_hire, expire_held_hires
 from app.extensions import db
 from app.models import HireState, utcnow
 from app.payments import crypto

@@ -51,8 +51,8 @@ def test_outbox_lists_and_serves_the_calendar_attachment(make_app, app):
 
 
 def test_an_email_without_attachments_lists_none(make_app, app):
-    from app.mail import queue_email
-    email = queue_email(key="test:plain", to="a@example.com", subject="Plain", body="No files.")
+    from app.mail import record_email
+    email = record_email(key="test:plain", to="a@example.com", subject="Plain", body="No files.")
     html = make_app(ENV_NAME="development").test_client().get("/dev/outbox").get_data(as_text=True)
     assert "Plain" in html and "Attachments" not in html
     assert make_app(ENV_NAME="development").test_client().get(

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.jobs import queue
 from app.jobs.mail import INTERRUPTED
-from app.mail import queue_email
+from app.mail import record_email
 from app.models import OutboundEmail
 from tests.rq_process import RQWorker, worker_env
 from tests.smtp_server import SMTPServer
@@ -28,7 +28,7 @@ def test_every_copy_of_an_email_carries_the_message_id_of_its_business_event(mak
     try:
         mail_app = make_app(MAIL_BACKEND="smtp", SMTP_HOST=server.host, SMTP_PORT=server.port)
         with mail_app.app_context():
-            email = queue_email(key="hire:7:confirmed", to="jane@example.com",
+            email = record_email(key="hire:7:confirmed", to="jane@example.com",
                                 subject="Booking confirmed", body="See you soon.")
             from app.integrations.mail import build_message
             again = build_message(email)  # what a retry of the same email would send
@@ -52,7 +52,7 @@ def test_a_worker_killed_while_the_server_takes_the_email_does_not_send_it_twice
                       name, tmp_path / "worker.log")
     try:
         with rq_app.app_context():
-            email_id = queue_email(key="hire:8:confirmed", to="jane@example.com",
+            email_id = record_email(key="hire:8:confirmed", to="jane@example.com",
                                    subject="Booking confirmed", body="See you soon.").id
         worker.start()
         deadline = time.monotonic() + 90

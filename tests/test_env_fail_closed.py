@@ -70,3 +70,54 @@ def test_production_refuses_the_tests_cheap_password_hashing(_schema):
     with pytest.raises(RuntimeError, match="cheap password hashing"):
         create_app(make_test_config(ENV_NAME="production", SECRET_KEY=REAL_KEY, MAIL_BACKEND="smtp",
                                     **cheap))
+
+
+# --- one function, every production-like environment (issue 16) ---------------------------
+
+def _production_like(env_name: str, **overrides):
+    config = dict(ENV_NAME=env_name, SECRET_KEY=REAL_KEY, MAIL_BACKEND="smtp")
+    config.update(overrides)
+    return make_test_config(**config)
+
+
+@pytest.mark.parametrize("env_name", ["production", "staging"])
+@pytest.mark.parametrize("overrides, problem", [
+    ({"MAIL_BACKEND": "outbox"}, "mail outbox"),
+    ({"CRYPTO_DEMO_WALLET": True}, "CRYPTO_DEMO_WALLET"),
+    ({"STRIPE_SECRET_KEY": "sk_live_x", "STRIPE_WEBHOOK_SECRET": ""}, "STRIPE_WEBHOOK_SECRET"),
+])
+def test_staging_gets_every_check_production_gets(_schema, env_name, overrides, problem):
+    """Before, these three were checked for ENV_NAME == "production" only: staging started."""
+    with pytest.raises(RuntimeError, match=problem):
+        create_app(_production_like(env_name, **overrides))
+
+
+def test_a_public_development_key_cannot_send_refunds(_schema):
+    from app.integrations.chain import dev_chain_keys
+    with pytest.raises(RuntimeError, match="CHAIN_HOT_WALLET_KEY"):
+        create_app(_production_like("staging", CHAIN_HOT_WALLET_KEY=dev_chain_keys()[1]))
+
+
+def test_every_problem_is_listed_at_once(_schema):
+    cheap = {k: getattr(TestConfig, k) for k in PASSWORD_HASHING}
+    with pytest.raises(RuntimeError) as refused:
+        create_app(_production_like("staging", SECRET_KEY="", MAIL_BACKEND="outbox",
+                                    CRYPTO_DEMO_WALLET=True, **cheap))
+    message = str(refused.value)
+    assert message.startswith("Refusing to start in ACME_ENV='staging'")
+    for problem in ("SECRET_KEY", "cheap password hashing", "mail outbox", "CRYPTO_DEMO_WALLET"):
+        assert problem in message
+
+
+def test_development_keeps_its_conveniences(make_app):
+    """The demo wallet and the outbox are what development runs with."""
+    app = make_app(ENV_NAME="development", CRYPTO_DEMO_WALLET=True, MAIL_BACKEND="outbox",
+                   STRIPE_SECRET_KEY="sk_test_x", STRIPE_WEBHOOK_SECRET="")
+    assert app.config["CRYPTO_DEMO_WALLET"]
+
+
+def test_staging_answers_with_hsts(make_app):
+    app = make_app(ENV_NAME="staging", SECRET_KEY=REAL_KEY, MAIL_BACKEND="smtp",
+                   SESSION_COOKIE_SECURE=False)
+    response = app.test_client().get("/healthz", base_url="https://localhost")
+    assert "max-age=" in response.headers.get("Strict-Transport-Security", "")

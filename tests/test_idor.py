@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import CryptoRefund, Hire, HireState, HireStateChange, OutboundEmail, Payment
+from app.models import CryptoRefund, DataExport, Hire, HireState, HireStateChange, OutboundEmail, Payment
 from app.security import audience_for
 from tests import factories
 from tests.conftest import AuthActions, csrf_token
@@ -21,7 +21,8 @@ from tests.conftest import AuthActions, csrf_token
 REFUSED = (403, 404)
 START = datetime(2030, 6, 1, 9, tzinfo=timezone.utc)
 # Route arguments that name someone's object (anything else, e.g. a car id, is public).
-OBJECT_ARGS = {"reference", "refund_id", "payment_id", "hire_id", "receipt_id", "booking_id"}
+OBJECT_ARGS = {"reference", "refund_id", "payment_id", "hire_id", "receipt_id", "booking_id", "export_id"}
+PHOTO = "0" * 64 + ".jpg"  # a licence photo's name (the hire's reference is what it hangs on)
 
 
 @pytest.fixture
@@ -42,8 +43,11 @@ def victim(app):
                           state="awaiting_address",
                           suggested_address="0x" + "b0" * 20)
     db.session.add(refund)
+    export = DataExport(user_id=bob.id, state="ready", filename="0" * 32 + ".zip", size_bytes=1,
+                        ready_at=START, expires_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    db.session.add(export)
     db.session.commit()
-    return {"user": bob, "held": held, "paid": paid, "charge": charge, "refund": refund}
+    return {"user": bob, "held": held, "paid": paid, "charge": charge, "refund": refund, "export": export}
 
 
 def _snapshot() -> tuple:
@@ -95,15 +99,15 @@ def test_another_customers_objects_are_refused_on_every_route_and_nothing_change
             variants = [
                 # Bob's own objects, his reference as printed and lower-cased.
                 {"reference": bob[hire_key].reference, "refund_id": bob["refund"].id,
-                 "payment_id": bob["charge"].id},
+                 "payment_id": bob["charge"].id, "name": PHOTO, "export_id": bob["export"].id},
                 {"reference": bob[hire_key].reference.lower(), "refund_id": bob["refund"].id,
-                 "payment_id": bob["charge"].id},
+                 "payment_id": bob["charge"].id, "name": PHOTO, "export_id": bob["export"].id},
                 # Alice's own booking with Bob's refund or payment id hung under it.
                 {"reference": own.reference, "refund_id": bob["refund"].id,
-                 "payment_id": bob["charge"].id},
+                 "payment_id": bob["charge"].id, "name": PHOTO, "export_id": bob["export"].id},
             ]
             for values in variants:
-                if values["reference"] == own.reference and not (rule.arguments - {"reference"}):
+                if values["reference"] == own.reference and not (rule.arguments - {"reference", "name"}):
                     continue  # her own booking, nothing of Bob's in the URL
                 url = _url(rule, values)
                 for method in methods:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.jobs import queue
 from app.jobs.booking import tick
-from app.mail import queue_email
+from app.mail import record_email
 from app.models import OutboundEmail, StripeEvent, utcnow
 from app.security import allow
 from tests.conftest import TEST_REDIS_URL
@@ -46,7 +46,7 @@ def test_redis_down_gives_the_friendly_503_and_the_tick_sends_the_email_later(
 
     @allow("public")
     def ask_for_email():
-        queue_email(key="recovery:1", to="a@example.com", subject="Hello", body="Hi")
+        record_email(key="recovery:1", to="a@example.com", subject="Hello", body="Hi")
         return "queued"
 
     down.add_url_rule("/test-ask-for-email", "ask_for_email", ask_for_email)

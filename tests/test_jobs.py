@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.jobs import enqueue, queue
-from app.mail import queue_email
+from app.mail import record_email
 from app.models import OutboundEmail
 from tests.conftest import TEST_REDIS_URL
 
@@ -23,8 +23,8 @@ def always_fails(n: int) -> None:
 
 
 def test_sync_mode_sends_once_per_key(app):
-    first = queue_email(key="t:1", to="a@example.com", subject="Hi", body="Hello")
-    again = queue_email(key="t:1", to="a@example.com", subject="Hi", body="Hello")
+    first = record_email(key="t:1", to="a@example.com", subject="Hi", body="Hello")
+    again = record_email(key="t:1", to="a@example.com", subject="Hi", body="Hello")
     assert first.id == again.id
     assert db.session.scalars(select(OutboundEmail)).one().state == "sent"
 
@@ -38,7 +38,7 @@ def test_in_process_retries_are_bounded_and_never_reach_the_page(app):
 def test_thread_mode_runs_off_the_request(make_app, app):
     threaded = make_app(JOBS_MODE="thread")
     with threaded.app_context():
-        queue_email(key="t:thread", to="b@example.com", subject="Hi", body="Hello")
+        record_email(key="t:thread", to="b@example.com", subject="Hi", body="Hello")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         db.session.expire_all()
@@ -55,7 +55,7 @@ def test_rq_mode_queues_in_redis_and_a_worker_sends(make_app, app):
     assert TEST_REDIS_URL, "the PostgreSQL pass runs with Redis"
     rq_app = make_app(JOBS_MODE="rq", JOBS_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}")
     with rq_app.app_context():
-        email = queue_email(key="t:rq", to="c@example.com", subject="Hi", body="Hello")
+        email = record_email(key="t:rq", to="c@example.com", subject="Hi", body="Hello")
         assert email.state == "queued"  # nothing happened in the request
         q = queue()
         assert q.count == 1

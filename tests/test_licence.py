@@ -18,10 +18,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from app.accounts import licence
+from app import licence
 from app.extensions import db
 from app.integrations import licence as licence_client
-from app.jobs.licence import check_licence
+from app.licence.jobs import check_licence
 from app.models import AuditRecord, LicenceCheck, LicenceStatus, User
 from devtools.licence_standin import LicenceStandIn
 from tests import factories

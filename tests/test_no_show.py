@@ -136,7 +136,7 @@ def test_a_no_show_interrupted_after_its_refund_is_finished_by_a_later_tick(
         stripe_app, client, customer, standin, monkeypatch):
     """The worker dies after the no-show and its refund were committed, before the deposit
     release and the email: a later tick finishes it, without a second refund."""
-    from app.booking import no_show
+    from app.booking import lifecycle
     hire, hold = not_collected(client, standin, customer, minutes_late=5)
     marked_at = hire.start_at + grace(stripe_app)
 
@@ -144,7 +144,7 @@ def test_a_no_show_interrupted_after_its_refund_is_finished_by_a_later_tick(
         raise SystemExit("worker killed")
 
     with monkeypatch.context() as patched:
-        patched.setattr(no_show, "release_deposit", killed)
+        patched.setattr(lifecycle, "release_deposit", killed)
         with pytest.raises(SystemExit):
             tick(marked_at.isoformat())
     db.session.rollback()

@@ -169,7 +169,7 @@ def test_deposit_released_in_full_cancels_the_hold(stripe_app, client, customer,
 
 
 def test_cancelling_after_the_hold_was_placed_releases_it_on_the_card(stripe_app, client, customer, standin):
-    from app.booking.cancellation import cancel_hire
+    from app.booking.lifecycle import cancel_hire
     hire = paid_hire(client, standin, customer, start=utcnow() + timedelta(hours=20))
     hold = services.place_deposit_hold(hire)  # the scheduled job, a day before pickup
     assert db.session.get(Payment, hold.id).state == "authorised"

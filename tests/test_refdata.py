@@ -105,6 +105,8 @@ def price_of(shop, daily_rate_pence: int) -> str:
 def test_search_and_car_pages_cost_at_most_two_round_trips(app, client, auth, shop, signed_in):
     if signed_in:
         auth.sign_in_as("customer")
+    factories.make_car(car_class=shop.compact, branch=shop.other, model="Other")  # a result there
+    db.session.commit()
     search, car = search_url(shop), first_car_url(client, shop)
     for path in (search, car, search + "&car_class=estate&seats=5", car):
         client.get(path)  # the first requests read the reference data
@@ -113,6 +115,11 @@ def test_search_and_car_pages_cost_at_most_two_round_trips(app, client, auth, sh
         for headers in ({}, {"HX-Request": "true"}):
             statements = statements_of(app, client, path, headers=headers)
             assert len(statements) <= ROUND_TRIPS_PER_PAGE, (path, headers, statements)
+    # When nothing is free, the page also says where there is a car (app/booking/suggestions.py):
+    # a count of the branch's matching cars and one count per other branch, on top.
+    nothing = search + "&car_class=estate&seats=7"
+    statements = statements_of(app, client, nothing, headers={"HX-Request": "true"})
+    assert len(statements) <= ROUND_TRIPS_PER_PAGE + 1 + 1, statements  # one other branch
     # ... and the page is the whole answer: a full page of cars, priced.
     html = client.get(search).get_data(as_text=True)
     assert len(totals(html)) == app.config["SEARCH_RESULTS_LIMIT"] < 30

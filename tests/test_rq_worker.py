@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.jobs import queue
-from app.mail import queue_email
+from app.mail import record_email
 from app.models import OutboundEmail
 from tests.conftest import TEST_REDIS_URL
 
@@ -26,7 +26,7 @@ def test_the_preloading_worker_runs_every_job_in_its_own_horse(make_app, app, _s
     name = f"test-worker-{uuid.uuid4().hex[:8]}"
     rq_app = make_app(JOBS_MODE="rq", JOBS_QUEUE_NAME=name)
     with rq_app.app_context():
-        ids = [queue_email(key=f"worker:{n}", to=f"w{n}@example.com", subject="Hi",
+        ids = [record_email(key=f"worker:{n}", to=f"w{n}@example.com", subject="Hi",
                            body="Hello").id for n in range(3)]
         q = queue()
         assert q.count == 3

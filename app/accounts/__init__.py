@@ -1,4 +1,5 @@
-"""Sign up, sign in and out, profile, password change and reset."""
+"""Sign up, sign in and out, profile, password change and reset; the customer's licence page
+(its checks and rules are the licence package, app/licence)."""
 
 from flask import Blueprint
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import current_app
+
 from wtforms import BooleanField, DateField, EmailField, PasswordField, StringField, TelField
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import PasswordInput
 
 from ..form_fields import REQUIRED, Form
 from ..form_fields import strip as _clean
+from ..licence import check_code_error
+from ..settings import settings
 from . import validators as v
 
 
@@ -53,7 +55,6 @@ class _CheckCode:
     """The gov.uk licence check code: 8 letters and digits (spaces ignored)."""
 
     def __call__(self, form, field):
-        from .licence import check_code_error
         error = check_code_error(field.data or "")
         if error:
             raise ValidationError(error)
@@ -134,8 +135,8 @@ class ResetPasswordForm(Form):
 def _check_strength(field, user_inputs: list[str]) -> None:
     error = v.password_error(
         field.data or "",
-        min_length=current_app.config["PASSWORD_MIN_LENGTH"],
-        min_score=current_app.config["PASSWORD_MIN_ZXCVBN_SCORE"],
+        min_length=settings().security.password_min_length,
+        min_score=settings().security.password_min_zxcvbn_score,
         user_inputs=user_inputs,
     )
     if error:

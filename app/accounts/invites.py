@@ -1,6 +1,6 @@
 """Staff invitations, as accounts sees them: the link's token, and accepting it.
 
-An admin invites a staff member (app/admin/services.py sends the email); the person then
+An admin invites a staff member (app/admin/staff.py sends the email); the person then
 follows the link to the accept-invite page (app/accounts/twofactor_routes.py), which chooses
 their password here. Both sides use this module, so accounts never imports admin.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app
 
 from ..audit import record
 from ..extensions import db
 from ..models import User
+from ..settings import settings
 from .services import AccountError, LinkRefusals, hash_password, make_link_token, user_for_link_token
 
 INVITE_SALT = "staff-invite"
@@ -37,7 +37,7 @@ def make_invite_token(user: User) -> str:
 def user_for_invite(token: str) -> User:
     """The invited user the link is for, or AccountError saying why it cannot be used."""
     user = user_for_link_token(token, salt=INVITE_SALT, refusals=INVITE_REFUSALS,
-                               max_age=current_app.config["STAFF_INVITE_MAX_AGE_SECONDS"])
+                               max_age=settings().security.staff_invite_max_age_seconds)
     if not invite_pending(user):
         raise AccountError({"": INVITE_REFUSALS.used})
     return user

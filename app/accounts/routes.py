@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
+from .. import licence
 from ..extensions import limiter
 from ..models import utcnow
 from ..security import allow
+from ..settings import settings
 from ..web import add_errors, form_status, render, safe_path, see_other, wants_fragment
-from . import bp, licence, services, sessions, twofactor
+from . import bp, services, sessions, twofactor
 from .forms import ChangePasswordForm, ForgotPasswordForm, ProfileForm, ResetPasswordForm, SignInForm, SignUpForm
 from .forms import LicenceCheckForm
 from .services import AccountError, ProfileData
@@ -45,7 +47,7 @@ def sign_up():
             if form.check_code.data:
                 try:
                     licence.start_customer_check(user, form.check_code.data, now=utcnow())
-                except AccountError as exc:
+                except licence.LicenceError as exc:
                     flash(" ".join(exc.errors.values()), "error")
             return see_other(url_for("accounts.profile"))
     elif form.is_submitted():
@@ -58,8 +60,8 @@ def sign_up():
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 @allow("public")
-@limiter.limit(lambda: current_app.config["SIGNIN_RATE_LIMIT"], methods=["POST"])
-@limiter.limit(lambda: current_app.config["SIGNIN_ACCOUNT_RATE_LIMIT"], methods=["POST"],
+@limiter.limit(lambda: settings().security.signin_rate_limit, methods=["POST"])
+@limiter.limit(lambda: settings().security.signin_account_rate_limit, methods=["POST"],
                key_func=lambda: "account:" + (request.form.get("email") or "").strip().lower()[:254])
 def sign_in():
     if current_user.is_authenticated:
@@ -145,7 +147,7 @@ def change_password():
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
 @allow("public")
-@limiter.limit(lambda: current_app.config["PASSWORD_RESET_RATE_LIMIT"], methods=["POST"])
+@limiter.limit(lambda: settings().security.password_reset_rate_limit, methods=["POST"])
 def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
@@ -197,7 +199,7 @@ def licence_check():
     if form.validate_on_submit():
         try:
             licence.start_customer_check(current_user, form.check_code.data, now=utcnow())
-        except AccountError as exc:
+        except licence.LicenceError as exc:
             add_errors(form, exc.errors)
         else:
             if not wants_fragment():

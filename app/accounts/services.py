@@ -25,6 +25,7 @@ from ..errors import FieldErrors
 from ..extensions import db
 from ..mail import queue_email
 from ..models import CustomerProfile, LicenceStatus, Role, User, utcnow
+from ..settings import settings
 from . import validators as v
 
 RESET_SALT = "password-reset"
@@ -60,9 +61,9 @@ def _hashing(time_cost: int, memory_kib: int, parallelism: int) -> tuple[Passwor
 
 
 def _hasher() -> tuple[PasswordHasher, str]:
-    cfg = current_app.config
-    return _hashing(cfg["PASSWORD_HASH_TIME_COST"], cfg["PASSWORD_HASH_MEMORY_KIB"],
-                    cfg["PASSWORD_HASH_PARALLELISM"])
+    cfg = settings()
+    return _hashing(cfg.security.password_hash_time_cost, cfg.security.password_hash_memory_kib,
+                    cfg.security.password_hash_parallelism)
 
 
 def hash_password(password: str) -> str:
@@ -91,7 +92,7 @@ def find_user_by_email(email: str) -> User | None:
 def profile_errors(data: ProfileData, *, today: date) -> dict[str, str]:
     """Rules across fields: legal age, licence matches the person, licence in date."""
     errors: dict[str, str] = {}
-    min_age = current_app.config["LEGAL_DRIVING_AGE"]
+    min_age = settings().licence.legal_driving_age
     if data.date_of_birth > today:
         errors["date_of_birth"] = "Your date of birth cannot be in the future."
     elif v.age_on(data.date_of_birth, today) < min_age:
@@ -245,20 +246,15 @@ def request_password_reset(email: str) -> None:
         return
     token = make_reset_token(user)
     link = public_url(f"/account/reset/{token}")
-    minutes = current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"] // 60
-    queue_email(
-        key=f"user:{user.id}:reset:{token[-16:]}",
-        to=user.email,
-        subject="Reset your ACME Rentals password",
-        body=(f"Hello {user.full_name},\n\nSomeone (hopefully you) asked to reset the password "
-              f"of your ACME Rentals account. Use this link within {minutes} minutes; it works once:"
-              f"\n\n{link}\n\nIf it was not you, ignore this email: your password is unchanged.\n"),
-    )
+    minutes = settings().security.password_reset_max_age_seconds // 60
+    queue_email(key=f"user:{user.id}:reset:{token[-16:]}", to=user.email,
+                subject="Reset your ACME Rentals password",
+                template="accounts/emails/password_reset.txt", user=user, minutes=minutes, link=link)
 
 
 def user_for_reset_token(token: str) -> User:
     return user_for_link_token(token, salt=RESET_SALT, refusals=RESET_REFUSALS,
-                               max_age=current_app.config["PASSWORD_RESET_MAX_AGE_SECONDS"])
+                               max_age=settings().security.password_reset_max_age_seconds)
 
 
 def reset_password(token: str, password: str, *, now: datetime) -> User:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import current_app
+
 from flask_login import login_user, logout_user
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
@@ -20,6 +20,7 @@ from sqlalchemy.orm import joinedload
 from .. import refdata
 from ..extensions import db
 from ..models import User, UserSession, session_key_hash, utcnow
+from ..settings import settings
 
 
 def start(user: User) -> str:
@@ -30,7 +31,7 @@ def start(user: User) -> str:
     key = secrets.token_urlsafe(32)
     db.session.add(UserSession(user_id=user.id, key_hash=session_key_hash(key), created_at=utcnow()))
     db.session.flush()
-    keep = current_app.config["USER_SESSIONS_MAX"]
+    keep = settings().security.user_sessions_max
     newest = select(UserSession.id).where(UserSession.user_id == user.id) \
         .order_by(UserSession.id.desc()).limit(keep)
     db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,

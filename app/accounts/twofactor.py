@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 
 import pyotp
 import segno
-from flask import current_app
+
 
 from ..audit import record
 from ..extensions import db
 from ..models import User
+from ..settings import settings
 from .services import AccountError, hash_password, verify_password
 
 TOTP_DIGITS = 6
@@ -52,13 +53,13 @@ def password_expired(user: User, *, now: datetime) -> bool:
     """Staff passwords last STAFF_PASSWORD_MAX_AGE_DAYS; customers' do not expire."""
     if not user.is_staff:
         return False
-    max_age = timedelta(days=current_app.config["STAFF_PASSWORD_MAX_AGE_DAYS"])
+    max_age = timedelta(days=settings().security.staff_password_max_age_days)
     return now - user.password_changed_at > max_age
 
 
 def _totp(user: User) -> pyotp.TOTP:
     return pyotp.TOTP(user.totp_secret, digits=TOTP_DIGITS, interval=TOTP_STEP_SECONDS,
-                      name=user.email, issuer=current_app.config["TWO_FACTOR_ISSUER"])
+                      name=user.email, issuer=settings().security.two_factor_issuer)
 
 
 def begin_enrolment(user: User) -> str:
@@ -163,7 +164,7 @@ def _new_recovery_code() -> str:
 
 
 def _replace_recovery_codes(user: User) -> list[str]:
-    codes = [_new_recovery_code() for _ in range(current_app.config["TWO_FACTOR_RECOVERY_CODES"])]
+    codes = [_new_recovery_code() for _ in range(settings().security.two_factor_recovery_codes)]
     user.recovery_code_hashes = [_hash_recovery(c.replace("-", "")) for c in codes]
     return codes
 

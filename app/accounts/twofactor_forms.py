@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import current_app
+
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
 from ..form_fields import REQUIRED, Form
 from ..form_fields import strip as _clean
+from ..settings import settings
 from . import validators as v
 
 
@@ -28,8 +29,8 @@ class NewPasswordForm(Form):
 
     def validate_password(self, field):
         error = v.password_error(field.data or "",
-                                 min_length=current_app.config["PASSWORD_MIN_LENGTH"],
-                                 min_score=current_app.config["PASSWORD_MIN_ZXCVBN_SCORE"],
+                                 min_length=settings().security.password_min_length,
+                                 min_score=settings().security.password_min_zxcvbn_score,
                                  user_inputs=self.user_inputs())
         if error:
             raise ValidationError(error)

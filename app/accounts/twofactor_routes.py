@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -18,6 +18,7 @@ from ..extensions import db, limiter
 from ..form_fields import ConfirmForm
 from ..models import User, utcnow
 from ..security import allow
+from ..settings import settings
 from ..web import add_errors, form_status, safe_path, see_other
 from . import bp, invites, sessions, twofactor
 from .services import AccountError
@@ -45,7 +46,7 @@ def _pending() -> tuple[Optional[dict], Optional[User]]:
         return None, None
     age = utcnow().timestamp() - float(state.get("since", 0))
     user = db.session.get(User, state.get("uid")) if isinstance(state.get("uid"), int) else None
-    if (not 0 <= age <= current_app.config["TWO_FACTOR_PENDING_MAX_AGE_SECONDS"]
+    if (not 0 <= age <= settings().security.two_factor_pending_max_age_seconds
             or user is None or not user.active or user.session_token != state.get("st")):
         session.pop(PENDING, None)
         return None, None
@@ -75,7 +76,7 @@ def _continue_url(state: dict, user: User) -> str:
 
 @bp.route("/two-factor", methods=["GET", "POST"])
 @allow("public")
-@limiter.limit(lambda: current_app.config["TWO_FACTOR_RATE_LIMIT"], methods=["POST"])
+@limiter.limit(lambda: settings().security.two_factor_rate_limit, methods=["POST"])
 def two_factor():
     """Second step of a staff sign-in: a code from the authenticator app or a recovery code."""
     state, user = _pending()
@@ -91,7 +92,7 @@ def two_factor():
             kind = twofactor.verify(user, form.code.data, now=utcnow())
         except twofactor.TwoFactorError as exc:
             state["fails"] = int(state.get("fails", 0)) + 1
-            if state["fails"] >= current_app.config["TWO_FACTOR_MAX_ATTEMPTS"]:
+            if state["fails"] >= settings().security.two_factor_max_attempts:
                 session.pop(PENDING, None)
                 flash("Too many wrong codes. Sign in again with your password.", "error")
                 return see_other(url_for("accounts.sign_in"))
@@ -108,7 +109,7 @@ def two_factor():
 
 @bp.route("/two-factor/set-up", methods=["GET", "POST"])
 @allow("public")
-@limiter.limit(lambda: current_app.config["TWO_FACTOR_RATE_LIMIT"], methods=["POST"])
+@limiter.limit(lambda: settings().security.two_factor_rate_limit, methods=["POST"])
 def two_factor_enrol():
     """First staff sign-in: scan the QR code, confirm with a code, keep the recovery codes."""
     state, user = _pending()
@@ -160,7 +161,7 @@ def two_factor_new_password():
             sessions.begin(user, remember=bool(state.get("remember")))
             flash("Your new password is set.", "success")
             return see_other(safe_path(state.get("next", ""), url_for("main.home")))
-    days = current_app.config["STAFF_PASSWORD_MAX_AGE_DAYS"]
+    days = settings().security.staff_password_max_age_days
     return render_template("accounts/two_factor_new_password.html", form=form,
                            days=days), form_status(form)
 
@@ -204,15 +205,14 @@ def accept_invite(token: str):
                            token=token), form_status(form)
 
 
-@bp.before_app_request
 def staff_password_in_date():
-    """A signed-in staff member whose password has expired must renew it before going on."""
+    """before_request (registered in app/request_hooks.py): a signed-in staff member whose password has expired must renew it before going on."""
     if request.endpoint is None or request.endpoint in EXPIRED_PASSWORD_ALLOWED:
         return None
     if not current_user.is_authenticated or not current_user.is_staff:
         return None
     if twofactor.password_expired(current_user, now=utcnow()):
-        days = current_app.config["STAFF_PASSWORD_MAX_AGE_DAYS"]
+        days = settings().security.staff_password_max_age_days
         flash(f"Staff passwords last {days} days and yours has expired. Choose a new one.",
               "info")
         return redirect(url_for("accounts.change_password"))

@@ -12,6 +12,7 @@ from datetime import date
 import phonenumbers
 from zxcvbn import zxcvbn
 
+from ..licence import age_on, normalise_licence  # noqa: F401  (the licence's rules)
 from ..plain_text import plain_text_error  # noqa: F401  (one of the rules for what people type)
 
 # DVLA driving licence number, 16 characters:
@@ -25,10 +26,6 @@ POSTCODE_RE = re.compile(r"^(GIR 0AA|[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2})$")
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
-
-
-def normalise_licence(number: str) -> str:
-    return re.sub(r"\s+", "", number or "").upper()
 
 
 def normalise_postcode(postcode: str) -> str:
@@ -83,10 +80,6 @@ def normalise_phone(phone: str) -> str | None:
     if not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def age_on(born: date, day: date) -> int:
-    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
 def password_error(password: str, *, min_length: int, min_score: int,

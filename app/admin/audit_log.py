@@ -15,6 +15,7 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..fleet.validators import normalise_plate
+from ..hire_access import hire_by_reference
 from ..models import AuditRecord, Car, Hire, User
 
 CSV_HEADER = ["at (UTC)", "person", "email", "action", "object type", "object id", "old", "new",
@@ -61,7 +62,8 @@ def _query(filters: AuditFilters) -> tuple[Select, list[str]]:
                                            func.lower(User.full_name).contains(needle, autoescape=True)))
         query = query.where(AuditRecord.actor_id.in_(people))
     if filters.hire:
-        hire_id = db.session.scalar(select(Hire.id).where(Hire.reference == filters.hire.strip().upper()))
+        found = hire_by_reference(filters.hire)
+        hire_id = found.id if found is not None else None
         if hire_id is None:
             unknown.append(f"no hire {filters.hire.upper()}")
         query = query.where(AuditRecord.object_type == "hire",

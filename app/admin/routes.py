@@ -1,4 +1,5 @@
-"""Admin pages (admins only, by the blueprint's guard): staff, prices, audit log, reports.
+"""Admin pages (admins only, by the blueprint's guard): home, prices, audit log, reports.
+The staff pages are staff_routes.py.
 
 Thin: parse the form, call a service, render.
 """
@@ -14,19 +15,18 @@ import click
 from flask import Response, abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user
 
-from ..accounts import twofactor
 from ..extensions import db
 from ..form_fields import ConfirmForm, parse_pounds, pounds
 from ..models import CarClass, utcnow
-from ..web import add_errors, form_status, render, see_other
-from . import audit_log, bp, charts, services
-from .forms import (AuditFilterForm, ClassRatesForm, ExtraForm, InviteForm, OneWayFeeForm,
-                    ReportForm, SeasonForm, StaffForm, TierForm)
+from ..web import add_errors, render, see_other
+from . import audit_log, bp, charts, services, staff
+from .forms import (AuditFilterForm, ClassRatesForm, ExtraForm, OneWayFeeForm, ReportForm,
+                    SeasonForm, TierForm)
 from .reports.freshness import ensure_fresh, request_refresh
 from .reports.periods import GROUPINGS, ReportError, default_range, local_today
 from .reports.refresh import history_range, refresh
 from .reports.tables import SECTIONS, Report, build, to_csv
-from .services import AdminError, ClassRates, StaffData
+from .services import AdminError, ClassRates
 
 
 def _today() -> date:
@@ -36,112 +36,7 @@ def _today() -> date:
 @bp.get("/")
 def home():
     """Admin home: where to go."""
-    return render_template("admin/home.html", staff_count=len(services.staff_members()))
-
-
-# --- staff -----------------------------------------------------------------------------------
-
-@bp.get("/staff")
-def staff():
-    """Everyone with access to the staff area, and their state."""
-    return render_template("admin/staff.html", staff=services.staff_members(),
-                           pending=services.invite_pending, enrolled=twofactor.is_enrolled)
-
-
-def _staff_data(form) -> StaffData:
-    return StaffData(full_name=form.full_name.data or "", role=form.role.data or "",
-                     branch_id=form.branch_id.data or None)
-
-
-@bp.route("/staff/invite", methods=["GET", "POST"])
-def invite():
-    """A joiner: create their account and email them a link to choose a password."""
-    form = InviteForm()
-    form.set_branches(services.branches())
-    if form.validate_on_submit():
-        try:
-            user = services.invite_staff(form.email.data, _staff_data(form), by=current_user,
-                                         now=utcnow())
-        except AdminError as exc:
-            add_errors(form, exc.errors)
-        else:
-            flash(f"{user.full_name} is invited: we have emailed {user.email} a link to set "
-                  f"a password.", "success")
-            return see_other(url_for("admin.staff"))
-    return render_template("admin/invite.html", form=form), form_status(form)
-
-
-def _member_or_404(user_id: int):
-    user = services.staff_member(user_id)
-    if user is None:
-        abort(404)
-    return user
-
-
-def _member_page(user, form, status: int = 200):
-    return render_template("admin/staff_member.html", member=user, form=form,
-                           confirm=ConfirmForm(formdata=None), pending=services.invite_pending(user),
-                           enrolled=twofactor.is_enrolled(user)), status
-
-
-@bp.route("/staff/<int:user_id>", methods=["GET", "POST"])
-def staff_member(user_id: int):
-    """Change a member of staff's name, role and branch (effective on their next request)."""
-    user = _member_or_404(user_id)
-    form = StaffForm(obj=user if request.method == "GET" else None)
-    form.set_branches(services.branches())
-    if request.method == "GET":
-        form.branch_id.data = user.branch_id or 0
-    if form.validate_on_submit():
-        try:
-            services.update_staff(user, _staff_data(form), by=current_user)
-        except AdminError as exc:
-            add_errors(form, exc.errors)
-        else:
-            flash(f"{user.full_name}'s account is saved.", "success")
-            return see_other(url_for("admin.staff_member", user_id=user.id))
-    return _member_page(user, form, form_status(form))
-
-
-def _staff_action(user_id: int, action, done: str):
-    user = _member_or_404(user_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-    try:
-        action(user)
-    except AdminError as exc:
-        flash(" ".join(exc.errors.values()), "error")
-        return see_other(url_for("admin.staff_member", user_id=user.id))
-    flash(done.format(name=user.full_name), "success")
-    return see_other(url_for("admin.staff_member", user_id=user.id))
-
-
-@bp.post("/staff/<int:user_id>/deactivate")
-def deactivate(user_id: int):
-    """A leaver: end their sessions now; they can no longer sign in."""
-    return _staff_action(user_id, lambda u: services.deactivate(u, by=current_user, now=utcnow()),
-                         "{name} is deactivated and signed out everywhere.")
-
-
-@bp.post("/staff/<int:user_id>/reactivate")
-def reactivate(user_id: int):
-    """Let a returning member of staff sign in again."""
-    return _staff_action(user_id, lambda u: services.reactivate(u, by=current_user),
-                         "{name} can sign in again.")
-
-
-@bp.post("/staff/<int:user_id>/resend-invite")
-def resend_invite(user_id: int):
-    """Email a fresh invitation link (the old one stops working)."""
-    return _staff_action(user_id, lambda u: services.resend_invite(u, by=current_user),
-                         "A new invitation is on its way to {name}.")
-
-
-@bp.post("/staff/<int:user_id>/reset-two-factor")
-def reset_two_factor(user_id: int):
-    """Lost phone: switch their two-factor off; they set it up again at their next sign-in."""
-    return _staff_action(user_id, lambda u: twofactor.reset(u, by=current_user),
-                         "{name}'s two-factor sign-in is reset and their sessions ended.")
+    return render_template("admin/home.html", staff_count=len(staff.staff_members()))
 
 
 # --- prices ----------------------------------------------------------------------------------

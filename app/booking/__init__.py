@@ -8,18 +8,28 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `pricing.py`       the pure price engine (rate tables in, a Quote out)
 - `quotes.py`        the server's price: rate tables from the database and settings
 - `eligibility.py`   who may book (licence, age) and the young-driver surcharge
-- `availability.py`  which cars are free for a trip (one query), search, alternatives
-- `lifecycle.py`     the hire lifecycle: confirms a paid hold when a payment provider reports
-                     the rental paid (app/events.py), and the hire row lock; payments never
-                     imports booking, so the dependency runs one way (booking -> payments)
+- `availability.py`  which cars are free for a trip (one query, in the order asked), search,
+                     alternatives
+- `suggestions.py`   when nothing is free: why, the nearest dates and other branches with cars
+- `storefront.py`    what the home page and car pages tell a customer before booking: the
+                     classes' "from" prices, what every hire includes, extras' prices, pictures
+- `lifecycle.py`     the hire lifecycle: every move of a hire outside the counter and what
+                     follows it: confirm a paid hold (a payment provider reports the rental
+                     paid through app/events.py), cancel, expire, no-show; and the hire row
+                     lock. Payments never imports booking, so the dependency runs one way
+                     (booking -> payments); the counter calls its interface (`__all__`)
 - `holds.py`         holding a car (`create_hold`) at the server's price
 - `changes.py`       new dates or extras at a new price
-- `cancellation.py`  cancelling, the refund due under the policy, asking payments to refund
-- `no_show.py`       a confirmed hire nobody collected
-- `scheduled.py`     the scheduler's share: expire unpaid holds, queue reminders
+- `cancellation.py`  the cancellation policy: the refund due when cancelling now
+- `no_show.py`       the no-show policy: what it costs, and when staff may mark one
+- `scheduled.py`     the scheduler's reminders (expiry and no-shows: lifecycle.py)
 - `my_bookings.py`   the customer's own bookings and how the ones that never went out ended
 - `emails.py`, `ics.py`  the booking's emails and their calendar attachment
-- `routes.py`, `forms.py`  the pages (thin), `links.py` their repeated links, `seed.py` demo rate tables
+- `checkin.py`       online check-in: details, terms, licence photo, additional drivers (issue 18)
+- `extending.py`     a later return for a confirmed or active hire, the extra time charged
+- `routes.py`, `forms.py`  the pages (thin), `links.py` their repeated links,
+  `seed.py` demo rate tables;
+  `checkin_routes.py`, `checkin_forms.py` those of check-in and extensions
 
 Hire states move only through `Hire.transition` (app/models/hires.py). No car is ever
 double-booked: availability checks first for a friendly answer, and the database's
@@ -30,4 +40,4 @@ from flask import Blueprint
 
 bp = Blueprint("booking", __name__)
 
-from . import lifecycle, links, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)
+from . import checkin_routes, lifecycle, links, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, Optional
 
-from flask import current_app
 from sqlalchemy import and_, exists, func, literal, literal_column, or_, select
 from sqlalchemy.orm import joinedload
 
 from .. import refdata
 from ..extensions import db
-from ..models import Car, CarClass, Occupancy, User
+from ..models import Car, CarClass, CarPhoto, Occupancy, User
 from ..refdata import CarClassRef
+from ..settings import settings
 from .eligibility import is_young_driver
 from .errors import BookingError, CarTaken
 from .pricing import Quote, RateTables
@@ -49,19 +49,33 @@ def _busy(start: datetime, until: datetime, exclude_hire_id: int | None = None):
     return exists(q.correlate(Car))
 
 
+def _order(sort: str):
+    """ORDER BY for a search's sort. Size is seats, then doors, then the class (classes are
+    priced by size: the class's own day rate ranks it); ties go to the cheaper car."""
+    rate = func.coalesce(Car.daily_rate_override_pence, CarClass.daily_rate_pence)
+    size = (Car.seats, Car.doors, CarClass.daily_rate_pence)
+    if sort == "price_desc":
+        return (rate.desc(), Car.id)
+    if sort == "size":
+        return (*(c.desc() for c in size), rate, Car.id)
+    if sort == "size_asc":
+        return (*size, rate, Car.id)
+    return (rate, Car.id)
+
+
 def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int | None = None,
                          exclude_car_id: int | None = None):
-    """Cars at the pickup branch, free for the whole trip plus cleaning buffer, cheapest first.
+    """Cars at the pickup branch, free for the whole trip plus cleaning buffer, in the order
+    the filters ask for (cheapest first by default).
 
     One statement: the cars (as plain columns: `CarView.from_row`), and the count of all
     matches (window function).
     """
-    rate = func.coalesce(Car.daily_rate_override_pence, CarClass.daily_rate_pence)
     q = (select(*CAR_COLUMNS, func.count().over().label("matches"))
          .join(Car.car_class)
          .where(Car.status == "available", Car.home_branch_id == trip.pickup_branch.id,
                 ~_busy(trip.start, trip.until()))
-         .order_by(rate, Car.id))
+         .order_by(*_order(filters.sort)))
     if filters.car_class:
         q = q.where(CarClass.code == filters.car_class)
     if filters.min_seats:
@@ -79,10 +93,14 @@ def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int
 
 # What the booking pages show of a car, read as plain columns: building ORM objects for a
 # page of cars cost more than the rest of the query (issue 19). Its class comes from the
-# reference data (app/refdata.py).
+# reference data (app/refdata.py); its cover photo's width (for srcset) from a subquery of the
+# same statement (one row at most: a car's filenames are unique), not a second query.
+COVER_WIDTH = (select(CarPhoto.width)
+               .where(CarPhoto.car_id == Car.id, CarPhoto.filename == Car.photo)
+               .correlate(Car).scalar_subquery().label("cover_width"))
 CAR_COLUMNS = (Car.id, Car.make, Car.model, Car.year, Car.seats, Car.doors, Car.transmission,
                Car.fuel_type, Car.photo, Car.status, Car.home_branch_id, Car.car_class_id,
-               Car.daily_rate_override_pence)
+               Car.daily_rate_override_pence, Car.plate, COVER_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,8 @@ class CarView:
     home_branch_id: int
     car_class_id: int
     daily_rate_override_pence: int | None
+    plate: str  # an extension's swap offers name it
+    cover_width: int | None  # the cover photo's, in pixels; None without one
     car_class: CarClassRef
 
     @classmethod
@@ -128,9 +148,9 @@ class SearchResult:
 
 def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User] = None,
            limit: int | None = None) -> SearchResult:
-    """Free cars for the trip with their full price (no extras), cheapest first."""
+    """Free cars for the trip with their full price (no extras), in the filters' order."""
     rows = db.session.execute(available_cars_query(
-        trip, filters, limit=limit or current_app.config["SEARCH_RESULTS_LIMIT"])).all()
+        trip, filters, limit=limit or settings().booking.search_results_limit)).all()
     reference = refdata.current()
     tables = load_rate_tables()
     young = is_young_driver(customer, trip)

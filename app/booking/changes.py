@@ -16,10 +16,9 @@ from ..models import Hire, HireState, HireStateChange, User
 from ..models.hires import NO_OVERLAP_CONSTRAINT
 from . import emails, pricing
 from .availability import is_free
-from .cancellation import request_refund_or_note
 from .eligibility import booking_eligibility, is_young_driver
 from .errors import BookingError, CarTaken, NotEligible, violated_constraint
-from .lifecycle import lock_hire
+from .lifecycle import lock_hire, request_refund_or_note
 from .pricing import Quote
 from .quotes import load_rate_tables, price
 from .trips import Trip, make_trip, to_local

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import current_app, render_template
+from flask import current_app
 
 from ..mail import queue_email
 from ..models import Hire, OutboundEmail
@@ -24,10 +24,9 @@ def booking_url(hire: Hire) -> str:
 
 def _queue(hire: Hire, key: str, subject: str, template: str,
            attachment: tuple[str, str, str] | None = None, **context) -> OutboundEmail:
-    body = render_template(f"booking/emails/{template}.txt", hire=hire, url=booking_url(hire),
-                           **context)
-    return queue_email(key=key, to=hire.customer.email, subject=subject, body=body,
-                       attachment=attachment)
+    return queue_email(key=key, to=hire.customer.email, subject=subject,
+                       template=f"booking/emails/{template}.txt", attachment=attachment,
+                       hire=hire, url=booking_url(hire), **context)
 
 
 def _ics(hire: Hire, now: datetime) -> tuple[str, str, str]:

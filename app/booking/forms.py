@@ -17,6 +17,7 @@ from wtforms.validators import InputRequired, NumberRange, Optional
 from ..form_fields import Form, IntSelectField, WholeNumberField
 from ..models import Extra
 from ..models.fleet import FUEL_TYPES, TRANSMISSIONS
+from .trips import SORTS
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
 SEAT_CHOICES = [("", "Any"), ("4", "4 or more"), ("5", "5 or more"), ("7", "7 or more")]
@@ -65,6 +66,8 @@ class SearchForm(TripForm):
         (t, t.capitalize()) for t in TRANSMISSIONS])
     fuel = SelectField("Fuel", default="", choices=[("", "Any")] + [
         (f, f.capitalize()) for f in FUEL_TYPES])
+    sort = SelectField("Sort by", default=SORTS[0][0], choices=list(SORTS),
+                       validators=[Optional()])
 
     def set_classes(self, classes: Iterable) -> None:
         self.car_class.choices = [("", "Any class")] + [(c.code, c.name) for c in classes]

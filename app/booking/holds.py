@@ -11,7 +11,6 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -19,6 +18,7 @@ from ..extensions import db
 from ..logging_setup import log
 from ..models import Hire, HireState, HireStateChange, User
 from ..models.hires import NO_OVERLAP_CONSTRAINT
+from ..settings import settings
 from . import pricing
 from .availability import alternatives, bookable_car, is_free
 from .eligibility import booking_eligibility, is_young_driver
@@ -56,7 +56,7 @@ def create_hold(*, customer: User, car_id: int, trip: Trip, extras: Mapping[str,
     booking after the back button. Raises NotEligible, CarTaken (with alternatives),
     PriceChanged or BookingError.
     """
-    cfg = current_app.config
+    cfg = settings()
     existing = hire_by_key(idempotency_key)
     if existing is not None:
         return _same_customer(existing, customer)
@@ -74,7 +74,7 @@ def create_hold(*, customer: User, car_id: int, trip: Trip, extras: Mapping[str,
                        .with_for_update(key_share=True))
     holds = db.session.scalar(select(func.count(Hire.id)).where(
         Hire.customer_id == customer.id, Hire.state == S.HELD.value, Hire.hold_expires_at > now))
-    if holds >= cfg["MAX_HOLDS_PER_CUSTOMER"]:
+    if holds >= cfg.booking.max_holds_per_customer:
         raise BookingError(f"You already have {holds} bookings waiting for payment. Pay for or "
                            "cancel one of them in My bookings first.")
     if not is_free(car.id, trip):
@@ -92,13 +92,13 @@ def create_hold(*, customer: User, car_id: int, trip: Trip, extras: Mapping[str,
             start_at=trip.start, end_at=trip.end,
             state=S.HELD.value, price_lines=quote.stored_lines(), total_pence=quote.total_pence,
             vat_pence=quote.vat_pence, deposit_pence=quote.deposit_pence,
-            currency=cfg["DEFAULT_CURRENCY"], extras=dict(chosen), idempotency_key=idempotency_key,
-            hold_expires_at=now + timedelta(minutes=cfg["HOLD_MINUTES"]), created_at=now,
+            currency=cfg.money.default_currency, extras=dict(chosen), idempotency_key=idempotency_key,
+            hold_expires_at=now + timedelta(minutes=cfg.booking.hold_minutes), created_at=now,
         )
         hire.occupy(until=trip.until())
         hire.state_changes.append(HireStateChange(
             from_state=None, to_state=S.HELD.value, by_user_id=customer.id, at=now,
-            reason=f"booked online; held for {cfg['HOLD_MINUTES']} minutes awaiting payment"))
+            reason=f"booked online; held for {cfg.booking.hold_minutes} minutes awaiting payment"))
         db.session.add(hire)
         try:
             db.session.commit()

@@ -1,17 +1,19 @@
 """The customer's own bookings ("My bookings"): upcoming, active and past hires, how the
-ones that never went out ended (and what was refunded), and one hire by reference."""
+ones that never went out ended (and what was refunded). One hire by reference, and whether
+they may see it, is app/hire_access.py's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Optional
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import Car, Hire, HireState, HireStateChange, User
+from ..models import Car, Hire, HireCheckin, HireState, HireStateChange, User
 from ..payments import MoneyBack, hires_under_review, money_back
 
 S = HireState
@@ -35,6 +37,8 @@ class MyBookings:
     past: list[Hire]
     endings: dict[int, Ending] = field(default_factory=dict)  # by hire id, for ENDED_WITHOUT_HIRE
     under_review: frozenset[int] = frozenset()  # held hires whose payment staff are reviewing
+    check_in_open: frozenset[int] = frozenset()  # confirmed hires the customer may check in now
+    checked_in: frozenset[int] = frozenset()  # ... and those already checked in online
 
 
 def _endings(hires: list[Hire]) -> dict[int, Ending]:
@@ -52,7 +56,8 @@ def _endings(hires: list[Hire]) -> dict[int, Ending]:
     return {hire_id: Ending(at.get(hire_id), money[hire_id]) for hire_id in ended}
 
 
-def customer_bookings(customer: User, *, past_limit: int = 50) -> MyBookings:
+def customer_bookings(customer: User, *, past_limit: int = 50,
+                      now: Optional[datetime] = None) -> MyBookings:
     """Upcoming (held, confirmed), active (picked up) and past hires of one customer; for
     past ones that never went out, when they ended and what was refunded."""
     base = (select(Hire).where(Hire.customer_id == customer.id)
@@ -64,16 +69,16 @@ def customer_bookings(customer: User, *, past_limit: int = 50) -> MyBookings:
     past = list(db.session.scalars(base.where(
         Hire.state.not_in([s.value for s in (*UPCOMING_STATES, S.ACTIVE)]))
         .order_by(Hire.start_at.desc()).limit(past_limit)))
+    opens = timedelta(hours=current_app.config["CHECKIN_OPENS_HOURS"])
+    check_in_open = frozenset(h.id for h in upcoming if now is not None and h.hire_state == S.CONFIRMED
+                              and h.start_at - opens <= now < h.start_at)
+    checked_in = frozenset(db.session.scalars(select(HireCheckin.hire_id).where(
+        HireCheckin.hire_id.in_(check_in_open), HireCheckin.completed_at.is_not(None)))) \
+        if check_in_open else frozenset()
     return MyBookings(upcoming, active, past, _endings(past),
-                      frozenset(payments_under_review(upcoming)))
+                      frozenset(payments_under_review(upcoming)), check_in_open, checked_in)
 
 
 def payments_under_review(hires: list[Hire]) -> set[int]:
     """The held hires among `hires` whose payment staff are reviewing: nothing to pay meanwhile."""
     return hires_under_review(h.id for h in hires if h.hire_state == S.HELD)
-
-
-def customer_hire(customer: User, reference: str) -> Hire | None:
-    """One of the customer's own hires by reference (None for anyone else's)."""
-    return db.session.scalar(select(Hire).where(Hire.reference == reference.upper(),
-                                                Hire.customer_id == customer.id))

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from flask import current_app
-
 from .. import refdata
 from ..models import Car
 from ..refdata import ExtraRef
+from ..settings import MoneySettings, settings
 from . import pricing
 from .errors import BookingError
 from .pricing import PricingError, Quote, RateTables
@@ -19,13 +18,13 @@ from .trips import Trip
 
 def load_rate_tables() -> RateTables:
     """The named rate tables as the price engine wants them (reference data + settings),
-    built once per reference-data snapshot (app/refdata.py)."""
+    built once per reference-data snapshot and money settings (app/refdata.py)."""
     reference = refdata.current()
-    return reference.derived("booking.rate_tables", lambda: _rate_tables(reference))
+    money = settings().money  # the same object until the config changes (app/settings.py)
+    return reference.derived(("booking.rate_tables", money), lambda: _rate_tables(reference, money))
 
 
-def _rate_tables(reference: refdata.Reference) -> RateTables:
-    cfg = current_app.config
+def _rate_tables(reference: refdata.Reference, money: MoneySettings) -> RateTables:
     return RateTables(
         tiers=tuple(pricing.Tier(t.min_days, t.percent_off) for t in reference.tiers),
         seasons=tuple(pricing.SeasonRule(s.code, s.name, s.starts_on, s.ends_on, s.percent)
@@ -33,11 +32,11 @@ def _rate_tables(reference: refdata.Reference) -> RateTables:
         extras=tuple(pricing.ExtraRate(e.code, e.name, e.per_day_pence, e.cap_pence,
                                        e.max_quantity, e.group) for e in reference.extras),
         one_way_fees=dict(reference.one_way_fees),
-        one_way_default_pence=cfg["ONE_WAY_DEFAULT_FEE_PENCE"],
-        weekend_days=frozenset(cfg["WEEKEND_DAYS"]), weekend_percent=cfg["WEEKEND_SURCHARGE_PERCENT"],
-        young_driver_per_day_pence=cfg["YOUNG_DRIVER_DAILY_PENCE"],
-        young_driver_cap_pence=cfg["YOUNG_DRIVER_CAP_PENCE"],
-        vat_percent=cfg["VAT_PERCENT"], grace_minutes=cfg["LATE_GRACE_MINUTES"],
+        one_way_default_pence=money.one_way_default_fee_pence,
+        weekend_days=frozenset(money.weekend_days), weekend_percent=money.weekend_surcharge_percent,
+        young_driver_per_day_pence=money.young_driver_daily_pence,
+        young_driver_cap_pence=money.young_driver_cap_pence,
+        vat_percent=money.vat_percent, grace_minutes=money.late_grace_minutes,
     )
 
 

@@ -12,40 +12,72 @@ from flask import abort, current_app, flash, request, url_for
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from .. import refdata
+from .. import paperwork, refdata
 from ..filters import money
+from ..hire_access import hire_visible_to
 from ..models import Hire, HireState, User, utcnow
 from ..pagecache import public_cache
 from ..refdata import BranchRef, CarClassRef
 from ..security import allow
+from ..settings import settings
 from ..web import add_errors, render, see_other
 from . import availability, bp
-from .cancellation import CancelPolicy, cancel_hire, cancellation_refund_pence
+from .cancellation import CancelPolicy, cancellation_refund_pence
 from .changes import change_hire, preview_change, trip_for_change
 from .eligibility import booking_eligibility
 from .errors import BookingError, CarTaken, NotEligible, PriceChanged
 from .forms import (CancelForm, ChangeForm, ConfirmForm, SearchForm, TripForm, chosen_extras,
                     extras_args, trip_args, with_extras)
 from .holds import create_hold, new_idempotency_key, same_booking
-from .my_bookings import customer_bookings, customer_hire, payments_under_review
+from .lifecycle import cancel_hire
+from .my_bookings import customer_bookings, payments_under_review
 from .quotes import active_extras
-from .trips import Filters, Trip, default_trip_times, make_trip, to_local
+from .storefront import class_picture, default_search_args, extra_terms
+from .suggestions import nothing_free
+from .trips import SORTS, Filters, Trip, make_trip, to_local
 
 
 @bp.app_template_global()
 def car_photo_url(car) -> str | None:
     """The car's cover photo, served publicly by the fleet area's media blueprint."""
-    if car.photo and "media.car_photo" in current_app.view_functions:
-        return url_for("media.car_photo", name=car.photo)
-    return None
+    return url_for("media.car_photo", name=car.photo) if car.photo else None
+
+
+@bp.app_template_global()
+def car_photo_srcset(car) -> str | None:
+    """The cover photo and its narrower copies for `srcset` (the fleet area makes them on
+    demand); None when the photo is no wider than the narrowest copy."""
+    if not car.photo or "media.car_photo_width" not in current_app.view_functions:
+        return None
+    if isinstance(car, availability.CarView):  # the search's and car page's: read with the car
+        cover_width = car.cover_width
+    else:
+        cover_width = next((p.width for p in car.photos if p.filename == car.photo), None)
+    if cover_width is None:
+        return None
+    widths = [w for w in current_app.config["CAR_PHOTO_WIDTHS"] if w < cover_width]
+    if not widths:
+        return None
+    return ", ".join([*(f"{url_for('media.car_photo_width', width=w, name=car.photo)} {w}w" for w in widths),
+                      f"{url_for('media.car_photo', name=car.photo)} {cover_width}w"])
+
+
+@bp.app_template_global()
+def class_picture_url(car_class) -> str:
+    """The class's illustration: every class and every car without a photo shows one."""
+    return url_for("static", filename=class_picture(car_class.code))
+
+
+@bp.app_template_global()
+def extra_price_terms(extra) -> str:
+    """An extra's price and how it is charged, next to it before it is picked."""
+    return extra_terms(extra)
 
 
 @bp.app_template_global()
 def licence_check_url() -> str:
     """Where a customer sees and fixes their licence check."""
-    if "accounts.licence_check" in current_app.view_functions:
-        return url_for("accounts.licence_check")
-    return url_for("accounts.profile")
+    return url_for("accounts.licence_check")
 
 
 def _customer() -> Optional[User]:
@@ -62,13 +94,7 @@ def _classes() -> list[CarClassRef]:
 
 def _default_args(branches: list[BranchRef]) -> MultiDict:
     """A first search: the first branch, the next open day, three days."""
-    if not branches:
-        return MultiDict()
-    branch = branches[0]
-    start, end = default_trip_times(branch, utcnow())
-    return MultiDict({"pickup_branch": str(branch.id), "return_branch": str(branch.id),
-                      "pickup_at": start.strftime("%Y-%m-%dT%H:%M"),
-                      "return_at": end.strftime("%Y-%m-%dT%H:%M")})
+    return MultiDict(default_search_args(branches, utcnow()))
 
 
 def _trip(form: TripForm) -> Trip:
@@ -109,7 +135,7 @@ def search():
     form = SearchForm(formdata=request.args if request.args else _default_args(branches))
     form.set_branches(branches)
     form.set_classes(_classes())
-    result, status = None, 200
+    result, status, why = None, 200, None
     if form.validate():
         try:
             trip = _trip(form)
@@ -118,13 +144,15 @@ def search():
         else:
             filters = Filters(car_class=form.car_class.data or "", min_seats=int(form.seats.data or 0),
                               transmission=form.transmission.data or "",
-                              fuel_type=form.fuel.data or "")
+                              fuel_type=form.fuel.data or "", sort=form.sort.data or SORTS[0][0])
             result = availability.search(trip, filters, customer=_customer())
+            if not result.offers:
+                why = nothing_free(trip, filters, now=utcnow())
     if form.errors:
         status = 422
     args = trip_args(form) if result is not None else {}
     return render("booking/search.html", "booking/partials/_results.html", status, form=form,
-                  result=result, args=args)
+                  result=result, args=args, why=why)
 
 
 @bp.get("/cars/<int:car_id>")
@@ -226,8 +254,8 @@ def confirm(car_id: int):
 
 
 def _after_booking_url(hire: Hire) -> str:
-    """The payment step when payments is installed, else the booking's own page."""
-    if hire.hire_state == HireState.HELD and "payments.start" in current_app.view_functions:
+    """The payment step for a hold, else the booking's own page."""
+    if hire.hire_state == HireState.HELD:
         return url_for("payments.start", reference=hire.reference)
     return url_for("booking.hire_detail", reference=hire.reference)
 
@@ -236,13 +264,15 @@ def _after_booking_url(hire: Hire) -> str:
 @allow("customer")
 def my_bookings():
     """The customer's upcoming, active and past hires."""
-    bookings = customer_bookings(current_user)
+    bookings = customer_bookings(current_user, now=utcnow())
+    papers = paperwork.paperwork_of(h.id for h in (*bookings.upcoming, *bookings.active, *bookings.past))
     return render("booking/mine.html", "booking/mine.html", bookings=bookings, now=utcnow(),
-                  can_pay="payments.start" in current_app.view_functions)
+                  paperwork=papers)
 
 
 def _own_hire(reference: str) -> Hire:
-    hire = customer_hire(current_user, reference)
+    """The signed-in customer's own hire (these pages admit customers only), or 404."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire
@@ -254,8 +284,8 @@ def hire_detail(reference: str):
     """One booking: its state, times, frozen price lines, and what can be done with it."""
     hire = _own_hire(reference)
     return render("booking/hire.html", "booking/hire.html", hire=hire, now=utcnow(),
-                  can_pay="payments.start" in current_app.view_functions,
-                  under_review=bool(payments_under_review([hire])))
+                  under_review=bool(payments_under_review([hire])),
+                  papers=paperwork.paperwork_of([hire.id])[hire.id])
 
 
 @bp.route("/hires/<reference>/cancel", methods=["GET", "POST"])
@@ -275,7 +305,7 @@ def cancel(reference: str):
                 f" We are refunding {money(refund)} to your card." if refund else ""), "success")
             return see_other(url_for("booking.my_bookings"))
     status = 422 if form.errors else 200
-    policy = CancelPolicy.from_config(current_app.config)
+    policy = CancelPolicy.from_settings(settings().money)
     return render("booking/cancel.html", "booking/partials/_cancel.html", status, hire=hire,
                   form=form, refund=cancellation_refund_pence(hire, now, policy),
                   policy=policy, allowed=hire.can_cancel(now))
@@ -304,8 +334,7 @@ def change(reference: str):
                 preview = change_hire(hire, trip, chosen, by=current_user, now=now)
                 flash(f"Booking {hire.reference} is changed. New total {money(preview.quote.total_pence)}.",
                       "success")
-                if (preview.difference_pence > 0 and hire.hire_state == HireState.CONFIRMED
-                        and "payments.start" in current_app.view_functions):
+                if preview.difference_pence > 0 and hire.hire_state == HireState.CONFIRMED:
                     return see_other(url_for("payments.start", reference=hire.reference))
                 return see_other(url_for("booking.hire_detail", reference=hire.reference))
             preview = preview_change(hire, trip, chosen, now=now)
@@ -316,7 +345,7 @@ def change(reference: str):
     if form.errors:
         status = 422
     return render("booking/change.html", "booking/partials/_change_preview.html", status, hire=hire,
-                  form=form, preview=preview, taken=taken, allowed=hire.can_change(now))
+                  form=form, preview=preview, taken=taken, allowed=hire.can_change(now), extras=extras)
 
 
 def _hire_args(hire: Hire, extras) -> MultiDict:

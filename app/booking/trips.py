@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from flask import current_app
-
 from .. import refdata
 from ..refdata import BranchRef
+from ..settings import settings
 from . import pricing
 from .errors import BookingError
 
@@ -32,7 +31,12 @@ class Trip:
 
     def until(self) -> datetime:
         """The end of the car's occupancy: the return plus the cleaning buffer."""
-        return self.end + timedelta(minutes=current_app.config["CLEANING_BUFFER_MINUTES"])
+        return self.end + timedelta(minutes=settings().booking.cleaning_buffer_minutes)
+
+
+# How search results may be ordered: (value, label); the first is the default.
+SORTS = (("price", "Price: lowest first"), ("price_desc", "Price: highest first"),
+         ("size", "Size: largest first"), ("size_asc", "Size: smallest first"))
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,11 @@ class Filters:
     min_seats: int = 0
     transmission: str = ""
     fuel_type: str = ""
+    sort: str = SORTS[0][0]
+
+    def narrowed(self) -> bool:
+        """Whether any filter (not the order) leaves cars out."""
+        return bool(self.car_class or self.min_seats or self.transmission or self.fuel_type)
 
 
 def local_to_utc(local: datetime, tz: str) -> datetime:
@@ -83,7 +92,7 @@ def make_trip(*, pickup_branch_id: int | None, return_branch_id: int | None,
               pickup_local: datetime | None, return_local: datetime | None,
               now: datetime) -> Trip:
     """Check the where and when of a hire; every problem is reported at once, by field."""
-    cfg = current_app.config
+    cfg = settings()
     errors: dict[str, str] = {}
     reference = refdata.current()
     pickup_branch = reference.branch(pickup_branch_id) if pickup_branch_id else None
@@ -103,13 +112,13 @@ def make_trip(*, pickup_branch_id: int | None, return_branch_id: int | None,
         except ValueError:
             errors["pickup_at"] = "That time does not exist: the clocks go forward an hour then."
         else:
-            earliest = now + timedelta(minutes=cfg["BOOKING_MIN_NOTICE_MINUTES"])
+            earliest = now + timedelta(minutes=cfg.booking.booking_min_notice_minutes)
             if start < earliest:
                 errors["pickup_at"] = (
                     "Pickup must be in the future, at least "
-                    f"{_duration_words(cfg['BOOKING_MIN_NOTICE_MINUTES'])} from now.")
-            elif start > now + timedelta(days=cfg["BOOKING_MAX_ADVANCE_DAYS"]):
-                errors["pickup_at"] = (f"We take bookings up to {cfg['BOOKING_MAX_ADVANCE_DAYS']} "
+                    f"{_duration_words(cfg.booking.booking_min_notice_minutes)} from now.")
+            elif start > now + timedelta(days=cfg.booking.booking_max_advance_days):
+                errors["pickup_at"] = (f"We take bookings up to {cfg.booking.booking_max_advance_days} "
                                        "days ahead.")
             elif (closed := opening_error(pickup_branch, pickup_local)) is not None:
                 errors["pickup_at"] = closed
@@ -122,8 +131,8 @@ def make_trip(*, pickup_branch_id: int | None, return_branch_id: int | None,
             if start is not None and end <= start:
                 errors["return_at"] = "Return must be after pickup."
             elif start is not None and pricing.charged_days(
-                    start, end, cfg["LATE_GRACE_MINUTES"]) > cfg["MAX_HIRE_DAYS"]:
-                errors["return_at"] = (f"A hire can be at most {cfg['MAX_HIRE_DAYS']} days. "
+                    start, end, cfg.money.late_grace_minutes) > cfg.booking.max_hire_days:
+                errors["return_at"] = (f"A hire can be at most {cfg.booking.max_hire_days} days. "
                                        "For longer, book a second hire or call us.")
             elif (closed := opening_error(return_branch, return_local)) is not None:
                 errors["return_at"] = closed

@@ -3,15 +3,18 @@
 Services are plain functions over the session taking `by` (the staff member) and `now`.
 Each step is committed when done, so a dropped tablet connection loses nothing and
 reopening the hire continues at the first unfinished step; every step writes an audit
-record. Money moves only through the payments area.
+record. Money moves only through the payments area; a no-show is marked through the hire
+lifecycle's interface (app/booking/lifecycle.py), the one part of booking the counter calls.
 
 - `errors.py`          CounterError, AlreadyProcessed (another tablet finished the step first)
-- `counter_board.py`   today's and tomorrow's pickups and returns at a branch; hire by reference
+- `counter_board.py`   today's and tomorrow's pickups and returns at a branch (a hire by its reference
+                       and who may see it: app/hire_access.py)
 - `inspections.py`     the record of a pickup or return, step by step: ID, condition, photos, signature
-- `pickup.py`          licence re-check, the steps of a pickup and a return, hand-over or refusal
+- `pickup.py`          the steps of a pickup and a return, hand-over or refusal
 - `car_return.py`      taking a car back: charges, damage, waivers, settlement, receipt, closing
 - `charges.py`         the named charge rules (pure); `previews.py` the money shown before settling
-- `routes.py`, `licence_routes.py`, `forms.py`  the pages (thin)
+- `routes.py`, `licence_routes.py` (the licence re-check: app/licence does the work),
+  `forms.py`  the pages (thin)
 """
 
 from flask import Blueprint

@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from flask import current_app
 from sqlalchemy import select
 
+from .. import paperwork
 from ..audit import record
 from ..extensions import db
-from ..filters import money
 from ..mail import queue_email
 from ..models import Hire, HireState, Inspection, Payment, User
 from ..payments import (PaymentError, capture_deposit, charge_saved_card, eth_deposit,
                         request_refund)
+from ..settings import settings
 from . import charges as rules
 from .errors import CounterError
 from .inspections import PICKUP, RETURN, check_version, commit_step, inspection
@@ -54,7 +54,7 @@ def return_facts(hire: Hire, insp: Inspection, *, returned_at: datetime) -> rule
 def preview_charges(hire: Hire, insp: Inspection, *, now: datetime) -> list[rules.Line]:
     returned_at = insp.condition_recorded_at or now
     return rules.compute_charges(return_facts(hire, insp, returned_at=returned_at),
-                                 rules.Rates.from_config(current_app.config))
+                                 rules.Rates.from_settings(settings().money))
 
 
 def add_damage(insp: Inspection, *, panel: str, amount_pence: int, reason: str, by: User, now: datetime,
@@ -64,10 +64,10 @@ def add_damage(insp: Inspection, *, panel: str, amount_pence: int, reason: str, 
     damage = rules.Damage(panel, amount_pence, reason.strip()[:200])
     try:
         rules.check_facts(rules.ReturnFacts(insp.hire.start_at, insp.hire.end_at, now, 0, 0, 0, 0, 0, 0,
-                                            damages=(damage,)), rules.Rates.from_config(current_app.config))
+                                            damages=(damage,)), rules.Rates.from_settings(settings().money))
     except rules.ChargeError as exc:
         raise CounterError({"amount": str(exc)})
-    if panel not in current_app.config["CONDITION_PANELS"]:
+    if panel not in settings().counter.condition_panels:
         raise CounterError({"panel": "Choose which part of the car is damaged."})
     insp.damages = [*insp.damages, {"panel": panel, "amount_pence": amount_pence, "reason": damage.reason}]
     record(by, "return.damage_added", insp.hire, {}, insp.damages[-1], at=now)
@@ -114,6 +114,10 @@ def settle_return(hire: Hire, *, by: User, now: datetime, version: int) -> "Sett
             "release_pence": settlement.release_pence, "card_pence": settlement.charge_card_pence,
             "refund_pence": settlement.refund_pence}, at=now)
     commit_step(insp)
+    paperwork.issue_settlement_invoice(
+        hire, charge_lines=insp.charge_lines, deposit_held_pence=_deposit_held_pence(hire),
+        taken_pence=settlement.capture_from_hold_pence, released_pence=settlement.release_pence,
+        card_pence=settlement.charge_card_pence, by=by, now=now)
     problems = _settle_money(hire, settlement, by=by)
     if not problems:
         close_if_settled(hire, now=now)
@@ -123,17 +127,12 @@ def settle_return(hire: Hire, *, by: User, now: datetime, version: int) -> "Sett
 
 def _email_receipt(hire: Hire, insp: Inspection, settlement: rules.Settlement) -> None:
     """The itemised return receipt, emailed once (keyed by the hire)."""
-    lines = [f"  {l['label']}: {money(0 if l['waived_reason'] else l['amount_pence'])}"
-             + (f" (waived: {l['waived_reason']})" if l["waived_reason"] else "") for l in insp.charge_lines]
     money_lines = rules.settlement_lines(settlement, paid_in_eth=eth_deposit(hire) is not None,
                                          reader="customer")
-    body = (f"Hello {hire.customer.full_name},\n\nThank you for returning {hire.car.make} {hire.car.model} "
-            f"({hire.car.plate}), booking {hire.reference}.\n\nCharges on return:\n"
-            + ("\n".join(lines) if lines else "  none") + f"\n  Total: {money(insp.total_pence or 0)}\n\n"
-            + "\n".join(f"{label}: {money(amount)}" for label, amount in money_lines)
-            + "\n\nACME Rentals\n")
     queue_email(key=f"hire:{hire.id}:return-receipt", to=hire.customer.email,
-                subject=f"Your ACME Rentals receipt for {hire.reference}", body=body)
+                subject=f"Your ACME Rentals receipt for {hire.reference}",
+                template="counter/emails/return_receipt.txt", hire=hire,
+                charge_lines=insp.charge_lines, total_pence=insp.total_pence, money_lines=money_lines)
 
 
 @dataclass(frozen=True)
@@ -167,8 +166,8 @@ def _settle_money(hire: Hire, settlement: rules.Settlement, *, by: User) -> list
         steps.append((charge_saved_card, dict(amount_pence=settlement.charge_card_pence,
                                                 reason="return charges beyond the deposit")))
     if settlement.refund_pence:  # refused when more than is left to refund: staff resolve it
-        steps.append((request_refund, dict(amount_pence=settlement.refund_pence,
-                                             reason="early return: unused days")))
+        steps.append((request_refund, dict(amount_pence=settlement.refund_pence, reason="early return: unused days",
+                                             key=paperwork.EARLY_RETURN_KEY.format(hire.id))))
     for step, kwargs in steps:
         name = step.__name__
         try:

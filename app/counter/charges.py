@@ -8,8 +8,10 @@ itemised lines in integer pence. The tablet never sends an amount except a damag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+
+from ..filters import money
 
 DAY = timedelta(hours=24)
 EIGHTHS_IN_TANK = 8
@@ -17,7 +19,7 @@ EIGHTHS_IN_TANK = 8
 
 @dataclass(frozen=True)
 class Rates:
-    """The named settings the rules use (from app.config)."""
+    """The named settings the rules use (`settings().money`, app/settings.py: same names)."""
 
     late_grace_minutes: int
     late_fee_per_hour_pence: int
@@ -29,17 +31,9 @@ class Rates:
     unused_day_refund_percent: int
 
     @classmethod
-    def from_config(cls, config) -> "Rates":
-        return cls(
-            late_grace_minutes=config["LATE_GRACE_MINUTES"],
-            late_fee_per_hour_pence=config["LATE_FEE_PER_HOUR_PENCE"],
-            fuel_price_per_eighth_pence=config["FUEL_PRICE_PER_EIGHTH_PENCE"],
-            refuelling_fee_pence=config["REFUELLING_FEE_PENCE"],
-            excess_mileage_pence_per_mile=config["EXCESS_MILEAGE_PENCE_PER_MILE"],
-            cleaning_fee_pence=config["CLEANING_FEE_PENCE"],
-            max_damage_charge_pence=config["MAX_DAMAGE_CHARGE_PENCE"],
-            unused_day_refund_percent=config["UNUSED_DAY_REFUND_PERCENT"],
-        )
+    def from_settings(cls, money) -> "Rates":
+        """From the money settings (`settings().money`), whose fields carry the same names."""
+        return cls(**{f.name: getattr(money, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -109,6 +103,35 @@ def late_fee_pence(end_at: datetime, returned_at: datetime, *, day_rate_pence: i
     return whole_days * day_rate_pence + min(started_hours * rates.late_fee_per_hour_pence, day_rate_pence)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def lateness(late: timedelta) -> str:
+    """How late, as staff and customers read it: "2 h 58 min", "1 day 3 h"."""
+    minutes = int(late.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = ([_plural(days, "day")] if days else []) + ([f"{hours} h"] if hours else []) \
+        + ([f"{minutes} min"] if minutes or not (days or hours) else [])
+    return " ".join(parts)
+
+
+def late_label(end_at: datetime, returned_at: datetime, *, day_rate_pence: int, rates: Rates) -> str:
+    """The late-return line, with how late and how the fee adds up (the rule of `late_fee_pence`):
+    "Late return: 2 h 58 min late (3 started hours × £15.00)"."""
+    late = returned_at - end_at
+    whole_days, rest = divmod(late, DAY)
+    started_hours = math.ceil(rest / timedelta(hours=1))
+    parts = [f"{_plural(whole_days, 'day')} × {money(day_rate_pence)}"] if whole_days else []
+    if started_hours:
+        hours = f"{_plural(started_hours, 'started hour')} × {money(rates.late_fee_per_hour_pence)}"
+        if started_hours * rates.late_fee_per_hour_pence > day_rate_pence:
+            hours += f", capped at the day rate {money(day_rate_pence)}"
+        parts.append(hours)
+    return f"Late return: {lateness(late)} late ({' + '.join(parts)})"
+
+
 def hire_days(start_at: datetime, end_at: datetime) -> int:
     return max(1, math.ceil((end_at - start_at) / DAY))
 
@@ -130,8 +153,10 @@ def compute_charges(facts: ReturnFacts, rates: Rates) -> list[Line]:
         if amount:
             lines.append(Line(code, label, amount, facts.waivers.get(code, "")))
 
-    add("late", "Late return",
-        late_fee_pence(facts.end_at, facts.returned_at, day_rate_pence=facts.day_rate_pence, rates=rates))
+    late_fee = late_fee_pence(facts.end_at, facts.returned_at, day_rate_pence=facts.day_rate_pence, rates=rates)
+    if late_fee:
+        add("late", late_label(facts.end_at, facts.returned_at, day_rate_pence=facts.day_rate_pence, rates=rates),
+            late_fee)
 
     short = max(0, facts.fuel_out_eighths - facts.fuel_in_eighths)
     if short:

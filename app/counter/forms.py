@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from flask import current_app
+
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from ..form_fields import Form, IntSelectField, WholeNumberField
+from ..web import bounded_int
 from ..models.counter import PANEL_STATES
+from ..settings import settings
 
 FUEL_CHOICES = [(i, f"{i}/8" if 0 < i < 8 else ("Empty" if i == 0 else "Full")) for i in range(9)]
+# No level on record (a car's first pickup): nothing is chosen for the staff member, because
+# any level guessed could cost the customer money at the return.
+NO_FUEL_LEVEL = ("", "Choose the level on the gauge")
 REQUIRED = "This field is required."
+
+
+def fuel_level(value):
+    """The select's value as eighths (None: nothing chosen yet)."""
+    if value in ("", None):
+        return None
+    return bounded_int(value)
 
 
 VERSION_MAX_DIGITS = 9  # far more versions than a record ever reaches; bounds int()
@@ -53,13 +65,15 @@ def condition_form(formdata=None, **kwargs) -> Form:
     class ConditionForm(VersionedForm):
         odometer = WholeNumberField("Odometer (miles)", validators=[
             InputRequired(REQUIRED), NumberRange(min=0, max=1_000_000, message="Enter the miles shown.")])
-        fuel_eighths = IntSelectField("Fuel", choices=FUEL_CHOICES,
-                                      validators=[InputRequired(REQUIRED)])
+        fuel_eighths = IntSelectField("Fuel", choices=[NO_FUEL_LEVEL, *FUEL_CHOICES], coerce=fuel_level,
+                                      validators=[InputRequired("Choose the fuel level on the gauge.")])
         needs_cleaning = BooleanField("Needs more than a standard clean")
 
-    for panel in current_app.config["CONDITION_PANELS"]:
+    for panel in settings().counter.condition_panels:
+        # Named in full for assistive technology ("Front condition"); the panel's legend says
+        # which panel on screen, so the visible labels need not repeat it (templates/counter).
         setattr(ConditionForm, f"panel_{panel}", SelectField(
-            panel.capitalize(), choices=[(s, s.capitalize()) for s in PANEL_STATES], default="ok"))
+            f"{panel.capitalize()} condition", choices=[(s, s.capitalize()) for s in PANEL_STATES], default="ok"))
         setattr(ConditionForm, f"note_{panel}", StringField(
             f"{panel.capitalize()} note", validators=[Optional(), Length(max=200)]))
     if formdata is None:
@@ -74,7 +88,7 @@ class PhotoForm(Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.panel.choices = [(p, p.capitalize()) for p in current_app.config["CONDITION_PANELS"]]
+        self.panel.choices = [(p, p.capitalize()) for p in settings().counter.condition_panels]
 
 
 class SignatureForm(VersionedForm):
@@ -102,7 +116,7 @@ class DamageForm(VersionedForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.panel.choices = [(p, p.capitalize()) for p in current_app.config["CONDITION_PANELS"]]
+        self.panel.choices = [(p, p.capitalize()) for p in settings().counter.condition_panels]
 
     def amount_pence(self) -> int | None:
         """Pounds as typed ("120", "120.50", "£1,200") to pence, or None if not a sum of money."""

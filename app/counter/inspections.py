@@ -23,6 +23,7 @@ from ..extensions import db
 from ..fleet import photos as photo_files
 from ..models import Hire, HireState, Inspection, InspectionPhoto, User
 from ..models.counter import PANEL_STATES
+from ..settings import settings
 from . import charges as rules
 from .errors import AlreadyProcessed, CounterError
 
@@ -38,6 +39,31 @@ NOT_A_SIGNATURE = "The signature did not arrive as a picture; please sign again.
 def inspection(hire: Hire, kind: str) -> Inspection | None:
     return db.session.scalar(select(Inspection).where(Inspection.hire_id == hire.id,
                                                       Inspection.kind == kind))
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What the condition form starts with: the car's last recorded odometer and fuel."""
+
+    odometer_miles: Optional[int]
+    fuel_eighths: Optional[int]  # None: no level on record, staff must choose one
+
+
+def starting_readings(hire: Hire, kind: str) -> Readings:
+    """Pre-fill for the condition step that never costs the customer money if left as is.
+
+    Out (pickup): the car's odometer and the fuel level its last return recorded (none on
+    record: no level chosen, staff pick one). In (return): the readings the car left with, so
+    an untouched form charges no miles and no fuel."""
+    if kind == RETURN:
+        out = inspection(hire, PICKUP)
+        return Readings(out.odometer_miles if out else None, out.fuel_eighths if out else None)
+    last_fuel = db.session.scalar(
+        select(Inspection.fuel_eighths).join(Hire, Hire.id == Inspection.hire_id)
+        .where(Hire.car_id == hire.car_id, Inspection.kind == RETURN,
+               Inspection.fuel_eighths.is_not(None), Inspection.condition_recorded_at.is_not(None))
+        .order_by(Inspection.condition_recorded_at.desc()).limit(1))
+    return Readings(hire.car.odometer_miles, last_fuel)
 
 
 def open_inspection(hire: Hire, kind: str, *, by: User, now: datetime) -> Inspection:
@@ -89,7 +115,7 @@ def record_condition(insp: Inspection, *, by: User, now: datetime, odometer: int
     """Odometer, fuel and the walk-around checklist (per panel: state and a note)."""
     check_version(insp, version)
     errors: dict[str, str] = {}
-    panels = current_app.config["CONDITION_PANELS"]
+    panels = settings().counter.condition_panels
     for panel, entry in checklist.items():
         if panel not in panels or entry.get("state") not in PANEL_STATES:
             errors[f"panel_{panel}"] = "Choose ok, scratch, dent or other."
@@ -135,12 +161,12 @@ def upload_dir() -> Path:
 
 def add_photo(insp: Inspection, *, panel: str, data: bytes, by: User, now: datetime) -> InspectionPhoto:
     """A tablet photo of one panel: checked, EXIF stripped, stored by content hash, thumbnailed."""
-    if panel not in current_app.config["CONDITION_PANELS"]:
+    if panel not in settings().counter.condition_panels:
         raise CounterError({"panel": "Choose which part of the car the photo shows."})
     try:
         filename, content_type = _store(data, max_side=current_app.config["CAR_PHOTO_MAX_SIDE"],
-                                        max_bytes=current_app.config["PHOTO_MAX_BYTES"])
-        thumb, _ = _store(data, max_side=THUMB_SIDE, max_bytes=current_app.config["PHOTO_MAX_BYTES"])
+                                        max_bytes=settings().counter.photo_max_bytes)
+        thumb, _ = _store(data, max_side=THUMB_SIDE, max_bytes=settings().counter.photo_max_bytes)
     except photo_files.PhotoError as exc:
         raise CounterError({"photo": str(exc)})
     photo = InspectionPhoto(inspection_id=insp.id, panel=panel, filename=filename, thumb_filename=thumb,
@@ -161,11 +187,11 @@ def record_signature(insp: Inspection, *, png: bytes, by: User, now: datetime,
     check_version(insp, version)
     if not png:
         raise CounterError({"signature": "Ask the customer to sign in the box."})
-    cfg = current_app.config
+    counter = settings().counter
     try:
         clean, fmt, _w, _h = photo_files.process(
-            png, max_bytes=cfg["SIGNATURE_MAX_BYTES"], max_pixels=cfg["SIGNATURE_MAX_PIXELS"],
-            max_side=cfg["SIGNATURE_MAX_SIDE"])
+            png, max_bytes=counter.signature_max_bytes, max_pixels=counter.signature_max_pixels,
+            max_side=counter.signature_max_side)
     except photo_files.PhotoTooLarge:
         raise CounterError({"signature": "The signature is too large for the signature box: "
                                          "clear the box and sign again."})
@@ -181,7 +207,7 @@ def record_signature(insp: Inspection, *, png: bytes, by: User, now: datetime,
     if darkest == lightest:
         raise CounterError({"signature": "The signature box is empty: ask the customer to sign."})
     insp.signature_filename = photo_files.write_content_addressed(upload_dir(), clean, "png")
-    insp.signed_at = now
+    insp.signed_at, insp.signature_witness_id = now, by.id
     record(by, "pickup.signed", insp.hire, {}, {"signature": insp.signature_filename}, at=now)
     commit_step(insp)
 

@@ -8,21 +8,23 @@ pickup page refreshes its steps and hand-over (which depend on the answer) in pl
 
 from __future__ import annotations
 
-from flask import make_response, render_template, url_for
+from flask import abort, make_response, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
-from ..accounts import licence
+from .. import licence
 from ..accounts.forms import LicenceRecheckForm
-from ..accounts.services import AccountError
-from ..extensions import db
+from ..hire_access import hire_visible_to
 from ..models import Hire, utcnow
 from ..web import add_errors, form_status, render, see_other, wants_fragment
 from . import bp
 
 
 def _hire(reference: str) -> Hire:
-    return db.first_or_404(select(Hire).where(Hire.reference == reference.upper()))
+    """The hire staff asked for (staff and admins may see every hire), or 404."""
+    hire = hire_visible_to(reference, current_user)
+    if hire is None:
+        abort(404)
+    return hire
 
 
 LICENCE_CHECKED_EVENT = "licence-checked"
@@ -56,7 +58,7 @@ def licence_recheck(reference: str):
     if form.validate_on_submit():
         try:
             licence.recheck_for_hire(hire, current_user, utcnow(), check_code=form.check_code.data or None)
-        except AccountError as exc:
+        except licence.LicenceError as exc:
             add_errors(form, exc.errors)
         else:
             if not wants_fragment():

@@ -7,27 +7,43 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
+from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
+from .. import paperwork
 from ..audit import record
 from ..extensions import db
-from ..models import Hire, HireState, Inspection, User
+from ..licence import online_licences_ok, pickup_licence_ok
+from ..models import Hire, HireCheckin, HireState, Inspection, User
 from ..payments import ensure_deposit_hold, release_deposit, rental_paid_pence, request_refund
 from .errors import AlreadyProcessed, CounterError
 from .inspections import PICKUP, Step, check_version, commit_step, inspection
+from .previews import deposit_at_pickup
 
 S = HireState
 
 
 def licence_ok(hire: Hire) -> tuple[bool, str]:
     """The counter's re-check for this hire must have come back verified (the licence area's rule)."""
-    from ..accounts.licence import pickup_licence_ok
     return pickup_licence_ok(hire)
 
 
+def checked_in_online(hire: Hire) -> bool:
+    """The customer checked in online (details, terms, licence photo) and every licence on
+    the hire, theirs and the named drivers', is verified to its end: the counter's licence
+    step is done (issue 18)."""
+    found = online_checkin(hire)
+    return found is not None and found.is_complete and online_licences_ok(hire)[0]
+
+
+def online_checkin(hire: Hire) -> HireCheckin | None:
+    return db.session.scalar(select(HireCheckin).where(HireCheckin.hire_id == hire.id))
+
+
 def pickup_steps(hire: Hire, insp: Inspection | None) -> list[Step]:
+    licence_done = checked_in_online(hire) or (bool(insp and insp.id_checked_at) and licence_ok(hire)[0])
     return [
-        Step("licence", "Licence and ID", bool(insp and insp.id_checked_at) and licence_ok(hire)[0]),
+        Step("licence", "Licence and ID", licence_done),
         Step("condition", "Condition out", bool(insp and insp.condition_recorded_at)),
         Step("signature", "Customer signs", bool(insp and insp.signed_at)),
         Step("handover", "Hand over", hire.hire_state == S.ACTIVE),
@@ -57,6 +73,9 @@ def hand_over(hire: Hire, *, by: User, now: datetime, version: Optional[int] = N
     record(by, "pickup.handed_over", hire, {"state": "confirmed"}, {"state": "active"}, at=now)
     commit_step(insp)
     ensure_deposit_hold(hire, by=by)
+    deposit = deposit_at_pickup(hire)
+    paperwork.request_agreement(hire, insp, deposit_pence=deposit.amount_pence, deposit_how=deposit.how,
+                                by=by, now=now)
 
 
 def refuse_at_pickup(hire: Hire, *, by: User, now: datetime, reason: str) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import base64
 import binascii
 
-from flask import abort, current_app, flash, request, send_from_directory, url_for
+from flask import abort, flash, request, send_from_directory, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import refdata
-from ..booking import no_show as no_shows
-from ..booking.errors import BookingError
+from .. import paperwork, refdata
+from ..booking import lifecycle
 from ..extensions import db
 from ..filters import money
+from ..hire_access import hire_visible_to
 from ..models import Hire, InspectionPhoto, utcnow
 from ..plain_text import plain_text_error
+from ..settings import settings
 from ..web import add_errors, int_arg, render, see_other
 from . import bp, car_return, counter_board, inspections, pickup, previews
 from .errors import AlreadyProcessed, CounterError
@@ -33,7 +34,8 @@ DATA_URL_PREFIX = "data:image/png;base64,"
 
 
 def _hire(reference: str) -> Hire:
-    hire = counter_board.hire_by_reference(reference)
+    """The hire staff asked for (staff and admins may see every hire), or 404."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire
@@ -80,10 +82,11 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
                    pickup=inspections.inspection(hire, PICKUP) if kind == RETURN else None,
                    steps=(pickup.pickup_steps(hire, insp) if kind == PICKUP
                           else pickup.return_steps(hire, insp)),
-                   panels=current_app.config["CONDITION_PANELS"])
+                   panels=settings().counter.condition_panels,
+                   papers=paperwork.paperwork_of([hire.id])[hire.id], terms=paperwork.terms())
     version = insp.version if insp else None
     context["id_form"] = forms.get("id_form") or IdCheckForm(formdata=None, version=version)
-    context["condition_form"] = forms.get("condition_form") or _condition_form_for(insp)
+    context["condition_form"] = forms.get("condition_form") or _condition_form_for(hire, kind, insp)
     context["photo_form"] = forms.get("photo_form") or PhotoForm(formdata=None)
     context["signature_form"] = forms.get("signature_form") or SignatureForm(formdata=None, version=version)
     context["handover_form"] = forms.get("handover_form") or HandOverForm(formdata=None, version=version)
@@ -92,6 +95,8 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
     context["waive_form"] = forms.get("waive_form") or WaiveForm(formdata=None, version=version)
     context["settle_form"] = forms.get("settle_form") or SettleForm(formdata=None, version=version)
     context["step_error"] = forms.get("step_error", "")
+    context["online_checkin"] = pickup.online_checkin(hire)
+    context["checked_in_online"] = kind == PICKUP and pickup.checked_in_online(hire)
     if kind == PICKUP:
         context["licence_ok"], context["licence_message"] = pickup.licence_ok(hire)
         context.update(licence_context(hire), pickup_money=previews.pickup_money(hire))
@@ -105,9 +110,12 @@ def _flow_page(hire: Hire, kind: str, status: int = 200, **forms):
     return render("counter/hire.html", "counter/partials/_flow.html", status, **context)
 
 
-def _condition_form_for(insp):
+def _condition_form_for(hire: Hire, kind: str, insp):
     form = condition_form(formdata=None, version=insp.version if insp else None)
-    if insp is not None and insp.condition_recorded_at is not None:
+    if insp is None or insp.condition_recorded_at is None:
+        readings = inspections.starting_readings(hire, kind)
+        form.odometer.data, form.fuel_eighths.data = readings.odometer_miles, readings.fuel_eighths
+    else:
         form.odometer.data, form.fuel_eighths.data = insp.odometer_miles, insp.fuel_eighths
         form.needs_cleaning.data = insp.needs_cleaning
         for panel, entry in insp.checklist.items():
@@ -180,7 +188,7 @@ def condition(reference: str, kind: str):
 
     def record(form):
         checklist = {p: {"state": getattr(form, f"panel_{p}").data, "note": getattr(form, f"note_{p}").data or ""}
-                     for p in current_app.config["CONDITION_PANELS"]}
+                     for p in settings().counter.condition_panels}
         inspections.record_condition(_open(hire, kind), by=current_user, now=utcnow(),
                                      odometer=form.odometer.data, fuel_eighths=form.fuel_eighths.data,
                                      checklist=checklist, needs_cleaning=bool(form.needs_cleaning.data),
@@ -233,11 +241,11 @@ def refuse(reference: str):
 
 
 def _no_show_page(hire: Hire, status: int = 200, error: str = ""):
-    if not error and not no_shows.can_mark_no_show(hire, utcnow()):
+    if not error and not lifecycle.can_mark_no_show(hire, utcnow()):
         error, status = (f"{hire.reference} cannot be marked as a no-show: it is {hire.state.replace('_', ' ')}"
                          " or its pickup time has not passed."), 409
     return render("counter/no_show.html", "counter/partials/_no_show_confirm.html", status,
-                  hire=hire, terms=no_shows.no_show_terms(hire), form=NoShowForm(formdata=None), error=error)
+                  hire=hire, terms=lifecycle.no_show_terms(hire), form=NoShowForm(formdata=None), error=error)
 
 
 @bp.get("/hires/<reference>/no-show")
@@ -254,8 +262,8 @@ def mark_no_show(reference: str):
     if not form.validate_on_submit():
         return _no_show_page(hire, 400, "; ".join(form.errors.get("csrf_token", [])) or "Try again.")
     try:
-        terms = no_shows.mark_no_show(hire, by=current_user, now=utcnow())
-    except BookingError as exc:
+        terms = lifecycle.mark_no_show(hire, by=current_user, now=utcnow())
+    except lifecycle.BookingError as exc:
         db.session.expire_all()
         return _no_show_page(hire, 409, exc.message)
     flash(f"{hire.reference} marked as a no-show: {money(terms.fee_pence)} kept, "

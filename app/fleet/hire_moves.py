@@ -80,17 +80,7 @@ def move_hire(hire: Hire, to_car: Car, *, by: User, now: datetime) -> None:
 
 
 def _email_car_change(hire: Hire, old_car: Car, new_car: Car, *, key: str) -> None:
-    from ..filters import local_time
-    customer = hire.customer
-    queue_email(
-        key=key,
-        to=customer.email,
-        subject=f"Your ACME Rentals booking {hire.reference}: a different car",
-        body=(f"Hello {customer.full_name},\n\n"
-              f"Your {old_car.make} {old_car.model} needs some work, so we have given your "
-              f"booking {hire.reference} ({local_time(hire.start_at)} to "
-              f"{local_time(hire.end_at)}) another car of the same class: a {new_car.make} "
-              f"{new_car.model}, registration {v.format_plate(new_car.plate)}.\n\n"
-              f"Everything else stays the same, including the price you paid. "
-              f"Reply to this email if you have any questions.\n\nACME Rentals\n"),
-    )
+    queue_email(key=key, to=hire.customer.email,
+                subject=f"Your ACME Rentals booking {hire.reference}: a different car",
+                template="fleet/emails/car_moved.txt", hire=hire, old_car=old_car,
+                new_car=new_car, plate=v.format_plate(new_car.plate))

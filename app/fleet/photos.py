@@ -8,7 +8,9 @@ its pixels alone, so EXIF (GPS position, camera serial numbers), XMP, ICC and co
 left behind. The file is named by the SHA-256 of what is stored, so the same photo is stored
 once and its address never needs to change (it is served with a year-long cache).
 
-The public `media` blueprint serves them: car photos are shown to customers in search.
+The public `media` blueprint serves them: car photos are shown to customers in search, with
+narrower copies (CAR_PHOTO_WIDTHS) for `srcset`, each made from the stored photo on its first
+request and kept next to it (`w<width>/<name>`), so a phone never downloads the full size.
 """
 
 from __future__ import annotations
@@ -122,16 +124,41 @@ def write_content_addressed(directory: Path, data: bytes, ext: str) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / filename
     if not target.exists():
-        # Write then rename, so a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomically(target, data)
     return filename
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Write then rename, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def narrower_copy(name: str, width: int) -> Path | None:
+    """The stored photo `name` at most `width` pixels wide (made once, then kept); None when
+    the photo is not on disk. Its name and format are the original's."""
+    target = photo_dir() / f"w{width}" / name
+    if target.exists():
+        return target
+    source = photo_dir() / name
+    if not source.is_file():
+        return None
+    with Image.open(source) as image:
+        image.load()
+        fmt = image.format or "PNG"
+        if image.width > width:
+            image.thumbnail((width, image.height))
+        out = io.BytesIO()
+        image.save(out, **FORMATS.get(fmt, FORMATS["PNG"])[2])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(target, out.getvalue())
+    return target
 
 
 def remove_if_unused(filename: str) -> None:
@@ -139,6 +166,8 @@ def remove_if_unused(filename: str) -> None:
     still_used = db.session.scalar(select(CarPhoto.id).where(CarPhoto.filename == filename).limit(1))
     if still_used is None and FILENAME_RE.match(filename):
         (photo_dir() / filename).unlink(missing_ok=True)
+        for width in current_app.config["CAR_PHOTO_WIDTHS"]:
+            (photo_dir() / f"w{width}" / filename).unlink(missing_ok=True)
 
 
 media_bp = Blueprint("media", __name__)
@@ -154,6 +183,24 @@ def car_photo(name: str):
     if known is None:
         abort(404)
     response = send_from_directory(photo_dir(), name, mimetype=known,
+                                   max_age=current_app.config["CAR_PHOTO_CACHE_SECONDS"])
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.cache_control.public = True
+    response.cache_control.immutable = True
+    return response
+
+
+@media_bp.get("/cars/w<int:width>/<name>")
+@allow("public")
+def car_photo_width(width: int, name: str):
+    """A narrower copy of a car photo, for `srcset` (only the widths CAR_PHOTO_WIDTHS names)."""
+    if width not in current_app.config["CAR_PHOTO_WIDTHS"] or not FILENAME_RE.match(name):
+        abort(404)
+    known = db.session.scalar(select(CarPhoto.content_type).where(CarPhoto.filename == name).limit(1))
+    copy = narrower_copy(name, width) if known is not None else None
+    if copy is None:
+        abort(404)
+    response = send_from_directory(copy.parent, name, mimetype=known,
                                    max_age=current_app.config["CAR_PHOTO_CACHE_SECONDS"])
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.cache_control.public = True

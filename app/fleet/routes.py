@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 from flask import abort, flash, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from ..extensions import db
 from ..form_fields import ConfirmForm
+from ..hire_access import hire_visible_to
 from ..models import Car, Hire, MaintenanceBlock, utcnow
 from ..web import add_errors, form_status, render, safe_path, see_other
 from . import bp, car_records, fleet_list, hire_moves, maintenance
@@ -258,9 +258,8 @@ def remove_maintenance(block_id: int):
 
 
 def _hire_or_404(reference: str) -> Hire:
-    if not (reference.isascii() and reference.isalnum()):
-        abort(404)  # no reference looks like that (and PostgreSQL refuses a NUL in a query)
-    hire = db.session.scalar(select(Hire).where(Hire.reference == reference.upper()))
+    """The hire asked for (staff and admins may see every hire), or 404."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire

@@ -28,6 +28,7 @@ from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from ..config import BASE_DIR
+from ..settings import settings_of
 
 ARTIFACT_PATH = BASE_DIR / "contracts" / "build" / "AcmePayments.json"
 PAID_EVENT_SIGNATURE = "Paid(bytes32,address,uint256)"
@@ -86,8 +87,9 @@ def use_provider(app: Flask, provider: Any) -> None:
 
 def is_configured(app: Optional[Flask] = None) -> bool:
     app = app or current_app
-    has_node = bool(app.config["CHAIN_RPC_URL"]) or PROVIDER_OVERRIDE in app.extensions
-    return has_node and bool(app.config["CHAIN_CONTRACT_ADDRESS"])
+    payments = settings_of(app).payments
+    has_node = bool(payments.chain_rpc_url) or PROVIDER_OVERRIDE in app.extensions
+    return has_node and bool(payments.chain_contract_address)
 
 
 def _hex(value: Any) -> str:
@@ -241,14 +243,14 @@ def make_web3(app: Optional[Flask] = None) -> Web3:
     app = app or current_app
     provider = app.extensions.get(PROVIDER_OVERRIDE)
     if provider is None:
-        cfg = app.config
+        payments = settings_of(app).payments
         provider = HTTPProvider(
-            cfg["CHAIN_RPC_URL"],
-            request_kwargs={"timeout": cfg["CHAIN_RPC_TIMEOUT_SECONDS"]},
+            payments.chain_rpc_url,
+            request_kwargs={"timeout": payments.chain_rpc_timeout_seconds},
             exception_retry_configuration=ExceptionRetryConfiguration(
                 errors=(requests.ConnectionError, requests.Timeout),
                 # web3 calls it "retries" but counts every attempt; 0 would mean no call at all.
-                retries=max(1, cfg["CHAIN_RPC_ATTEMPTS"]), backoff_factor=cfg["CHAIN_RPC_BACKOFF_SECONDS"]),
+                retries=max(1, payments.chain_rpc_attempts), backoff_factor=payments.chain_rpc_backoff_seconds),
         )
     return Web3(provider)
 
@@ -258,7 +260,8 @@ def client(app: Optional[Flask] = None) -> ChainClient:
     app = app or current_app
     if not is_configured(app):
         raise ChainError("no chain configured (CHAIN_RPC_URL and CHAIN_CONTRACT_ADDRESS)")
-    return ChainClient(make_web3(app), app.config["CHAIN_ID"], app.config["CHAIN_CONTRACT_ADDRESS"])
+    payments = settings_of(app).payments
+    return ChainClient(make_web3(app), payments.chain_id, payments.chain_contract_address)
 
 
 def demo_wallet_send(tx: dict[str, Any], app: Optional[Flask] = None) -> str:

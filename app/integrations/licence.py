@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..logging_setup import log
+from ..settings import settings
 
 CHECK_PATH = "/v1/driving-licence/checks"
 API_KEY_HEADER = "x-api-key"
@@ -234,17 +235,18 @@ _dev_standin: Any = None
 def client_from_config() -> LicenceClient:
     """The client for this app's settings (starting the development stand-in if needed)."""
     cfg = current_app.config
-    url, key = cfg["LICENCE_API_URL"], cfg["LICENCE_API_KEY"]
+    licence = settings().licence
+    url, key = licence.licence_api_url, licence.licence_api_key
     if not url:
-        if cfg["ENV_NAME"] != "development" or not cfg["LICENCE_DEV_STANDIN"]:
+        if cfg["ENV_NAME"] != "development" or not licence.licence_dev_standin:
             log().error("LICENCE_API_URL is not set: licence checks cannot run")
             raise LicenceUnavailable("LICENCE_API_URL is not set")
         url, standin_key = _development_standin(key)
         key = key or standin_key
-    return LicenceClient(url, key, connect_timeout=cfg["LICENCE_CONNECT_TIMEOUT_SECONDS"],
-                         read_timeout=cfg["LICENCE_READ_TIMEOUT_SECONDS"],
-                         max_retries=cfg["LICENCE_MAX_RETRIES"],
-                         backoff=cfg["LICENCE_RETRY_BACKOFF_SECONDS"])
+    return LicenceClient(url, key, connect_timeout=licence.licence_connect_timeout_seconds,
+                         read_timeout=licence.licence_read_timeout_seconds,
+                         max_retries=licence.licence_max_retries,
+                         backoff=licence.licence_retry_backoff_seconds)
 
 
 def _development_standin(api_key: str) -> tuple[str, str]:

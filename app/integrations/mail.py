@@ -38,11 +38,15 @@ def build_message(email: OutboundEmail) -> EmailMessage:
     msg["Subject"] = email.subject
     msg["Message-ID"] = message_id(email)
     msg.set_content(email.body_text)
-    for attachment in email.attachments:  # e.g. the booking's calendar entry (text/calendar)
-        _, _, subtype = attachment.mimetype.partition("/")
-        msg.add_attachment(attachment.content, subtype=subtype or "plain",
-                           filename=attachment.filename,
-                           params={"method": "PUBLISH"} if subtype == "calendar" else {})
+    for attachment in email.attachments:  # the calendar entry (text/calendar), a PDF...
+        maintype, _, subtype = attachment.mimetype.partition("/")
+        if attachment.is_text:
+            msg.add_attachment(attachment.content, subtype=subtype or "plain",
+                               filename=attachment.filename,
+                               params={"method": "PUBLISH"} if subtype == "calendar" else {})
+        else:
+            msg.add_attachment(attachment.data, maintype=maintype or "application",
+                               subtype=subtype or "octet-stream", filename=attachment.filename)
     return msg
 
 

@@ -25,6 +25,7 @@ import stripe
 from flask import current_app
 
 from ..logging_setup import log
+from ..settings import settings as portal_settings
 
 DEV_STANDIN_API_KEY = "sk_test_standin_development_only"
 WEBHOOK_PATH = "/pay/webhooks/stripe"
@@ -72,37 +73,37 @@ _dev_standin: Any = None  # the stand-in this process started (development only)
 _clients: dict[Settings, stripe.StripeClient] = {}
 
 
-def _uses_dev_standin(cfg: dict) -> bool:
-    return (not cfg["STRIPE_API_BASE"] and cfg["ENV_NAME"] == "development"
-            and bool(cfg["STRIPE_DEV_STANDIN"]))
+def _uses_dev_standin() -> bool:
+    card = portal_settings().payments
+    return (not card.stripe_api_base and current_app.config["ENV_NAME"] == "development"
+            and bool(card.stripe_dev_standin))
 
 
 def is_configured() -> bool:
     """Card payments can be offered (without starting anything)."""
-    cfg = current_app.config
-    return bool(cfg["STRIPE_SECRET_KEY"]) or _uses_dev_standin(cfg)
+    return bool(portal_settings().payments.stripe_secret_key) or _uses_dev_standin()
 
 
 def settings() -> Settings:
-    cfg = current_app.config
-    base, key, secret = cfg["STRIPE_API_BASE"], cfg["STRIPE_SECRET_KEY"], cfg["STRIPE_WEBHOOK_SECRET"]
-    if _uses_dev_standin(cfg):
+    card = portal_settings().payments
+    base, key, secret = card.stripe_api_base, card.stripe_secret_key, card.stripe_webhook_secret
+    if _uses_dev_standin():
         from devtools.stripe_standin import DEFAULT_WEBHOOK_SECRET
         base = ensure_dev_standin()
         key = key or DEV_STANDIN_API_KEY
         secret = secret or DEFAULT_WEBHOOK_SECRET
     if not key:
         raise StripeNotConfigured("STRIPE_SECRET_KEY is not set")
-    return Settings(key, base, secret, float(cfg["STRIPE_CONNECT_TIMEOUT_SECONDS"]),
-                    float(cfg["STRIPE_READ_TIMEOUT_SECONDS"]))
+    return Settings(key, base, secret, float(card.stripe_connect_timeout_seconds),
+                    float(card.stripe_read_timeout_seconds))
 
 
 def webhook_secret() -> str:
     """The secret webhooks are signed with; "" when none is configured (all are refused)."""
-    cfg = current_app.config
-    if cfg["STRIPE_WEBHOOK_SECRET"]:
-        return cfg["STRIPE_WEBHOOK_SECRET"]
-    if _uses_dev_standin(cfg):
+    secret = portal_settings().payments.stripe_webhook_secret
+    if secret:
+        return secret
+    if _uses_dev_standin():
         from devtools.stripe_standin import DEFAULT_WEBHOOK_SECRET
         return DEFAULT_WEBHOOK_SECRET
     return ""
@@ -114,7 +115,7 @@ def ensure_dev_standin() -> str:
     cfg = current_app.config
     if cfg["ENV_NAME"] != "development":
         raise RuntimeError("The Stripe stand-in is for development only.")
-    port = int(cfg["STRIPE_DEV_STANDIN_PORT"])
+    port = int(portal_settings().payments.stripe_dev_standin_port)
     with _standin_lock:
         if _dev_standin is None:
             from devtools.stripe_standin import StripeStandin
@@ -220,7 +221,7 @@ def construct_event(payload: bytes, signature: str | None) -> dict:
     try:
         event = stripe.Webhook.construct_event(
             payload, signature or "", secret,
-            tolerance=current_app.config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"])
+            tolerance=portal_settings().payments.stripe_webhook_tolerance_seconds)
     except stripe.SignatureVerificationError as exc:
         raise ValueError(f"bad signature: {exc.user_message or exc}") from exc
     return event.to_dict()

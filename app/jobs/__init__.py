@@ -2,7 +2,8 @@
 
 `booking` (the scheduler's tick: holds, no-shows, reminders, deposits, settled returns),
 `payments` (Stripe: checkout, webhooks, refunds, deposit holds), `chain` (crypto: scanning and
-refunds), `licence` (driving-licence checks), `mail` (sending an email), `recovery` (putting
+refunds), `licence` (the old name of app/licence/jobs.py's task, for jobs queued before it
+moved), `mail` (sending an email), `recovery` (putting
 back jobs whose worker died), `worker` (the RQ worker's own class).
 
 Dependencies run one way: jobs -> services -> `app.queueing`. A service enqueues a job by its

@@ -1,5 +1,5 @@
-"""The booking scheduler: expire unpaid holds, mark hires nobody collected as no-shows
-(app/booking/no_show.py), queue pickup and return-due reminders, and queue again the jobs
+"""The booking scheduler: expire unpaid holds and mark hires nobody collected as no-shows
+(both moves of the hire lifecycle, app/booking/lifecycle.py), queue pickup and return-due reminders, and queue again the jobs
 that never reached RQ (app/jobs/recovery.py).
 
 `tick` is safe to run twice, or twice at once: expiry locks the rows it moves (skipping
@@ -17,14 +17,17 @@ from datetime import datetime
 
 from flask import Flask
 
-from ..booking.no_show import finish_interrupted_no_shows, mark_due_no_shows
-from ..booking.scheduled import expire_held_hires, queue_due_reminders
+from ..booking.lifecycle import expire_held_hires, finish_interrupted_no_shows, mark_due_no_shows
+from ..booking.scheduled import queue_due_reminders
 from ..logging_setup import log
 from ..models import utcnow
 from ..payments import place_due_deposit_holds
 from ..payments.crypto import request_scan
 from ..queueing import enqueue, task
+from ..settings import settings_of
 from ..counter.car_return import close_settled_returns
+from ..privacy.exports import expire_exports
+from ..privacy.retention import apply_retention
 from .recovery import requeue_orphans
 
 _ticker_lock = threading.Lock()
@@ -45,12 +48,16 @@ def tick(now_iso: str | None = None) -> dict:
     scanning = request_scan(now)
     # The counter's returns whose money has settled since (jobs, chain confirmations) close.
     closed = close_settled_returns(now)
+    # The customer's own data (issue 18): licence data past its retention, expired downloads.
+    retention = apply_retention(now)
+    exports_expired = expire_exports(now)
     # Work committed while Redis was down (its job never queued) gets its job now.
     requeued = requeue_orphans(now)
     return {"expired": len(expired), "no_shows": len(no_shows),
             "no_shows_finished": len(no_shows_finished), "reminders": len(reminders),
             "deposit_holds": len(holds), "chain_scan": scanning, "closed": len(closed),
-            "requeued": sum(len(ids) for ids in requeued.values())}
+            "requeued": sum(len(ids) for ids in requeued.values()),
+            "retention_deleted": len(retention), "exports_expired": len(exports_expired)}
 
 
 class DevTicker(threading.Thread):
@@ -79,7 +86,7 @@ def start_dev_ticker(app: Flask) -> DevTicker | None:
 
     Started once per app (on its first request); returns the ticker, or None.
     """
-    interval = app.config["DEV_TICK_SECONDS"]
+    interval = settings_of(app).booking.dev_tick_seconds
     if (interval <= 0 or app.config["JOBS_MODE"] != "thread"
             or app.config["ENV_NAME"] != "development" or id(app) in _ticker_started):
         return None

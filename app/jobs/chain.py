@@ -33,7 +33,9 @@ from ..logging_setup import log
 from ..models import utcnow
 from ..models.crypto import ChainPayment, CryptoRefund
 from ..payments import crypto
+from ..production import is_production_like
 from ..queueing import enqueue, task
+from ..settings import settings
 
 _scan_lock = threading.Lock()
 _send_lock = threading.Lock()
@@ -59,8 +61,8 @@ def scan_chain() -> Optional[dict]:
             # Node down: still count this as a scan, so status polls back off for an interval
             # instead of queueing a scan each; the queue's bounded retries try again.
             db.session.rollback()
-            cfg = current_app.config
-            crypto.lock_cursor(crypto.payments_cursor_key(), cfg["CHAIN_START_BLOCK"], now).updated_at = now
+            cfg = settings()
+            crypto.lock_cursor(crypto.payments_cursor_key(), cfg.payments.chain_start_block, now).updated_at = now
             db.session.commit()
             raise
     finally:
@@ -68,11 +70,11 @@ def scan_chain() -> Optional[dict]:
 
 
 def _scan(client: chain.ChainClient, now: datetime) -> dict:
-    cfg = current_app.config
-    key, step = crypto.payments_cursor_key(), cfg["CHAIN_SCAN_MAX_BLOCKS"]
-    cursor = crypto.lock_cursor(key, cfg["CHAIN_START_BLOCK"], now)
+    cfg = settings()
+    key, step = crypto.payments_cursor_key(), cfg.payments.chain_scan_max_blocks
+    cursor = crypto.lock_cursor(key, cfg.payments.chain_start_block, now)
     head = client.head()
-    start = max(cfg["CHAIN_START_BLOCK"], cursor.last_block + 1 - cfg["CHAIN_REORG_DEPTH"])
+    start = max(cfg.payments.chain_start_block, cursor.last_block + 1 - cfg.payments.chain_reorg_depth)
     if head < cursor.last_block:  # the chain itself got shorter: read it again from there
         cursor.last_block = head
     seen = 0
@@ -82,10 +84,10 @@ def _scan(client: chain.ChainClient, now: datetime) -> dict:
             crypto.record_seen(found, now)
             seen += 1
         # Progress is kept per range, so a long catch-up that fails resumes where it stopped.
-        cursor = crypto.lock_cursor(key, cfg["CHAIN_START_BLOCK"], now)
+        cursor = crypto.lock_cursor(key, cfg.payments.chain_start_block, now)
         cursor.last_block, cursor.updated_at = max(cursor.last_block, last), now
         db.session.commit()
-    cursor = crypto.lock_cursor(key, cfg["CHAIN_START_BLOCK"], now)
+    cursor = crypto.lock_cursor(key, cfg.payments.chain_start_block, now)
     cursor.updated_at = now
     db.session.commit()
 
@@ -118,7 +120,7 @@ def check_payment(client: chain.ChainClient, payment_id: int, head: int, now: da
         crypto.move_block(payment, found)
     confirmations = payment.confirmations(head)
     # The block must still be the canonical one at its height, as the receipt says.
-    if (confirmations < current_app.config["CONFIRMATIONS"]
+    if (confirmations < settings().payments.confirmations
             or client.block_hash(payment.block_number) != payment.block_hash):
         db.session.commit()
         return False
@@ -150,7 +152,7 @@ def follow_up_refunds(client: chain.ChainClient, head: int, now: datetime) -> No
             if not client.transaction_known(refund.tx_hash):
                 _rebroadcast(client, refund)  # dropped from the node's pool: the same tx again
             continue
-        if receipt.block_number + current_app.config["CONFIRMATIONS"] - 1 <= head:
+        if receipt.block_number + settings().payments.confirmations - 1 <= head:
             refund = db.session.scalar(select(CryptoRefund).where(CryptoRefund.id == refund.id)
                                        .with_for_update())
             if refund.state != "sent":
@@ -172,10 +174,10 @@ def follow_up_refunds(client: chain.ChainClient, head: int, now: datetime) -> No
 
 def hot_wallet():
     """The refund account, from CHAIN_HOT_WALLET_KEY; the public dev keys are refused in production."""
-    key = current_app.config["CHAIN_HOT_WALLET_KEY"]
+    key = settings().payments.chain_hot_wallet_key
     if not key:
         raise RefundNotSent("no hot wallet key configured (CHAIN_HOT_WALLET_KEY)")
-    if current_app.config["ENV_NAME"] == "production" and chain.is_public_dev_key(key):
+    if is_production_like(current_app.config["ENV_NAME"]) and chain.is_public_dev_key(key):
         raise RefundNotSent("refusing a publicly known development key in production")
     return Account.from_key(key)
 
@@ -205,14 +207,14 @@ def send_crypto_refund(refund_id: int) -> Optional[str]:
 def _sign(client: chain.ChainClient, refund: CryptoRefund) -> None:
     """Pick the nonce (under the hot wallet's lock) and sign; stored by the caller's commit."""
     account = hot_wallet()
-    cfg = current_app.config
-    crypto.lock_cursor(crypto.cursor_key("hot-wallet", cfg["CHAIN_ID"], account.address), 0, utcnow())
+    cfg = settings()
+    crypto.lock_cursor(crypto.cursor_key("hot-wallet", cfg.payments.chain_id, account.address), 0, utcnow())
     used = db.session.scalar(select(func.max(CryptoRefund.nonce))
                              .where(CryptoRefund.from_address == account.address))
     nonce = max(client.pending_nonce(account.address), -1 if used is None else used + 1)
     tx = {"to": refund.to_address, "value": refund.amount_wei, "nonce": nonce,
           **client.transfer_fields(account.address, refund.to_address, refund.amount_wei,
-                                   cfg["CHAIN_REFUND_MAX_GAS"])}
+                                   cfg.payments.chain_refund_max_gas)}
     signed = account.sign_transaction(tx)
     refund.from_address = account.address
     refund.nonce = nonce

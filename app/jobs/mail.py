@@ -6,6 +6,7 @@ may have been taking the message (the worker was killed), and does not send it a
 email is marked failed for staff to see instead. A send the server refused, or that never
 reached it, clears the mark and is retried within the queue's bounds. Every attempt carries
 the same Message-ID (app/integrations/mail.py), so a copy that does arrive twice is one.
+The email's state moves only through `OutboundEmail.move_to` (its transition table).
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def send_email(email_id: int) -> None:
     except mail_client.MailError as exc:
         db.session.rollback()
         email = db.session.get(OutboundEmail, email_id, populate_existing=True)
-        email.last_error = str(exc)[:300]
-        email.state = "failed"
+        if email.state == "sent":  # another run sent it meanwhile: sent is final
+            db.session.rollback()
+            return
+        email.move_to("failed", error=str(exc))
         if exc.maybe_delivered:
             log().warning("email may have been delivered; not sent again", email_id=email_id,
                           error=str(exc))
@@ -71,16 +74,13 @@ def send_email(email_id: int) -> None:
         db.session.commit()
         raise  # the queue retries within its bounds
     email = db.session.get(OutboundEmail, email_id, populate_existing=True)
-    email.state = "sent"
-    email.sent_at = utcnow()
-    email.last_error = ""
+    email.move_to("sent", now=utcnow())
     db.session.commit()
     log().info("email sent", email_id=email.id, key=email.idempotency_key)
 
 
 def _interrupted(email: OutboundEmail) -> None:
-    email.state = "failed"
-    email.last_error = INTERRUPTED
+    email.move_to("failed", error=INTERRUPTED)
     db.session.commit()
     log().warning("email send was interrupted earlier; not sent again", email_id=email.id,
                   key=email.idempotency_key)

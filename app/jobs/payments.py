@@ -50,10 +50,13 @@ def create_checkout_session(payment_id: int) -> None:
 
 @task
 def sync_checkout_session(payment_id: int) -> None:
-    """The customer came back from Checkout: ask Stripe how the session ended."""
+    """Ask Stripe how the Checkout Session ended (the customer came back, or a webhook said
+    it was paid without naming the card): records the outcome and the card used, once."""
     payment = db.session.get(Payment, payment_id)
-    if payment is None or not payment.checkout_session_id or payment.state == "succeeded":
+    if payment is None or not payment.checkout_session_id:
         return
+    if payment.state == "succeeded" and (payment.details or {}).get("card"):
+        return  # nothing left to learn
     session_id = payment.checkout_session_id
     db.session.rollback()
     try:

@@ -36,10 +36,11 @@ from ..logging_setup import log
 def waiting_rows(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
     """{what: (task, ids)} of the rows that have waited for their task since before
     JOB_RECOVERY_AFTER_SECONDS ago, whether or not a job exists for them."""
-    from ..models import LicenceCheck, OutboundEmail, Payment, StripeEvent
+    from ..models import DataExport, LicenceCheck, OutboundEmail, Payment, StripeEvent
     from ..models.licence import LicenceCheckStatus
-    from ..payments import CARD, CHECKOUT, SAVED_CARD
-    from . import licence, mail, payments
+    from ..payments import CARD, CHECKOUT, EXTENSION, SAVED_CARD
+    from ..licence import jobs as licence
+    from . import mail, payments, privacy
 
     before = now - timedelta(seconds=current_app.config["JOB_RECOVERY_AFTER_SECONDS"])
     pending_card = db.session.scalars(select(Payment).where(
@@ -54,7 +55,7 @@ def waiting_rows(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
             p.id for p in pending_card if p.kind == "charge" and purpose(p) == CHECKOUT
             and not p.checkout_session_id]),
         "saved-card charge not sent to Stripe": (payments.charge_saved_card, [
-            p.id for p in pending_card if p.kind == "charge" and purpose(p) == SAVED_CARD
+            p.id for p in pending_card if p.kind == "charge" and purpose(p) in (SAVED_CARD, EXTENSION)
             and not p.provider_ref]),
         "card refund not sent to Stripe": (payments.create_refund, [
             p.id for p in pending_card if p.kind == "refund" and not p.provider_ref]),
@@ -68,6 +69,9 @@ def waiting_rows(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
             select(LicenceCheck.id).where(LicenceCheck.status == LicenceCheckStatus.PENDING.value,
                                           LicenceCheck.requested_at <= before)
             .order_by(LicenceCheck.id)))),
+        "data export not built": (privacy.build_data_export, list(db.session.scalars(
+            select(DataExport.id).where(DataExport.state == "pending", DataExport.requested_at <= before)
+            .order_by(DataExport.id)))),
         "email not sent": (mail.send_email, list(db.session.scalars(
             select(OutboundEmail.id).where(OutboundEmail.state == "queued",
                                            OutboundEmail.created_at <= before)
@@ -112,7 +116,8 @@ def orphans(now: datetime) -> dict[str, tuple[Callable, list[int]]]:
 def requeue_orphans(now: datetime) -> dict[str, list[int]]:
     """Enqueue the task of every orphaned row again. Returns {what: ids} of those queued."""
     from ..queueing import enqueue, queue, queue_names
-    from . import licence, mail
+    from ..licence import jobs as licence
+    from . import mail
     if current_app.config["JOBS_MODE"] == "rq":
         for name in queue_names():
             requeue_abandoned(queue(name))

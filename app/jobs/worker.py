@@ -19,7 +19,7 @@ import importlib
 from rq.worker import Worker as RQWorker
 
 # Every module that defines tasks (@task): imported before forking.
-TASK_MODULES = ("app.jobs.booking", "app.jobs.chain", "app.jobs.licence", "app.jobs.mail",
+TASK_MODULES = ("app.jobs.booking", "app.jobs.chain", "app.licence.jobs", "app.jobs.mail",
                 "app.jobs.payments", "app.admin.reports", "app.ops")
 
 

@@ -1,10 +1,14 @@
 from io import BytesIO
+from pathlib import Path
 
 from flask import abort, current_app, jsonify, render_template, send_file
 from sqlalchemy import select, text
+from werkzeug.datastructures import MultiDict
 
+from ..booking.forms import TripForm
+from ..booking.storefront import branch_hours, car_classes_on_offer, default_search_args, included_terms
 from ..extensions import db, limiter
-from ..models import OutboundEmail
+from ..models import Branch, OutboundEmail, utcnow
 from ..security import allow
 from . import bp
 
@@ -12,7 +16,39 @@ from . import bp
 @bp.get("/")
 @allow("public")
 def home():
-    return render_template("main/home.html")
+    """The storefront: the search itself (where and when, in the branch's time), the car
+    classes with their "from" prices, what every hire includes, and the branches."""
+    branches = list(db.session.scalars(select(Branch).order_by(Branch.name)))
+    defaults = default_search_args(branches, utcnow())
+    form = TripForm(formdata=MultiDict(defaults))
+    form.set_branches(branches)
+    offers = car_classes_on_offer()
+    return render_template("main/home.html", form=form, offers=offers, terms=included_terms(offers),
+                           branches=[(b, branch_hours(b)) for b in branches],
+                           search_defaults=defaults)
+
+
+@bp.get("/favicon.ico")
+@allow("public")
+@limiter.exempt
+def favicon():
+    """Browsers ask for /favicon.ico by themselves; pages name the SVG icon too. (Read whole:
+    5 KB, and no file is left open for the server to close.)"""
+    data = (Path(current_app.static_folder or "") / "favicon.ico").read_bytes()
+    response = current_app.response_class(data, mimetype="image/vnd.microsoft.icon")
+    response.cache_control.public = True
+    response.cache_control.max_age = current_app.config["FAVICON_CACHE_SECONDS"]
+    return response
+
+
+@bp.get("/accessibility")
+@allow("public")
+def accessibility():
+    """The accessibility statement: what is tested, how, and how to report a problem."""
+    cfg = current_app.config
+    return render_template("main/accessibility.html", contact=cfg["ACCESSIBILITY_CONTACT_EMAIL"],
+                           reply_days=cfg["ACCESSIBILITY_REPLY_WORKING_DAYS"],
+                           reviewed_on=cfg["ACCESSIBILITY_REVIEWED_ON"])
 
 
 @bp.get("/healthz")

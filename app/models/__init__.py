@@ -1,14 +1,17 @@
 """All models, importable from one place (and seen by Alembic)."""
 
 from .audit import AuditRecord
+from .checkin import HireCheckin, HireDriver
 from .counter import Inspection, InspectionPhoto
 from .crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund, InvalidCryptoTransition
 from .fleet import Branch, Car, CarClass, CarPhoto, MaintenanceBlock
 from .hires import (OCCUPYING_STATES, TRANSITIONS, Hire, HireState, HireStateChange,
                     InvalidTransition, Occupancy)
 from .licence import LicenceCheck, LicenceCheckStatus
-from .mail import OutboundEmail
+from .mail import EmailFile, OutboundEmail
+from .paperwork import Invoice, InvoiceCounter, RentalAgreement
 from .payments import Payment, PaymentStateChange, StripeEvent
+from .privacy import DataExport
 from .pricing import DurationTier, Extra, OneWayFee, Season
 from .refdata import REFERENCE_TABLES, ReferenceDataVersion
 from .reporting import ReportFact, ReportGroupFact, ReportRefresh
@@ -26,5 +29,7 @@ __all__ = [
     "ChainCursor", "ChainPayment", "CryptoQuote", "CryptoRefund", "InvalidCryptoTransition",
     "PaymentStateChange", "StripeEvent",
     "Inspection", "InspectionPhoto",
+    "EmailFile", "Invoice", "InvoiceCounter", "RentalAgreement",
+    "HireCheckin", "HireDriver", "DataExport",
     "REFERENCE_TABLES", "ReferenceDataVersion",
 ]

@@ -48,6 +48,8 @@ class Inspection(db.Model):
     # Pickup: the customer's signature (a PNG in the uploads, by content hash).
     signature_filename: Mapped[str] = mapped_column(String(80), default="")
     signed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Paperwork (issue 18): the member of staff who saw the customer sign (the agreement says so).
+    signature_witness_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
     # Return: staff-entered damage lines and waivers, then the frozen charges.
     damages: Mapped[list] = mapped_column(JSON, default=list)  # [{"panel", "amount_pence", "reason"}]
     waivers: Mapped[dict] = mapped_column(JSON, default=dict)  # code -> reason

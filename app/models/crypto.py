@@ -9,14 +9,14 @@ confirmations. Refunds are sent from the hot wallet and recorded as `CryptoRefun
 Each of the three moves like a hire or a payment: one transition table per model
 (`QUOTE_TRANSITIONS`, `CHAIN_PAYMENT_TRANSITIONS`, `REFUND_TRANSITIONS`) and one method,
 `move_to`, that checks the move against it and makes it (`InvalidCryptoTransition`
-otherwise). Their history is the watcher's logs and the staff audit records (no history
+otherwise): the mixin of app/models/state_machine.py. Their history is the watcher's logs and the staff audit records (no history
 table of their own).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Mapping, Optional
+from typing import Mapping, Optional
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -25,6 +25,7 @@ from sqlalchemy.types import TypeDecorator
 from ..extensions import db
 from .hires import Hire
 from .payments import Payment
+from .state_machine import InvalidStateTransition, StateMachine
 from .types import UTCDateTime, utcnow
 from .users import User
 
@@ -87,25 +88,14 @@ REFUND_TRANSITIONS: Mapping[str, frozenset[str]] = {
 }
 
 
-class InvalidCryptoTransition(Exception):
+class InvalidCryptoTransition(InvalidStateTransition):
     """A quote, chain payment or crypto refund was asked to move outside its table."""
 
 
-class _Transitions:
-    """`move_to` for a model with a `state` column and a TRANSITIONS table."""
+class _Transitions(StateMachine):
+    """The crypto models' state machine: their refusals are InvalidCryptoTransition."""
 
-    TRANSITIONS: ClassVar[Mapping[str, frozenset[str]]]  # the model's table; `state` its column
-
-    def can_move_to(self, to: str) -> bool:
-        return to in self.TRANSITIONS[self.state]
-
-    def move_to(self, to: str) -> None:
-        """Move to `to` if the table allows it from the current state; anything else raises."""
-        if to not in self.TRANSITIONS:
-            raise ValueError(f"unknown {type(self).__name__} state {to!r}")
-        if not self.can_move_to(to):
-            raise InvalidCryptoTransition(f"A {self.state} {type(self).__name__} cannot become {to}")
-        self.state = to
+    InvalidTransition = InvalidCryptoTransition
 
 
 class CryptoQuote(_Transitions, db.Model):

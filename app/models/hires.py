@@ -7,6 +7,7 @@ allowed moves, records who moved it and why, and keeps the car's occupancy in st
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
@@ -50,6 +51,16 @@ OCCUPYING_STATES = frozenset({S.HELD, S.CONFIRMED, S.ACTIVE})
 # States in which the customer may still cancel or change the booking online (before pickup).
 CANCELLABLE_STATES = frozenset({S.HELD, S.CONFIRMED})
 HIRE_STATE_VALUES = tuple(s.value for s in HireState)
+
+
+@dataclass(frozen=True)
+class PriceBreakdown:
+    """A hire's frozen price as every page shows it: the lines before VAT, their subtotal,
+    the VAT line and its amount (the lines and VAT add up to the hire's total)."""
+    lines: tuple[dict, ...]
+    subtotal_pence: int
+    vat_label: str
+    vat_pence: int
 
 
 class InvalidTransition(Exception):
@@ -106,6 +117,15 @@ class Hire(db.Model):
     @property
     def hire_state(self) -> HireState:
         return HireState(self.state)
+
+    @property
+    def price_breakdown(self) -> PriceBreakdown:
+        """The frozen price lines split as the breakdown shows them (VAT after the subtotal)."""
+        lines = tuple(line for line in self.price_lines or () if line.get("code") != "vat")
+        vat_lines = [line for line in self.price_lines or () if line.get("code") == "vat"]
+        vat = sum(line["amount_pence"] for line in vat_lines) if vat_lines else self.vat_pence
+        label = vat_lines[0]["label"] if vat_lines else "VAT"
+        return PriceBreakdown(lines, sum(line["amount_pence"] for line in lines), label, vat)
 
     def can_move_to(self, to: HireState) -> bool:
         return to in TRANSITIONS[self.hire_state]

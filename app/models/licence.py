@@ -44,6 +44,9 @@ class LicenceCheck(db.Model):
     requested_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"))
     hire_id: Mapped[Optional[int]] = mapped_column(ForeignKey("hires.id", ondelete="SET NULL"),
                                                    index=True)
+    # Issue 18: an additional driver's licence (named at online check-in), not the user's own.
+    driver_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("hire_drivers.id", ondelete="CASCADE"), index=True)
     # What was checked, as sent: the profile can change later, the check cannot.
     licence_number: Mapped[str] = mapped_column(String(16))
     check_code: Mapped[str] = mapped_column(String(16))

@@ -6,19 +6,21 @@ only forward, through `Payment.move_to`, which refuses any other move and record
 (when, why, who, which provider event) in `payment_state_changes`.
 
 Stripe's webhook events are stored once each (unique event id) before they are processed,
-so a duplicate delivery is recognised and has no second effect.
+so a duplicate delivery is recognised and has no second effect; an event moves through its
+own table (`STRIPE_EVENT_TRANSITIONS`) by `StripeEvent.move_to` (app/models/state_machine.py).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
+from typing import Mapping, Optional
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 from .hires import Hire
+from .state_machine import InvalidStateTransition, StateMachine
 from .types import UTCDateTime, utcnow
 from .users import User
 
@@ -149,12 +151,27 @@ class PaymentStateChange(db.Model):
 
 
 STRIPE_EVENT_STATES = ("received", "processed", "ignored", "failed")
+# Received (stored once), then applied by a job: processed, or ignored saying why (not one
+# of our payments, a stale event...). Both are final: an event is applied once.
+STRIPE_EVENT_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "received": frozenset({"processed", "ignored", "failed"}),
+    "failed": frozenset({"processed", "ignored"}),
+    "processed": frozenset(),
+    "ignored": frozenset(),
+}
 
 
-class StripeEvent(db.Model):
-    """A webhook event, stored once (unique event id) before it is processed in a job."""
+class InvalidStripeEventTransition(InvalidStateTransition):
+    """A webhook event was asked to move outside STRIPE_EVENT_TRANSITIONS."""
+
+
+class StripeEvent(StateMachine, db.Model):
+    """A webhook event, stored once (unique event id) before it is processed in a job.
+    Its state moves only through `move_to`, which records when and with what outcome."""
 
     __tablename__ = "stripe_events"
+    TRANSITIONS = STRIPE_EVENT_TRANSITIONS
+    InvalidTransition = InvalidStripeEventTransition
     __table_args__ = (
         CheckConstraint(f"state IN {STRIPE_EVENT_STATES!r}", name="state_known"),
     )
@@ -170,3 +187,10 @@ class StripeEvent(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     outcome: Mapped[str] = mapped_column(String(300), default="")
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    def _on_move(self, to: str, *, now: datetime, outcome: str) -> None:
+        """Applied (processed or ignored): when, and the outcome (why, when ignored).
+        A failed attempt records why and stays to be processed again."""
+        if to != "failed":
+            self.processed_at = now
+        self.outcome = outcome[:300]

@@ -5,7 +5,7 @@ hours), car classes, duration tiers, seasons, extras and one-way fees. Each work
 and reads this row once per request (inside a query it makes anyway); when the version differs
 from its copy's, it reads the tables again.
 
-The database sets the version itself: triggers on each of those tables (migration 0018_h7)
+The database sets the version itself: triggers on each of those tables (migration 0015_refdata_version)
 write a new random value in the same transaction as the change, whoever makes it (the admin
 pages, a script, psql). Only equality matters, so a restored backup or an emptied table cannot
 make an old copy look current. A missing row is a version too ("nothing changed since the row

@@ -68,6 +68,9 @@ class User(UserMixin, db.Model):
     # Staff invited by an admin: pending until they set a password through the emailed link.
     invited_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     invite_accepted_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # UK GDPR (issue 18): the customer asked for their account to be deleted; what the law
+    # lets us keep (name and address for invoices) stays, the rest is gone (app/privacy).
+    erased_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
     profile: Mapped[Optional["CustomerProfile"]] = relationship(
         back_populates="user", uselist=False, cascade="all, delete-orphan"
@@ -91,6 +94,10 @@ class User(UserMixin, db.Model):
     @property
     def is_staff(self) -> bool:
         return self.role in (Role.STAFF.value, Role.ADMIN.value)
+
+    @property
+    def is_erased(self) -> bool:
+        return self.erased_at is not None
 
     @property
     def is_admin(self) -> bool:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from flask import (Flask, abort, current_app, flash, jsonify, redirect, render_template, request,
                    url_for)
-from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
 
 from ..extensions import db
+from ..hire_access import hire_visible_to
 from ..integrations import chain
 from ..models import Hire, utcnow
 from ..models.crypto import CryptoRefund
 from ..security import allow
+from ..settings import settings, settings_of
 from ..web import add_errors, form_status, render, see_other, wants_fragment
 from . import bp, crypto
 from .crypto_forms import ActionForm, RefundAddressForm, WalletTxForm
@@ -32,20 +33,15 @@ UNSUPPORTED_METHOD = 4200
 
 def demo_wallet_enabled(app: Flask | None = None) -> bool:
     app = app or current_app
-    return bool(app.config["CRYPTO_DEMO_WALLET"]) and app.config["ENV_NAME"] == "development"
-
-
-@bp.record_once
-def _refuse_demo_wallet_in_production(state: BlueprintSetupState) -> None:
-    cfg = state.app.config
-    if cfg["ENV_NAME"] == "production" and cfg["CRYPTO_DEMO_WALLET"]:
-        raise RuntimeError("The crypto demo wallet is for development only; "
-                           "unset CRYPTO_DEMO_WALLET in production.")
+    return bool(settings_of(app).payments.crypto_demo_wallet) and app.config["ENV_NAME"] == "development"
 
 
 def _own_hire(reference: str) -> Hire:
-    """The signed-in customer's hire, or 404 (someone else's hire does not exist for them)."""
-    hire = crypto.customer_hire(reference, current_user)
+    """The signed-in customer's hire, or 404 (someone else's hire does not exist for them).
+
+    Every page that calls this admits customers only, so the hires they may see
+    (app/hire_access.py) are their own."""
+    hire = hire_visible_to(reference, current_user)
     if hire is None:
         abort(404)
     return hire
@@ -55,11 +51,10 @@ def _wallet(quote, status) -> dict | None:
     """What wallet.js needs to ask the wallet for the payment (no secrets, nothing to sign)."""
     if quote is None or not status.can_pay:
         return None
-    cfg = current_app.config
     return {
         "contract": quote.contract_address,
         "chain_id": hex(quote.chain_id),
-        "chain_name": cfg["CHAIN_NAME"],
+        "chain_name": settings().payments.chain_name,
         "value": hex(quote.amount_wei),
         "data": chain.pay_calldata(quote.booking_ref),
         "expires_ms": int(quote.expires_at.timestamp() * 1000),
@@ -201,18 +196,18 @@ def crypto_demo_wallet():
         abort(404)
     body = request.get_json(silent=True) or {}
     method, params = body.get("method"), body.get("params") or []
-    cfg = current_app.config
-    account = cfg["CRYPTO_DEMO_WALLET_ADDRESS"]
+    payments = settings().payments
+    account = payments.crypto_demo_wallet_address
     if method not in DEMO_WALLET_METHODS:
         return jsonify(error={"code": UNSUPPORTED_METHOD, "message": f"{method} is not supported"})
     if method in ("eth_requestAccounts", "eth_accounts"):
         return jsonify(result=[account])
     if method == "eth_chainId":
-        return jsonify(result=hex(cfg["CHAIN_ID"]))
+        return jsonify(result=hex(payments.chain_id))
     tx = params[0] if params and isinstance(params[0], dict) else {}
     data = str(tx.get("data", ""))
     if (str(tx.get("from", "")).lower() != account.lower()
-            or str(tx.get("to", "")).lower() != cfg["CHAIN_CONTRACT_ADDRESS"].lower()
+            or str(tx.get("to", "")).lower() != payments.chain_contract_address.lower()
             or not data.startswith(chain.pay_calldata("0x" + "00" * 32)[:10])):
         return jsonify(error={"code": USER_REJECTED, "message": "The demo wallet only pays ACME bookings."})
     try:

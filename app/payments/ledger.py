@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Hire, HireState, Payment, User
+from ..models import Hire, HireState, Payment
 
 
 S = HireState
@@ -24,6 +24,8 @@ CRYPTO = "crypto"
 # the saved card (damage, fuel, late return...).
 CHECKOUT = "checkout"
 SAVED_CARD = "saved_card"
+# A charge on the saved card for extending the hire (issue 18): part of the rental price.
+EXTENSION = "extension"
 # Hire states in which the customer owes the price of the hire.
 OWING_STATES = frozenset({S.CONFIRMED, S.ACTIVE, S.RETURNED, S.CLOSED})
 
@@ -45,14 +47,6 @@ class RefundError(PaymentError):
 
 
 # --- reading ---------------------------------------------------------------------------------
-
-def hire_for(reference: str, user: User) -> Hire:
-    """The hire with this reference, if `user` may see its payments (its customer, or staff)."""
-    hire = db.session.scalar(select(Hire).where(Hire.reference == reference))
-    if hire is None or (hire.customer_id != user.id and not user.is_staff):
-        raise PaymentNotFound("We could not find that booking.")
-    return hire
-
 
 def payments_of(hire: Hire) -> list[Payment]:
     return list(db.session.scalars(
@@ -154,6 +148,7 @@ def describe(payment: Payment) -> str:
     labels = {
         ("charge", CHECKOUT): "Card payment",
         ("charge", SAVED_CARD): "Charge to your saved card",
+        ("charge", EXTENSION): "Extension charged to your saved card",
         ("deposit_hold", "deposit"): "Deposit hold on your card",
         ("capture", "deposit"): "Deposit kept",
         ("release", "deposit"): "Deposit released",

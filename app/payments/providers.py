@@ -4,8 +4,11 @@ In the spirit of pretix's payment providers, each way of paying (`card`: Stripe;
 ETH to the payment contract) is a `PaymentProvider` chosen by the payment's `method`
 (`provider_for`). "prepare" only records what should happen and never moves money; the
 customer then pays on the provider's side. "capture", "release" and "refund" move money
-(through the provider's jobs). The providers are thin: they delegate to the functions of
-app/payments/card and app/payments/crypto.
+(through the provider's jobs). The providers are thin: `CardProvider` (app/payments/card/
+provider.py) and `CryptoProvider` (app/payments/crypto/provider.py) delegate to the
+functions of their package. They import this interface, never the other way round, and
+app/payments/__init__.py registers them (`register`), so that `payments.refunds`, which
+the card provider calls to give back money not owed, reaches them here without a cycle.
 
 The hire-level calls below (`take_deposit`/`ensure_deposit_hold`, `capture_deposit`,
 `release_deposit`) choose the provider from the hire's deposit; `payments.refunds`
@@ -20,10 +23,8 @@ from typing import Any, Optional
 
 from ..extensions import db
 from ..logging_setup import log
-from ..models import CryptoRefund, Hire, Payment, User, utcnow
-from . import card, crypto
-from .ledger import (CARD, CRYPTO, PaymentError, RefundError, describe, eth_deposit, latest_hold,
-                     paid_in_eth, payments_of)
+from ..models import Hire, Payment, User, utcnow
+from .ledger import CARD, CRYPTO, PaymentError, describe, latest_hold, paid_in_eth, payments_of
 
 
 class PaymentProvider(ABC):
@@ -58,60 +59,14 @@ class PaymentProvider(ABC):
         return describe(payment)
 
 
-class CardProvider(PaymentProvider):
-    """Stripe: Checkout for the price, a hold on the saved card for the deposit."""
-
-    method = CARD
-
-    def prepare_payment(self, hire, user, *, now, **details):
-        return card.start_card_checkout(hire, user, now=now, **details)
-
-    def take_deposit(self, hire, *, by, now):
-        try:
-            return card.place_deposit_hold(hire, now=now, by=by)
-        except PaymentError as exc:
-            log().info("no deposit hold at pickup", hire_id=hire.id, reason=exc.message)
-            return None
-
-    def capture_deposit(self, hire, hold, amount_pence, by, *, now, reason):
-        return card.capture_hold(hire, hold, amount_pence, by, now=now, reason=reason)
-
-    def prepare_refund(self, hire, charge, amount_pence, reason, by, *, key, now):
-        return card.new_card_refund(hire, charge, amount_pence, reason, by, key=key, now=now)
-
-    def execute_refund(self, prepared: Payment) -> Payment:
-        return card.send_card_refund(prepared)
+# Filled once by app/payments/__init__.py with the card and the crypto provider. This module
+# never imports a provider: they import it (the interface), and refunds reach them here.
+PROVIDERS: dict[str, PaymentProvider] = {}
 
 
-class CryptoProvider(PaymentProvider):
-    """ETH: a quote for the price plus the deposit; refunds to an address the customer confirms."""
-
-    method = CRYPTO
-
-    def prepare_payment(self, hire, user, *, now, **details):
-        return crypto.create_quote(hire, now)
-
-    def take_deposit(self, hire, *, by, now):
-        return eth_deposit(hire)  # paid with the price: already taken
-
-    def capture_deposit(self, hire, hold, amount_pence, by, *, now, reason):
-        return crypto.settle_eth_deposit(hire, hold, amount_pence, by, now=now, reason=reason)
-
-    def prepare_refund(self, hire, charge, amount_pence, reason, by, *, key, now):
-        # The crypto refund records and commits its own rows when it is executed.
-        return (hire, amount_pence, reason, by, key, now)
-
-    def execute_refund(self, prepared) -> Payment:
-        hire, amount_pence, reason, by, key, now = prepared
-        try:
-            refund: CryptoRefund = crypto.request_crypto_refund(
-                hire, amount_pence, reason, by, idempotency_key=key, now=now)
-        except crypto.CryptoError as exc:
-            raise RefundError(str(exc)) from exc
-        return refund.payment
-
-
-PROVIDERS: dict[str, PaymentProvider] = {CARD: CardProvider(), CRYPTO: CryptoProvider()}
+def register(provider: PaymentProvider) -> None:
+    """Make `provider` the one for payments with its `method` (at import of app.payments)."""
+    PROVIDERS[provider.method] = provider
 
 
 def provider_for(method: str) -> PaymentProvider:

@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from .. import audit
+from .. import audit, events
 from ..extensions import db
 from ..filters import money
 from ..models import Hire, Payment, User, utcnow
@@ -142,7 +142,11 @@ def request_refund(hire: Hire, amount_pence: int, reason: str, by: Optional[User
     db.session.commit()
     # Card refunds go to their jobs first, then crypto ones are asked for (each commits).
     prepared.sort(key=lambda item: item[0].method != CARD)
-    return [provider.execute_refund(plan) for provider, plan in prepared]
+    refunds = [provider.execute_refund(plan) for provider, plan in prepared]
+    # The credit note (app/paperwork), once per key.
+    events.report(events.refund_requested, hire, amount_pence=amount_pence, reason=reason, key=key,
+                  by=by, now=now)
+    return refunds
 
 
 def _existing(key: str) -> list[Payment]:

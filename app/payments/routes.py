@@ -8,11 +8,11 @@ its signature is its proof.
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, jsonify, redirect, request, url_for
-from flask.blueprints import BlueprintSetupState
+from flask import Response, abort, jsonify, redirect, request, url_for
 from flask_login import current_user
 
 from ..extensions import csrf
+from ..hire_access import hire_visible_to
 from ..integrations import stripe_client
 from ..queueing import enqueue
 from ..logging_setup import log
@@ -26,42 +26,26 @@ from .ledger import PaymentError, PaymentNotFound
 
 
 
-@bp.record_once
-def _check_stripe_settings(state: BlueprintSetupState) -> None:
-    """Production: a Stripe key without a webhook secret would never hear of payments."""
-    cfg = state.app.config
-    if cfg["ENV_NAME"] == "production" and cfg["STRIPE_SECRET_KEY"] and not cfg["STRIPE_WEBHOOK_SECRET"]:
-        raise RuntimeError("STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not; "
-                           "set both (from the vault) or neither.")
+def _hire(reference: str) -> Hire:
+    """The hire if the signed-in person may see it (app/hire_access.py), or 404.
 
-
-def _own_hire(reference: str) -> Hire:
-    """The signed-in customer's own hire, or 404."""
-    try:
-        hire = ledger.hire_for(reference, current_user)
-    except PaymentNotFound:
-        abort(404)
-    if hire.customer_id != current_user.id:
+    The customer pages admit customers only (their own hires); the receipt also staff."""
+    hire = hire_visible_to(reference, current_user)
+    if hire is None:
         abort(404)
     return hire
-
-
-def _crypto_url(hire: Hire) -> str | None:
-    if "payments.crypto_start" in current_app.view_functions:
-        return url_for("payments.crypto_start", reference=hire.reference)
-    return None
 
 
 @bp.get("/<reference>")
 @allow("customer")
 def start(reference: str):
     """The frozen price lines and the choice of Card or Crypto (after booking's confirm)."""
-    hire = _own_hire(reference)
+    hire = _hire(reference)
     status = stripe_card.card_status(hire, utcnow())
     if status.stage == "confirmed":
         return redirect(url_for("payments.receipt", reference=reference))
     return render("payments/start.html", "payments/start.html", hire=hire, card_status=status,
-                  amount_due=ledger.amount_due_pence(hire), crypto_url=_crypto_url(hire),
+                  amount_due=ledger.amount_due_pence(hire), crypto_url=url_for("payments.crypto_start", reference=hire.reference),
                   card_available=stripe_client.is_configured(),
                   under_review=stripe_card.under_review(hire),
                   came_back=request.args.get("cancelled") == "1")
@@ -71,7 +55,7 @@ def start(reference: str):
 @allow("customer")
 def card(reference: str):
     """Confirm step: the amount to pay by card. POST records the payment and opens Checkout."""
-    hire = _own_hire(reference)
+    hire = _hire(reference)
     due = ledger.amount_due_pence(hire)
     form = CardPaymentForm()
     if request.method == "GET":
@@ -102,7 +86,7 @@ def card(reference: str):
 @allow("customer")
 def card_continue(reference: str):
     """Waits for the Checkout Session (created by a job), then sends the browser to it."""
-    hire = _own_hire(reference)
+    hire = _hire(reference)
     status = stripe_card.card_status(hire, utcnow())
     if status.stage == "confirmed":
         return see_other(url_for("payments.receipt", reference=reference))
@@ -119,7 +103,7 @@ def card_continue(reference: str):
 @allow("customer")
 def card_return(reference: str):
     """Back from Checkout: "Payment processing", turning into "Confirmed" by itself."""
-    hire = _own_hire(reference)
+    hire = _hire(reference)
     stripe_card.record_checkout_return(hire, request.args.get("session_id", ""), now=utcnow())
     return render("payments/processing.html", "payments/partials/_status.html", hire=hire,
                   card_status=stripe_card.card_status(hire, utcnow()))
@@ -129,7 +113,7 @@ def card_return(reference: str):
 @allow("customer")
 def status(reference: str):
     """The self-replacing status fragment the processing page polls."""
-    hire = _own_hire(reference)
+    hire = _hire(reference)
     now = utcnow()
     stripe_card.recheck_returned_checkout(hire, now=now)
     return render("payments/processing.html", "payments/partials/_status.html", hire=hire,
@@ -140,10 +124,7 @@ def status(reference: str):
 @allow("customer", "staff", "admin")
 def receipt(reference: str):
     """Every payment, hold, capture and refund of a hire (its customer, or staff)."""
-    try:
-        hire = ledger.hire_for(reference, current_user)
-    except PaymentNotFound:
-        abort(404)
+    hire = _hire(reference)
     return render("payments/receipt.html", "payments/receipt.html", hire=hire,
                   lines=ledger.receipt_lines(hire), amount_due=ledger.amount_due_pence(hire),
                   net_paid=ledger.net_paid_pence(hire), hold=ledger.latest_hold(hire),

@@ -14,7 +14,7 @@ import argparse
 import shlex
 import sys
 
-from . import ChainToolError, down, up
+from . import CHAIN_ID, CUSTOMER, ChainToolError, down, up
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Local chain on {settings['CHAIN_RPC_URL']}, payment contract "
           f"{settings['CHAIN_CONTRACT_ADDRESS']} (stop it with: python -m devtools.chain down)",
           file=sys.stderr)
+    print(f"Demo wallet for paying in crypto: the local chain's test account "
+          f"{settings['FLASK_CRYPTO_DEMO_WALLET_ADDRESS']} (ganache's deterministic account {CUSTOMER}, "
+          f"funded with test ETH). On a booking's crypto page press \"Use the demo wallet "
+          f"(development only)\", or add the local chain to a browser wallet ({settings['CHAIN_RPC_URL']}, "
+          f"chain id {CHAIN_ID}) and import that account.", file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,8 @@
 - `browser`: one Chromium for the whole run (Debian's /usr/bin/chromium).
 - `new_page(width, height)`: a fresh page in its own context with that viewport. Console
   errors and uncaught page errors (CSP violations arrive as console errors) are collected
-  in `page.console_errors` so a test can assert there are none.
+  in `page.console_errors` so a test can assert there are none; what the Content-Security-Policy
+  refused (each `securitypolicyviolation`, across navigations) in `page.csp_violations`.
 - `browser_sign_in(page, base_url, email, password)`: sign in through the real form.
 
 Browser tests are marked `browser` and `postgres`: they run in the PostgreSQL pass only.
@@ -33,9 +34,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 # Chromium logs every fetch answered 4xx as a console error. 422 is the portal's designed
 # answer to an invalid form (re-rendered with its messages), so that line is not a fault.
 EXPECTED_NETWORK_LOG = re.compile(r"^Failed to load resource: the server responded with a status of 422\b")
-# Chromium asks every site for /favicon.ico by itself; the portal has no icon yet, and a
-# 404 there is not something a page did wrong.
-BROWSER_OWN_REQUESTS = ("/favicon.ico",)
+# Requests Chromium makes by itself, not on a page's behalf (none today: /favicon.ico answers
+# since the portal has an icon, so a 404 there is a fault again).
+BROWSER_OWN_REQUESTS: tuple[str, ...] = ()
+
+CSP_LISTENER = """document.addEventListener('securitypolicyviolation', e => window.acmeCspViolation(
+    e.violatedDirective + ' refused ' + (e.blockedURI || 'inline') + ' at ' + e.sourceFile + ':' + e.lineNumber));"""
 
 expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
 
@@ -78,6 +82,12 @@ def new_page(browser) -> Callable[[int, int], Page]:
         page.on("console", on_console)
         page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
         page.console_errors = errors  # type: ignore[attr-defined]
+        # Every Content-Security-Policy violation, from every document the page shows (a
+        # binding survives navigations): what the portal's strict CSP refused.
+        violations: list[str] = []
+        context.expose_binding("acmeCspViolation", lambda source, text: violations.append(text))
+        context.add_init_script(CSP_LISTENER)
+        page.csp_violations = violations  # type: ignore[attr-defined]
         return page
 
     yield open_page

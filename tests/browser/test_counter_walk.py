@@ -166,6 +166,9 @@ def test_a_pickup_and_a_return_from_the_board(stripe_app, client, auth, standin,
     dialog.get_by_role("button", name="Confirm hand-over").click()
     expect(page.get_by_role("heading", name=f"{out.reference} · Return")).to_be_visible()
     expect(page.locator(".status")).to_have_text("active")
+    # The whole pickup under the strict CSP: htmx injected no inline style (issue 17).
+    assert page.evaluate("htmx.config.includeIndicatorStyles") is False
+    assert page.csp_violations == [] and page.console_errors == []  # type: ignore[attr-defined]
     # The hand-over put the deposit on the customer's saved card.
     assert eventually(lambda: db.session.scalar(select(Payment.state).where(
         Payment.hire_id == out.id, Payment.kind == "deposit_hold"))) == "authorised"
@@ -180,9 +183,13 @@ def test_a_pickup_and_a_return_from_the_board(stripe_app, client, auth, standin,
     page.get_by_label("Fuel").select_option("6")
     page.get_by_role("button", name="Save condition").click()
     charges = page.get_by_role("table").filter(has_text="Charge")
-    expect(charges.get_by_role("row", name="Late return")).to_contain_text(money(late))
-    expect(charges.get_by_role("row", name="Fuel: 2/8 of a tank short")).to_contain_text(money(fuel))
-    expect(charges.get_by_role("row", name="Refuelling service")).to_contain_text(money(cfg["REFUELLING_FEE_PENCE"]))
+    # How late and how the fee adds up (issue 17); each charge has its own row to waive it.
+    late_row = charges.get_by_role("row", name=re.compile(r"^Late return: 1 h 3\d min late \(2 started hours × £15\.00\)"))
+    expect(late_row).to_contain_text(money(late))
+    expect(charges.get_by_role("row", name=re.compile(r"^Fuel: 2\/8 of a tank short"))).to_contain_text(money(fuel))
+    expect(charges.get_by_role("row", name=re.compile("^Refuelling service"))).to_contain_text(
+        money(cfg["REFUELLING_FEE_PENCE"]))
+    expect(charges.get_by_label(re.compile("^Reason for waiving Late return"))).to_be_visible()
 
     page.get_by_role("button", name=f"Settle {money(owed)}").click()
     dialog = page.get_by_role("dialog", name=f"Settle {back.reference}?")
@@ -197,7 +204,7 @@ def test_a_pickup_and_a_return_from_the_board(stripe_app, client, auth, standin,
     expect(page.get_by_role("row", name="Total")).to_contain_text(money(owed))
 
     assert native == []  # no native confirm() anywhere
-    assert page.console_errors == []  # type: ignore[attr-defined]
+    assert page.console_errors == [] and page.csp_violations == []  # type: ignore[attr-defined]
     captures = eventually(lambda: standin.requests("POST", f"/v1/payment_intents/{hold.provider_ref}/capture"))
     assert [c["params"]["amount_to_capture"] for c in captures] == [str(owed)]
     # Settling closes the hire once its money has moved: at once if the capture job was
@@ -250,4 +257,4 @@ def test_hand_over_opens_in_place_when_the_licence_check_comes_back(served, new_
     shot(page, "handover-dialog-390x844", full_page=False)
     dialog.get_by_role("button", name="Confirm hand-over").click()
     expect(page.get_by_role("heading", name=f"{hire.reference} · Return")).to_be_visible()
-    assert native == [] and page.console_errors == []  # type: ignore[attr-defined]
+    assert native == [] and page.console_errors == [] and page.csp_violations == []  # type: ignore[attr-defined]

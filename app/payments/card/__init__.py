@@ -5,6 +5,7 @@
     deposits.py  deposit holds on the saved card: place, authorise, capture, release
     refunds.py   card refund rows, their Stripe parameters and outcome
     webhooks.py  Stripe's events: stored once, applied once
+    provider.py  `CardProvider`: this package behind the providers' interface (../providers.py)
 
 Plain functions over the session, taking `now` and the people involved, raising
 `PaymentError` (app/payments/ledger.py) with a message for the customer or staff. Nothing

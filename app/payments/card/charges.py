@@ -22,6 +22,10 @@ from ...models import Hire, InvalidTransition, Payment, User, utcnow
 from ..ledger import (CARD, CHECKOUT, SAVED_CARD, S, PaymentError, RefundError, ever_confirmed,
                       lock_payment, payments_of, purpose, refunded_pence, rental_paid_pence,
                       saved_card_of)
+from ..refunds import request_refund
+
+
+SYNC_TASK = "app.jobs.payments.sync_checkout_session"  # by name: jobs import this module
 
 
 # --- the outcome of a card payment ------------------------------------------------------------
@@ -41,6 +45,11 @@ def apply_checkout_session(payment_id: int, session: dict, *, now: datetime,
         record_charge_succeeded(payment_id, intent_id=intent_id, customer=session.get("customer"),
                                 payment_method=payment_method, now=now, event_id=event_id,
                                 session_id=session.get("id", ""), card=card)
+        if card is None and event_id:
+            # A webhook's session names the payment intent without the card: the receipt's
+            # "Visa •••• 4242" comes from the session retrieved expanded, whether or not the
+            # customer comes back to the return page (where the same retrieval is asked for).
+            enqueue(SYNC_TASK, payment_id)
     elif session.get("status") == "expired":
         payment = lock_payment(payment_id)
         if payment is None or payment.is_final:
@@ -100,8 +109,6 @@ def settle_paid_hire(payment_id: int, *, now: datetime) -> None:
     owed = hire.total_pence if ever_confirmed(hire) else 0
     excess = rental_paid_pence(hire) - owed
     if excess > 0:
-        # payments.refunds sends each part through the providers, which import this module.
-        from ..refunds import request_refund
         amount = min(excess, payment.amount_pence - refunded_pence(payment, payments_of(hire)))
         why = ("paid twice for the same booking" if owed else
                f"paid after the booking was {hire.state.replace('_', ' ')}")
@@ -144,11 +151,13 @@ def record_charge_declined(payment_id: int, message: str, *, now: datetime, even
 # --- charging the saved card ----------------------------------------------------------------
 
 def charge_saved_card(hire: Hire, amount_pence: int, reason: str, by: User, *,
-                      now: Optional[datetime] = None, key: Optional[str] = None) -> Payment:
+                      now: Optional[datetime] = None, key: Optional[str] = None,
+                      charge_purpose: str = SAVED_CARD) -> Payment:
     """Charge the card saved at checkout (counter: damage, fuel, late fees). A job calls Stripe.
 
     Pass `key` to make a retried request from the same screen the same charge; without it,
-    every call is a new charge.
+    every call is a new charge. `charge_purpose` EXTENSION makes it part of the rental price
+    (an extended hire's extra time), which `rental_paid_pence` counts.
     """
     now = now or utcnow()
     if amount_pence <= 0:
@@ -165,7 +174,7 @@ def charge_saved_card(hire: Hire, amount_pence: int, reason: str, by: User, *,
         hire_id=hire.id, method=CARD, kind="charge", state="pending", amount_pence=amount_pence,
         currency=hire.currency, idempotency_key=key, parent_id=source.id, reason=reason[:200],
         requested_by_id=by.id, created_at=now,
-        details={"purpose": SAVED_CARD, "customer": source.details.get("customer"),
+        details={"purpose": charge_purpose, "customer": source.details.get("customer"),
                  "payment_method": source.details.get("payment_method"),
                  "source_intent": source.provider_ref})
     payment.note(f"charge requested by {by.full_name}: {reason}", now=now, by=by)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional
 
-from flask import current_app
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -24,6 +24,7 @@ from ...integrations import stripe_client
 from ...queueing import enqueue
 from ...logging_setup import log
 from ...models import Hire, Payment, User
+from ...settings import settings
 from ..crypto import hires_under_review
 from ..ledger import (CARD, CHECKOUT, OWING_STATES, PaymentError, PaymentNotFound, S,
                       amount_due_pence, checkout_charges, latest_checkout, lock_payment)
@@ -90,11 +91,11 @@ def _checkout_expiry(hire: Hire, now: datetime) -> datetime:
     Stripe wants 30 minutes to 24 hours; a little slack covers the job starting a moment
     after this is computed (the same value is sent on every retry of the job).
     """
-    cfg = current_app.config
-    earliest = now + timedelta(minutes=cfg["STRIPE_CHECKOUT_MIN_EXPIRY_MINUTES"]
-                               + cfg["PAYMENT_CHECKOUT_SLACK_MINUTES"])
-    latest = now + timedelta(minutes=cfg["STRIPE_CHECKOUT_MAX_EXPIRY_MINUTES"]
-                             - cfg["PAYMENT_CHECKOUT_SLACK_MINUTES"])
+    cfg = settings()
+    earliest = now + timedelta(minutes=cfg.payments.stripe_checkout_min_expiry_minutes
+                               + cfg.payments.payment_checkout_slack_minutes)
+    latest = now + timedelta(minutes=cfg.payments.stripe_checkout_max_expiry_minutes
+                             - cfg.payments.payment_checkout_slack_minutes)
     wanted = hire.hold_expires_at or earliest
     return min(max(wanted, earliest), latest)
 
@@ -150,7 +151,7 @@ def start_card_checkout(hire: Hire, user: User, *, amount_pence: int, success_ur
             current.failure_message = "Your previous checkout expired before it was paid."
             db.session.commit()
     attempt = len(checkout_charges(hire)) + 1
-    if attempt > current_app.config["PAYMENT_MAX_CHECKOUT_ATTEMPTS"]:
+    if attempt > settings().payments.payment_max_checkout_attempts:
         raise PaymentError("Too many payment attempts for this booking. Please call the branch.")
     expires_at = _checkout_expiry(hire, now)
     payment = Payment(
@@ -165,7 +166,7 @@ def start_card_checkout(hire: Hire, user: User, *, amount_pence: int, success_ur
     payment.note("payment started by the customer", now=now)
     if hire.hire_state == S.HELD and hire.hold_expires_at is not None:
         # Keep the car held for as long as Checkout can still take the money.
-        grace = timedelta(minutes=current_app.config["PAYMENT_HOLD_GRACE_MINUTES"])
+        grace = timedelta(minutes=settings().payments.payment_hold_grace_minutes)
         hire.hold_expires_at = max(hire.hold_expires_at, expires_at + grace)
     db.session.add(payment)
     try:
@@ -190,7 +191,7 @@ def _start_overdue(payment: Payment, now: datetime) -> bool:
         return False
     details = payment.details or {}
     started = max(payment.created_at.timestamp(), details.get("restarted_at", 0))
-    return now.timestamp() - started >= current_app.config["PAYMENT_START_GIVE_UP_SECONDS"]
+    return now.timestamp() - started >= settings().payments.payment_start_give_up_seconds
 
 
 def _restart_if_stuck(payment: Payment, now: datetime) -> None:
@@ -331,7 +332,7 @@ def _recheck_due(payment: Optional[Payment], now: datetime) -> bool:
     if not details.get("returned_at"):
         return False
     last = max(details.get("synced_at", 0), details.get("returned_at", 0))
-    return now.timestamp() - last >= current_app.config["PAYMENT_RECHECK_SECONDS"]
+    return now.timestamp() - last >= settings().payments.payment_recheck_seconds
 
 
 @retry_on_conflict

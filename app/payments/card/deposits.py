@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from flask import current_app
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +23,7 @@ from ...queueing import enqueue
 from ...logging_setup import log
 from ...mail import queue_email
 from ...models import Hire, Payment, User, utcnow
+from ...settings import settings
 from ..ledger import (CARD, S, PaymentError, active_hold, lock_payment,
                       payments_of, saved_card_of)
 from .charges import off_session_params
@@ -94,7 +95,7 @@ def record_hold_authorised(hold_id: int, intent: dict, *, now: datetime, event_i
         capture_before = (((charge.get("payment_method_details") or {}).get("card") or {})
                           .get("capture_before"))
     hold.capture_before = (datetime.fromtimestamp(int(capture_before), timezone.utc) if capture_before
-                           else now + timedelta(hours=current_app.config["DEPOSIT_HOLD_FALLBACK_HOURS"]))
+                           else now + timedelta(hours=settings().money.deposit_hold_fallback_hours))
     hold.failure_message = ""
     hold.move_to("authorised", why="deposit hold placed on the card", now=now, event_id=event_id)
     db.session.commit()
@@ -112,15 +113,10 @@ def record_hold_failed(hold_id: int, message: str, *, now: datetime, event_id: s
     hold.move_to("failed", why=f"deposit hold declined: {message}", now=now, event_id=event_id)
     db.session.commit()
     hire = hold.hire
-    queue_email(
-        key=f"payment:{hold.id}:hold-failed", to=hire.customer.email,
-        subject=f"Action needed: deposit for booking {hire.reference}",
-        body=(f"Hello {hire.customer.full_name},\n\n"
-              f"We could not place the {money(hold.amount_pence, hold.currency)} deposit hold for "
-              f"booking {hire.reference} on your saved card. Your bank said: {message}\n\n"
-              "Your booking is still confirmed. Please bring a credit or debit card in your "
-              "name to pickup so the counter can take the deposit, or call the branch.\n\n"
-              "ACME Rentals"))
+    queue_email(key=f"payment:{hold.id}:hold-failed", to=hire.customer.email,
+                subject=f"Action needed: deposit for booking {hire.reference}",
+                template="payments/emails/deposit_hold_failed.txt", hire=hire, hold=hold,
+                message=message)
 
 
 def record_hold_released(hold_id: int, *, now: datetime, event_id: str = "", why: str) -> None:
@@ -206,7 +202,7 @@ def record_deposit_settle_refused(hold_id: int, message: str, *, now: datetime) 
 
 def due_deposit_holds(now: datetime) -> list[Hire]:
     """Confirmed hires starting within DEPOSIT_HOLD_LEAD_DAYS that never had a hold."""
-    lead = timedelta(days=current_app.config["DEPOSIT_HOLD_LEAD_DAYS"])
+    lead = timedelta(days=settings().money.deposit_hold_lead_days)
     hires = db.session.scalars(select(Hire).where(
         Hire.state == S.CONFIRMED.value, Hire.deposit_pence > 0,
         Hire.start_at <= now + lead, Hire.start_at > now).order_by(Hire.start_at))

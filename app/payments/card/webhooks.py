@@ -82,9 +82,8 @@ def process_event(event_row_id: int, *, now: datetime) -> None:
     payment = payment_from(obj)
     outcome = _dispatch(event["type"], obj, payment, event_id=event["id"], now=now)
     row = db.session.get(StripeEvent, event_row_id)
-    row.processed_at = now
-    row.state = "processed" if outcome is None else "ignored"
-    row.outcome = (outcome or "applied")[:300]
+    row.move_to("processed" if outcome is None else "ignored", now=now,
+                outcome=outcome or "applied")
     db.session.commit()
 
 

@@ -4,6 +4,7 @@
     watching.py  the chain watcher's findings: seen, moved, vanished, settled
     refunds.py   refunds to an address the customer confirms; the deposit paid in ETH
     review.py    staff accept or return the payments the rules sent to review
+    provider.py  `CryptoProvider`: this package behind the providers' interface (../providers.py)
 
 Plain functions over the session. They take what they need (`now`, `user`, data the chain
 job read) and raise `CryptoError` with a message meant for the person. Nothing here talks
@@ -30,7 +31,7 @@ cancellation returns all of it.
 
 from .quotes import (BPS, PAID_HIRE_STATES, WEI_PER_ETH, CryptoError, CryptoUnavailable,
                      PaymentStatus, Rate, available, create_quote, crypto_payment_in_flight,
-                     current_rate, cursor_key, customer_hire, format_eth, hire_payments,
+                     current_rate, cursor_key, format_eth, hire_payments,
                      hires_under_review, last_scanned_block, latest_quote, payment_keeps_hold,
                      payment_status, payments_cursor_key, pence_for_wei, quote_for_page,
                      report_wallet_tx, tolerance_wei, watch_needed, wei_for_pence)
@@ -45,7 +46,7 @@ from .watching import (SCAN_JOB_ID, Settlement, confirm_paid_hire, lock_cursor, 
 __all__ = [
     "BPS", "PAID_HIRE_STATES", "WEI_PER_ETH", "CryptoError", "CryptoUnavailable", "PaymentStatus",
     "Rate", "available", "create_quote", "crypto_payment_in_flight", "current_rate", "cursor_key",
-    "customer_hire", "format_eth", "hire_payments", "hires_under_review", "last_scanned_block",
+    "format_eth", "hire_payments", "hires_under_review", "last_scanned_block",
     "latest_quote", "payment_keeps_hold", "payment_status", "payments_cursor_key", "pence_for_wei",
     "quote_for_page", "report_wallet_tx", "tolerance_wei", "watch_needed", "wei_for_pence",
     "ask_for_refund_address", "confirm_refund_address", "new_refund", "refundable",

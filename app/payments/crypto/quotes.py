@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable, Optional
 
-from flask import current_app
+
 from sqlalchemy import select
 
 from ...extensions import db
 from ...integrations import chain
 from ...logging_setup import log
-from ...models import Hire, HireState, User
+from ...models import Hire, HireState
 from ...models.crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
+from ...settings import settings
 
 
 WEI_PER_ETH = 10**18
@@ -49,8 +50,8 @@ class Rate:
 
 def current_rate(now: datetime) -> Rate:
     """The GBP/ETH rate to quote at: the configured rate, named as such."""
-    cfg = current_app.config
-    return Rate(cfg["CRYPTO_FIXED_RATE_PENCE_PER_ETH"], cfg["CRYPTO_RATE_SOURCE"][:120], now)
+    cfg = settings()
+    return Rate(cfg.payments.crypto_fixed_rate_pence_per_eth, cfg.payments.crypto_rate_source[:120], now)
 
 
 def wei_for_pence(pence: int, pence_per_eth: int) -> int:
@@ -71,19 +72,13 @@ def format_eth(wei: int) -> str:
 
 
 def tolerance_wei(quote: CryptoQuote) -> int:
-    return quote.amount_wei * current_app.config["CRYPTO_UNDERPAID_TOLERANCE_BPS"] // BPS
+    return quote.amount_wei * settings().payments.crypto_underpaid_tolerance_bps // BPS
 
 
 # --- quotes -----------------------------------------------------------------------------------
 
 def available() -> bool:
     return chain.is_configured()
-
-
-def customer_hire(reference: str, user: User) -> Optional[Hire]:
-    """The customer's own hire with this reference, or None (never someone else's)."""
-    return db.session.scalar(select(Hire).where(Hire.reference == reference,
-                                                Hire.customer_id == user.id))
 
 
 def latest_quote(hire: Hire) -> Optional[CryptoQuote]:
@@ -107,7 +102,7 @@ def crypto_payment_in_flight(hire: Hire, now: Optional[datetime] = None) -> bool
     quote = latest_quote(hire)
     if now is None or quote is None or not quote.wallet_tx_hash or quote.payments:
         return False
-    grace = timedelta(minutes=current_app.config["QUOTE_MINUTES"])
+    grace = timedelta(minutes=settings().payments.quote_minutes)
     return quote.wallet_reported_at is not None and now - quote.wallet_reported_at < grace
 
 
@@ -127,12 +122,12 @@ def payment_keeps_hold(hire: Hire, now: datetime) -> bool:
     one staff are reviewing, for CRYPTO_REVIEW_HOLD_HOURS (staff accept or refund it):
     the customer has paid something and must not lose the car to the clock meanwhile.
     """
-    cfg = current_app.config
+    cfg = settings()
     if hire.hold_expires_at is None:
         return False
     overdue = now - hire.hold_expires_at
-    in_flight_grace = timedelta(minutes=cfg["CRYPTO_IN_FLIGHT_GRACE_MINUTES"])
-    review_bound = timedelta(hours=cfg["CRYPTO_REVIEW_HOLD_HOURS"])
+    in_flight_grace = timedelta(minutes=cfg.payments.crypto_in_flight_grace_minutes)
+    review_bound = timedelta(hours=cfg.payments.crypto_review_hold_hours)
     return ((overdue < in_flight_grace and crypto_payment_in_flight(hire, now))
             or (overdue < review_bound and bool(hires_under_review([hire.id]))))
 
@@ -154,7 +149,7 @@ def create_quote(hire: Hire, now: datetime) -> CryptoQuote:
     While the latest quote is still open it is returned unchanged, so asking twice gives
     one price. A new one is refused while a payment is on its way.
     """
-    cfg = current_app.config
+    cfg = settings()
     if not available():
         raise CryptoUnavailable("Paying with crypto is not available at the moment. Please pay by card.")
     if hire.hire_state != HireState.HELD:
@@ -172,12 +167,12 @@ def create_quote(hire: Hire, now: datetime) -> CryptoQuote:
         raise CryptoError("A payment for this booking has already arrived.")
     rate = current_rate(now)
     amount_pence = hire.total_pence + hire.deposit_pence
-    expires_at = now + timedelta(minutes=cfg["QUOTE_MINUTES"])
+    expires_at = now + timedelta(minutes=cfg.payments.quote_minutes)
     if hire.hold_expires_at is not None:
         expires_at = min(expires_at, hire.hold_expires_at)
     quote = CryptoQuote(
-        hire_id=hire.id, booking_ref="0x" + secrets.token_hex(32), chain_id=cfg["CHAIN_ID"],
-        contract_address=cfg["CHAIN_CONTRACT_ADDRESS"], amount_pence=amount_pence,
+        hire_id=hire.id, booking_ref="0x" + secrets.token_hex(32), chain_id=cfg.payments.chain_id,
+        contract_address=cfg.payments.chain_contract_address, amount_pence=amount_pence,
         deposit_pence=hire.deposit_pence, currency=hire.currency,
         rate_pence_per_eth=rate.pence_per_eth, rate_source=rate.source,
         rate_at=rate.at, amount_wei=wei_for_pence(amount_pence, rate.pence_per_eth),
@@ -244,8 +239,8 @@ def cursor_key(purpose: str, chain_id: int, address: str) -> str:
 
 
 def payments_cursor_key() -> str:
-    cfg = current_app.config
-    return cursor_key("payments", cfg["CHAIN_ID"], cfg["CHAIN_CONTRACT_ADDRESS"])
+    cfg = settings()
+    return cursor_key("payments", cfg.payments.chain_id, cfg.payments.chain_contract_address)
 
 
 def last_scanned_block() -> int:
@@ -255,12 +250,12 @@ def last_scanned_block() -> int:
 
 def payment_status(hire: Hire, now: datetime) -> PaymentStatus:
     """Where the crypto payment of this hire stands, from what the watcher has recorded."""
-    cfg = current_app.config
+    cfg = settings()
     quote = latest_quote(hire)
     payments = hire_payments(hire)
     refunds = list(db.session.scalars(select(CryptoRefund).where(CryptoRefund.hire_id == hire.id)
                                       .order_by(CryptoRefund.id)))
-    status = PaymentStatus("waiting", quote, last_scanned_block(), cfg["CONFIRMATIONS"],
+    status = PaymentStatus("waiting", quote, last_scanned_block(), cfg.payments.confirmations,
                            payments, refunds)
     states = {p.state for p in payments}
     if hire.state in PAID_HIRE_STATES:
@@ -288,9 +283,9 @@ def payment_status(hire: Hire, now: datetime) -> PaymentStatus:
 
 def watch_needed(now: datetime) -> bool:
     """Whether a scan is due: something is being waited for and the last scan is old."""
-    cfg = current_app.config
+    cfg = settings()
     cursor = db.session.scalar(select(ChainCursor).where(ChainCursor.key == payments_cursor_key()))
-    if cursor is not None and now - cursor.updated_at < timedelta(seconds=cfg["CHAIN_SCAN_INTERVAL_SECONDS"]):
+    if cursor is not None and now - cursor.updated_at < timedelta(seconds=cfg.payments.chain_scan_interval_seconds):
         return False
     waiting = db.session.scalar(select(CryptoQuote.id).where(CryptoQuote.state == "open",
                                                              CryptoQuote.expires_at > now - timedelta(hours=1)).limit(1))

@@ -123,14 +123,10 @@ def ask_for_refund_address(refund: CryptoRefund) -> None:
     # Jobs have no request to build URLs from: the page's path (payments.crypto_refund_address).
     link = (f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/pay/{hire.reference}"
             f"/crypto/refunds/{refund.id}")
-    queue_email(
-        key=f"crypto-refund-address:{refund.id}", to=hire.customer.email,
-        subject=f"Confirm where to send your refund for booking {hire.reference}",
-        body=(f"Hello {hire.customer.full_name},\n\n"
-              f"We owe you {format_eth(refund.amount_wei)} ETH for booking {hire.reference} "
-              f"({refund.reason}).\n\nWe send it only to an address you confirm. Please confirm "
-              f"it here:\n{link}\n\nACME Rentals\n"),
-    )
+    queue_email(key=f"crypto-refund-address:{refund.id}", to=hire.customer.email,
+                subject=f"Confirm where to send your refund for booking {hire.reference}",
+                template="payments/emails/crypto_refund_address.txt", hire=hire, refund=refund,
+                amount_eth=format_eth(refund.amount_wei), link=link)
 
 
 def confirm_refund_address(refund: CryptoRefund, user: User, address: str, now: datetime) -> CryptoRefund:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from flask import current_app
+
 from sqlalchemy import select
 
 from ... import events
@@ -22,6 +22,7 @@ from ...logging_setup import log
 from ...models import Hire, HireState, Payment
 from ...models.crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
 from ...queueing import enqueue
+from ...settings import settings
 from .quotes import PAID_HIRE_STATES, available, format_eth, pence_for_wei, tolerance_wei, watch_needed
 from .refunds import new_refund
 
@@ -51,7 +52,7 @@ def record_seen(found: chain.PaidLog, now: datetime) -> ChainPayment:
         return payment
     quote = db.session.scalar(select(CryptoQuote).where(CryptoQuote.booking_ref == found.booking_ref.lower()))
     payment = ChainPayment(
-        chain_id=current_app.config["CHAIN_ID"], contract_address=found.contract_address,
+        chain_id=settings().payments.chain_id, contract_address=found.contract_address,
         tx_hash=tx_hash, log_index=found.log_index, block_number=found.block_number,
         block_hash=found.block_hash.lower(), booking_ref=found.booking_ref.lower(),
         payer=found.payer, amount_wei=found.amount_wei, quote=quote,
@@ -155,7 +156,7 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
                                 f"paid in ETH ({payment.outcome})")
         if quote.deposit_pence:
             record_deposit(payment, quote, charge, quote.deposit_pence, paid_pence, now)
-        if excess >= current_app.config["CRYPTO_MIN_REFUND_WEI"]:
+        if excess >= settings().payments.crypto_min_refund_wei:
             result.refund = new_refund(
                 hire, excess, pence_for_wei(excess, quote.rate_pence_per_eth),
                 "Overpaid: the amount above the price is returned",

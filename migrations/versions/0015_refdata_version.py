@@ -1,7 +1,7 @@
 """reference data version: triggers on the reference tables mark every change (issue 19)
 
-Revision ID: 0018_h7
-Revises: 0012
+Revision ID: 0015_refdata_version
+Revises: 0014_checkin_gdpr
 Create Date: 2026-12-04 23:40:00
 
 Workers keep branches, classes and the rate tables in memory (app/refdata.py) and compare
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0018_h7'
-down_revision = '0012'
+revision = '0015_refdata_version'
+down_revision = '0014_checkin_gdpr'
 branch_labels = None
 depends_on = None
 

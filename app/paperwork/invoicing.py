@@ -1,0 +1,203 @@
+"""VAT invoices and credit notes: issued, numbered without gaps, frozen.
+
+When each is issued (UK VAT: a payment received in advance is the tax point for what it
+pays for):
+
+- **booking invoice**, when the rental is paid (the hire is confirmed): the frozen price
+  lines, tax point the payment. If a refund comes for a hire that has none (paid before
+  invoicing existed, or paid after its hold ended), it is issued first, tax point the
+  first payment, so that every credit note corrects an invoice.
+- **settlement invoice**, when a return is settled at the counter: the charges on return
+  (late, fuel, mileage, cleaning, damage; waived ones shown at nothing), and what happened
+  to the deposit: held, taken, charged to the card beyond it, released.
+- **credit note**, for every refund (cancellation, no-show, refusal at pickup, a cheaper
+  change, an early return, money not owed), correcting the hire's booking invoice: the
+  refund is the rental's price coming back. An early return's unused days are credited in
+  full when the return is settled (the refund is what is left after the return's charges
+  are set off against them, so it is covered by that credit note).
+
+Every document has an idempotency key (one business event, one document). Amounts are
+VAT-inclusive pence as the customer pays them; a line's VAT is worked out from its gross at
+VAT_PERCENT, rounded half up, and a booking invoice keeps the VAT frozen on the hire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Optional
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..audit import record
+from ..extensions import db
+from ..models import Hire, Invoice, Payment, User
+from ..settings import settings
+from . import company
+from .numbering import take_number
+
+EARLY_RETURN_KEY = "hire:{}:early-return-refund"  # the counter's refund of unused days
+
+
+def split_gross(gross_pence: int, vat_percent: int) -> tuple[int, int]:
+    """(net, VAT) within a VAT-inclusive amount, rounded half up (integer pence)."""
+    sign = -1 if gross_pence < 0 else 1
+    whole = abs(gross_pence)
+    net = (whole * 200 + (100 + vat_percent)) // (2 * (100 + vat_percent))
+    return sign * net, sign * (whole - net)
+
+
+def line(label: str, gross_pence: int, vat_percent: int) -> dict:
+    net, vat = split_gross(gross_pence, vat_percent)
+    return {"label": label, "net_pence": net, "vat_percent": vat_percent, "vat_pence": vat,
+            "gross_pence": gross_pence}
+
+
+def _buyer(hire: Hire) -> dict:
+    customer, profile = hire.customer, hire.customer.profile
+    address = [profile.address_line1, profile.address_line2, profile.town, profile.postcode] if profile else []
+    return {"name": customer.full_name, "email": customer.email, "address": [a for a in address if a]}
+
+
+def _existing(key: str) -> Optional[Invoice]:
+    return db.session.scalar(select(Invoice).where(Invoice.idempotency_key == key))
+
+
+def _issue(hire: Hire, *, kind: str, purpose: str, key: str, lines: list[dict], now: datetime,
+           tax_point: datetime, by: Optional[User], corrects: Optional[Invoice] = None,
+           reason: str = "", money: Optional[dict] = None) -> Invoice:
+    """Number and store one document (once per `key`). Commits what the session holds first:
+    the number must be the new transaction's first write (app/paperwork/numbering.py)."""
+    found = _existing(key)
+    if found is not None:
+        return found
+    db.session.commit()
+    hire_id, customer_id, buyer = hire.id, hire.customer_id, _buyer(hire)
+    number = take_number(kind)
+    found = _existing(key)  # issued by another transaction while this one waited for the number
+    if found is not None:
+        db.session.rollback()  # gives the number back
+        return found
+    invoice = Invoice(kind=kind, number=number, purpose=purpose, hire_id=hire_id, customer_id=customer_id,
+                      corrects_id=corrects.id if corrects else None, idempotency_key=key,
+                      issued_at=now, tax_point=tax_point, currency=hire.currency,
+                      seller=company.seller(), buyer=buyer, lines=lines,
+                      net_pence=sum(l["net_pence"] for l in lines), vat_pence=sum(l["vat_pence"] for l in lines),
+                      gross_pence=sum(l["gross_pence"] for l in lines), reason=reason[:500],
+                      issued_by_id=by.id if by else None, **(money or {}))
+    db.session.add(invoice)
+    record(by, f"paperwork.{kind}_issued", hire, {}, {"number": number, "gross_pence": invoice.gross_pence,
+                                                       "key": key}, at=now)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return db.session.scalars(select(Invoice).where(Invoice.idempotency_key == key)).one()
+    return invoice
+
+
+def _booking_lines(hire: Hire) -> list[dict]:
+    """The frozen price lines with their VAT; the VAT frozen on the hire is kept exactly."""
+    rate = settings().money.vat_percent
+    lines = [l for l in hire.price_lines if l.get("code") != "vat"]
+    vat_line = next((l for l in hire.price_lines if l.get("code") == "vat"), None)
+    if vat_line is None:  # lines that already include VAT
+        return [line(l["label"], l["amount_pence"], rate) for l in lines]
+    found = []
+    for l in lines:
+        vat = (l["amount_pence"] * rate * 2 + 100) // 200 if l["amount_pence"] >= 0 else 0
+        found.append({"label": l["label"], "net_pence": l["amount_pence"], "vat_percent": rate,
+                      "vat_pence": vat, "gross_pence": l["amount_pence"] + vat})
+    if found:  # rounding per line may differ from the VAT on the sum by a penny or two
+        difference = vat_line["amount_pence"] - sum(l["vat_pence"] for l in found)
+        found[-1]["vat_pence"] += difference
+        found[-1]["gross_pence"] += difference
+    return found
+
+
+def _first_payment_at(hire: Hire) -> Optional[datetime]:
+    return db.session.scalar(select(Payment.updated_at).where(
+        Payment.hire_id == hire.id, Payment.kind == "charge", Payment.state == "succeeded")
+        .order_by(Payment.id).limit(1))
+
+
+def booking_invoice(hire: Hire) -> Optional[Invoice]:
+    return _existing(f"hire:{hire.id}:booking")
+
+
+def issue_booking_invoice(hire: Hire, *, now: datetime, by: Optional[User] = None,
+                          tax_point: Optional[datetime] = None) -> Invoice:
+    """The invoice for the rental, at payment (the tax point). Once per hire. Commits."""
+    return _issue(hire, kind="invoice", purpose="booking", key=f"hire:{hire.id}:booking",
+                  lines=_booking_lines(hire), now=now, tax_point=tax_point or now, by=by)
+
+
+def issue_extension_invoice(hire: Hire, *, extra_pence: int, new_end: datetime, by: Optional[User],
+                            now: datetime) -> Invoice:
+    """The invoice for an extension's extra time (VAT-inclusive `extra_pence`), issued when the
+    hire is extended: the saved card is charged then, or the amount is owed from then on (the
+    tax point). Once per new return time. Commits."""
+    tz = hire.return_branch.timezone
+    label = f"Extension to {new_end.astimezone(ZoneInfo(tz)):%a %d %b %Y %H:%M %Z}"
+    return _issue(hire, kind="invoice", purpose="booking",
+                  key=f"hire:{hire.id}:extension:{new_end:%Y%m%dT%H%M}",
+                  lines=[line(label, extra_pence, settings().money.vat_percent)], now=now,
+                  tax_point=now, by=by)
+
+
+def issue_settlement_invoice(hire: Hire, *, charge_lines: Iterable[dict], deposit_held_pence: int,
+                             taken_pence: int, released_pence: int, card_pence: int, by: Optional[User],
+                             now: datetime) -> Invoice:
+    """At settlement: the charges on return and what became of the deposit. Once per hire.
+
+    Unused days of an early return (negative lines) are credited in full by a credit note of
+    their own, correcting the booking invoice. Commits."""
+    rate = settings().money.vat_percent
+    lines, credit = [], 0
+    for charge in charge_lines:
+        owed = 0 if charge.get("waived_reason") else charge["amount_pence"]
+        if owed < 0:
+            credit += -owed
+            continue
+        label = charge["label"] + (f" (waived: {charge['waived_reason']})" if charge.get("waived_reason") else "")
+        lines.append(line(label, owed, rate))
+    invoice = _issue(hire, kind="invoice", purpose="settlement", key=f"hire:{hire.id}:settlement",
+                     lines=lines, now=now, tax_point=now, by=by,
+                     money={"deposit_held_pence": deposit_held_pence, "deposit_taken_pence": taken_pence,
+                            "deposit_released_pence": released_pence, "card_charged_pence": card_pence})
+    if credit:
+        issue_credit_note(hire, amount_pence=credit, reason="early return: unused days",
+                          key=EARLY_RETURN_KEY.format(hire.id), by=by, now=now)
+    return invoice
+
+
+def issue_credit_note(hire: Hire, *, amount_pence: int, reason: str, key: str, by: Optional[User],
+                      now: datetime) -> Invoice:
+    """A credit note for a refund of `amount_pence` (VAT-inclusive), correcting the hire's
+    booking invoice (issued first if it has none). Once per refund key. Commits."""
+    corrects = booking_invoice(hire) or issue_booking_invoice(
+        hire, now=now, tax_point=_first_payment_at(hire) or hire.created_at)
+    rate = settings().money.vat_percent
+    return _issue(hire, kind="credit_note", purpose="refund", key=f"credit:{key}",
+                  lines=[line(f"Refund: {reason}", amount_pence, rate)], now=now, tax_point=now, by=by,
+                  corrects=corrects, reason=reason)
+
+
+def invoices_of(hire: Hire) -> list[Invoice]:
+    """A hire's invoices and credit notes, oldest first."""
+    return list(db.session.scalars(select(Invoice).where(Invoice.hire_id == hire.id).order_by(Invoice.id)))
+
+
+def invoices_for(customer: User) -> list[Invoice]:
+    """Every invoice and credit note issued to a customer, oldest first (for their data export)."""
+    return list(db.session.scalars(select(Invoice).where(Invoice.customer_id == customer.id)
+                                   .order_by(Invoice.id)))
+
+
+def invoice_visible_to(invoice_id: int, user: User) -> Optional[Invoice]:
+    """The document, if `user` may fetch it: its customer, or staff."""
+    invoice = db.session.get(Invoice, invoice_id)
+    if invoice is None or not (user.is_staff or invoice.customer_id == user.id):
+        return None
+    return invoice
