@@ -56,6 +56,8 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
 
     from .filters import register_filters
     register_filters(app)
+    from .web import row_url
+    app.add_template_global(row_url, "row_url")  # the rows of long lists (app/web.py)
     return app
 
 

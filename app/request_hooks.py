@@ -22,11 +22,15 @@ request, and the after hooks still run):
  6. a NUL in the address is refused (app/security.py, `refuse_nul_bytes`).
  7. access control: who may use the endpoint (app/security.py, `enforce_access`). The
     signed-in user is loaded here, on the first use of `current_user`, by Flask-Login from
-    app/accounts/sessions.py (`load`: the device's session row).
+    app/accounts/sessions.py (`load`: the device's session row, in one query with the
+    reference data's version, app/refdata.py).
  8. a staff member whose password has expired is sent to renew it
     (app/accounts/twofactor_routes.py, `staff_password_in_date`).
  9. development only: the scheduler's ticker is started (app/jobs/booking.py).
-The view; its templates get the context processors below (CSRF token, htmx, current_user,
+The view. Its reference data (branches, classes, rate tables: app/refdata.py) is the worker's
+copy, checked once per request against the database's version (`init_refdata` below gives
+each app its copy; the version comes with the signed-in user, or with one small query).
+Its templates get the context processors below (CSRF token, htmx, current_user,
 `app_env`, `staff_nav` from app/navigation.py) and the filters of app/filters.py.
 
 After the view (Flask runs these in reverse order of registration; listed as they run):
@@ -58,6 +62,7 @@ from .metrics import init_metrics
 from .navigation import staff_navigation
 from .pagecache import init_page_cache
 from .production import is_production_like
+from .refdata import init_refdata
 from .security import enforce_access, refuse_nul_bytes
 
 CSP = {
@@ -90,6 +95,7 @@ def install(app: Flask) -> None:
     login_manager.login_message = "Please sign in to continue."
     login_manager.login_message_category = "info"
     login_manager.user_loader(load_session)         # before 7 (on the first current_user)
+    init_refdata(app)                               # the view's reference data: per worker
     talisman.init_app(                              # before 5, after 4
         app,
         force_https=app.config["FORCE_HTTPS"],

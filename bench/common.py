@@ -66,13 +66,15 @@ def free_port() -> int:
 
 def recreate_database(url: str) -> None:
     """Drop and create the benchmark's own database (never anyone else's: the name must
-    start with bench_ or soak)."""
+    start with bench_ or soak, or be named in BENCH_OWN_DATABASES, comma-separated, for a
+    machine where each person has databases of their own)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     target = make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
     name = target.database or ""
-    if not (name.startswith("bench_") or name.startswith("soak")):
+    own = {n.strip() for n in os.environ.get("BENCH_OWN_DATABASES", "").split(",") if n.strip()}
+    if not (name.startswith("bench_") or name.startswith("soak") or name in own):
         raise SystemExit(f"refusing to recreate database {name!r}: not a bench_ database")
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -129,6 +131,26 @@ def migrate_and_seed(app, customers: int) -> list[int]:
         db.session.commit()
         db.engine.dispose()
         return ids
+
+
+def customer_ids(app) -> list[int]:
+    """The customers of a database filled earlier (--reuse-db)."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import User
+    with app.app_context():
+        ids = list(db.session.scalars(select(User.id).where(User.role == "customer")
+                                      .order_by(User.id)))
+        db_dispose()
+    return ids
+
+
+def db_dispose() -> None:
+    """Close this process's connections (inside an app context): the stack's workers need them."""
+    from app.extensions import db
+    db.session.remove()
+    db.engine.dispose()
 
 
 @dataclass

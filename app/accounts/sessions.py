@@ -15,7 +15,9 @@ import secrets
 
 from flask_login import login_user, logout_user
 from sqlalchemy import delete, select
+from sqlalchemy.orm import joinedload
 
+from .. import refdata
 from ..extensions import db
 from ..models import User, UserSession, session_key_hash, utcnow
 from ..settings import settings
@@ -62,13 +64,21 @@ def end_all(user: User) -> None:
 
 
 def load(session_id: str) -> User | None:
-    """Flask-Login's loader: "<user id>:<key>" of a session that still exists, of an active user."""
+    """Flask-Login's loader: "<user id>:<key>" of a session that still exists, of an active user.
+
+    One round trip: the user, their profile (a customer's pages price for their age) and the
+    reference data's version (app/refdata.py), which the request's pages then need not ask for.
+    """
     user_id, _, key = session_id.partition(":")
     if not user_id.isdigit() or not key or not key.isprintable() or len(key) > 128:
         return None
-    user = db.session.scalar(
-        select(User).join(UserSession, UserSession.user_id == User.id)
-        .where(User.id == int(user_id), UserSession.key_hash == session_key_hash(key)))
+    row = db.session.execute(
+        select(User, refdata.version_column()).join(UserSession, UserSession.user_id == User.id)
+        .options(joinedload(User.profile))
+        .where(User.id == int(user_id), UserSession.key_hash == session_key_hash(key))).first()
+    user = row[0] if row is not None else None
+    if row is not None:
+        refdata.saw_version(row[1])
     if user is None or not user.active:
         return None
     user._session_key = key

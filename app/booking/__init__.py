@@ -27,7 +27,8 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `emails.py`, `ics.py`  the booking's emails and their calendar attachment
 - `checkin.py`       online check-in: details, terms, licence photo, additional drivers (issue 18)
 - `extending.py`     a later return for a confirmed or active hire, the extra time charged
-- `routes.py`, `forms.py`  the pages (thin), `seed.py` demo rate tables;
+- `routes.py`, `forms.py`  the pages (thin), `links.py` their repeated links,
+  `seed.py` demo rate tables;
   `checkin_routes.py`, `checkin_forms.py` those of check-in and extensions
 
 Hire states move only through `Hire.transition` (app/models/hires.py). No car is ever
@@ -39,4 +40,4 @@ from flask import Blueprint
 
 bp = Blueprint("booking", __name__)
 
-from . import checkin_routes, lifecycle, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)
+from . import checkin_routes, lifecycle, links, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)

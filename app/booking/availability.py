@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, Optional
 
-
 from sqlalchemy import and_, exists, func, literal, literal_column, or_, select
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
+from .. import refdata
 from ..extensions import db
-from ..models import Car, CarClass, Occupancy, User
+from ..models import Car, CarClass, CarPhoto, Occupancy, User
+from ..refdata import CarClassRef
 from ..settings import settings
 from .eligibility import is_young_driver
 from .errors import BookingError, CarTaken
@@ -67,11 +68,11 @@ def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int
     """Cars at the pickup branch, free for the whole trip plus cleaning buffer, in the order
     the filters ask for (cheapest first by default).
 
-    One statement: the cars, their class, and the count of all matches (window function).
+    One statement: the cars (as plain columns: `CarView.from_row`), and the count of all
+    matches (window function).
     """
-    q = (select(Car, func.count().over().label("matches"))
+    q = (select(*CAR_COLUMNS, func.count().over().label("matches"))
          .join(Car.car_class)
-         .options(contains_eager(Car.car_class))
          .where(Car.status == "available", Car.home_branch_id == trip.pickup_branch.id,
                 ~_busy(trip.start, trip.until()))
          .order_by(*_order(filters.sort)))
@@ -90,9 +91,50 @@ def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int
     return q
 
 
+# What the booking pages show of a car, read as plain columns: building ORM objects for a
+# page of cars cost more than the rest of the query (issue 19). Its class comes from the
+# reference data (app/refdata.py); its cover photo's width (for srcset) from a subquery of the
+# same statement (one row at most: a car's filenames are unique), not a second query.
+COVER_WIDTH = (select(CarPhoto.width)
+               .where(CarPhoto.car_id == Car.id, CarPhoto.filename == Car.photo)
+               .correlate(Car).scalar_subquery().label("cover_width"))
+CAR_COLUMNS = (Car.id, Car.make, Car.model, Car.year, Car.seats, Car.doors, Car.transmission,
+               Car.fuel_type, Car.photo, Car.status, Car.home_branch_id, Car.car_class_id,
+               Car.daily_rate_override_pence, Car.plate, COVER_WIDTH)
+
+
+@dataclass(frozen=True)
+class CarView:
+    """A car as the booking pages show and price it (the attributes of `Car` they use)."""
+
+    id: int
+    make: str
+    model: str
+    year: int
+    seats: int
+    doors: int
+    transmission: str
+    fuel_type: str
+    photo: str
+    status: str
+    home_branch_id: int
+    car_class_id: int
+    daily_rate_override_pence: int | None
+    plate: str  # an extension's swap offers name it
+    cover_width: int | None  # the cover photo's, in pixels; None without one
+    car_class: CarClassRef
+
+    @classmethod
+    def from_row(cls, row, reference: refdata.Reference) -> "CarView":
+        # A class created after this request's snapshot was taken is read now.
+        car_class = reference.car_class(row.car_class_id) or refdata.car_class_ref(
+            db.session.get(CarClass, row.car_class_id))
+        return cls(*(row[i] for i in range(len(CAR_COLUMNS))), car_class=car_class)
+
+
 @dataclass(frozen=True)
 class Offer:
-    car: Car
+    car: CarView | Car
     quote: Quote
 
 
@@ -108,15 +150,25 @@ def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User]
            limit: int | None = None) -> SearchResult:
     """Free cars for the trip with their full price (no extras), in the filters' order."""
     rows = db.session.execute(available_cars_query(
-        trip, filters, limit=limit or settings().booking.search_results_limit)
-        .options(selectinload(Car.photos))).all()  # the cover's width, for srcset: one query
+        trip, filters, limit=limit or settings().booking.search_results_limit)).all()
+    reference = refdata.current()
     tables = load_rate_tables()
     young = is_young_driver(customer, trip)
-    offers = [Offer(car, price(car, trip, {}, young_driver=young, tables=tables)) for car, _ in rows]
+    # Without extras, a car's price depends only on its daily rate and deposit: cars of one
+    # class share one quote (frozen, so sharing is safe).
+    quotes: dict[tuple[int, int], Quote] = {}
+    offers = []
+    for row in rows:
+        car = CarView.from_row(row, reference)
+        key = (car.daily_rate_override_pence or car.car_class.daily_rate_pence,
+               car.car_class.deposit_pence)
+        if key not in quotes:
+            quotes[key] = price(car, trip, {}, young_driver=young, tables=tables)
+        offers.append(Offer(car, quotes[key]))
     return SearchResult(offers, rows[0].matches if rows else 0, young, tables)
 
 
-def alternatives(trip: Trip, car: Car, *, customer: Optional[User] = None) -> list[Offer]:
+def alternatives(trip: Trip, car: Car | CarView, *, customer: Optional[User] = None) -> list[Offer]:
     """Up to three free cars for the same trip: the same class first, then any."""
     same = search(trip, Filters(car_class=car.car_class.code), customer=customer,
                   limit=ALTERNATIVES_SHOWN + 1).offers
@@ -144,9 +196,16 @@ def bookable_car(car_id: int, trip: Trip) -> Car:
 
 def offer_for(car_id: int, trip: Trip, extras: Mapping[str, int], *,
               customer: Optional[User] = None) -> Offer:
-    """The quote for one car; CarTaken (with alternatives) when it is not free for the trip."""
-    car = bookable_car(car_id, trip)
-    if not is_free(car.id, trip):
+    """The quote for one car; CarTaken (with alternatives) when it is not free for the trip.
+
+    One statement: the car and whether anything occupies it during the trip."""
+    row = db.session.execute(select(*CAR_COLUMNS, _busy(trip.start, trip.until()).label("busy"))
+                             .where(Car.id == car_id)).first()
+    if row is None or row.status != "available" or row.home_branch_id != trip.pickup_branch.id:
+        raise BookingError({"": f"That car cannot be picked up at {trip.pickup_branch.name}. "
+                                "Please search again."})
+    car = CarView.from_row(row, refdata.current())
+    if row.busy:
         raise CarTaken("That car is not free for those dates.",
                        alternatives(trip, car, customer=customer))
     return Offer(car, price(car, trip, extras, young_driver=is_young_driver(customer, trip)))

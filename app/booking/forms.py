@@ -8,6 +8,7 @@ so their fields are added to a form class at run time by `with_extras`.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
 from wtforms import BooleanField, DateTimeLocalField, HiddenField, RadioField, SelectField
@@ -101,7 +102,15 @@ def group_field_name(group: str) -> str:
 
 
 def with_extras(form_class: type[Form], extras: list[Extra]) -> type[Form]:
-    """A subclass of `form_class` with one field per extra (a radio group per `group`)."""
+    """A subclass of `form_class` with one field per extra (a radio group per `group`).
+
+    Made once per form class and set of extras (the reference data's are frozen values), as a
+    form class written out in this module would be."""
+    return _with_extras(form_class, tuple(extras))
+
+
+@lru_cache(maxsize=64)
+def _with_extras(form_class: type[Form], extras: tuple) -> type[Form]:
     attrs: dict = {}
     groups: dict[str, list[Extra]] = {}
     for extra in extras:

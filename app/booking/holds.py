@@ -88,7 +88,7 @@ def create_hold(*, customer: User, car_id: int, trip: Trip, extras: Mapping[str,
     for _attempt in range(3):
         hire = Hire(
             reference=_new_reference(), customer=customer, car=car, car_id=car.id,
-            pickup_branch=trip.pickup_branch, return_branch=trip.return_branch,
+            pickup_branch_id=trip.pickup_branch.id, return_branch_id=trip.return_branch.id,
             start_at=trip.start, end_at=trip.end,
             state=S.HELD.value, price_lines=quote.stored_lines(), total_pence=quote.total_pence,
             vat_pence=quote.vat_pence, deposit_pence=quote.deposit_pence,

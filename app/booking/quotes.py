@@ -1,16 +1,15 @@
-"""The server's price for a car and a trip: the named rate tables read from the database
-and settings, handed to the pure price engine (`pricing.py`)."""
+"""The server's price for a car and a trip: the named rate tables from the reference data
+(app/refdata.py: read once per worker, checked once per request) and settings, handed to the
+pure price engine (`pricing.py`)."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
-
-from sqlalchemy import select
-
-from ..extensions import db
-from ..models import Car, DurationTier, Extra, OneWayFee, Season
-from ..settings import settings
+from .. import refdata
+from ..models import Car
+from ..refdata import ExtraRef
+from ..settings import MoneySettings, settings
 from . import pricing
 from .errors import BookingError
 from .pricing import PricingError, Quote, RateTables
@@ -18,32 +17,35 @@ from .trips import Trip
 
 
 def load_rate_tables() -> RateTables:
-    """The named rate tables as the price engine wants them (database tables + settings)."""
-    cfg = settings()
-    tiers = [pricing.Tier(t.min_days, t.percent_off)
-             for t in db.session.scalars(select(DurationTier).order_by(DurationTier.min_days))]
-    seasons = [pricing.SeasonRule(s.code, s.name, s.starts_on, s.ends_on, s.percent)
-               for s in db.session.scalars(select(Season).order_by(Season.starts_on, Season.code))]
-    extras = [pricing.ExtraRate(e.code, e.name, e.per_day_pence, e.cap_pence, e.max_quantity, e.group)
-              for e in active_extras()]
-    fees = {(f.from_branch_id, f.to_branch_id): f.fee_pence
-            for f in db.session.scalars(select(OneWayFee))}
+    """The named rate tables as the price engine wants them (reference data + settings),
+    built once per reference-data snapshot and money settings (app/refdata.py)."""
+    reference = refdata.current()
+    money = settings().money  # the same object until the config changes (app/settings.py)
+    return reference.derived(("booking.rate_tables", money), lambda: _rate_tables(reference, money))
+
+
+def _rate_tables(reference: refdata.Reference, money: MoneySettings) -> RateTables:
     return RateTables(
-        tiers=tuple(tiers), seasons=tuple(seasons), extras=tuple(extras), one_way_fees=fees,
-        one_way_default_pence=cfg.money.one_way_default_fee_pence,
-        weekend_days=frozenset(cfg.money.weekend_days), weekend_percent=cfg.money.weekend_surcharge_percent,
-        young_driver_per_day_pence=cfg.money.young_driver_daily_pence,
-        young_driver_cap_pence=cfg.money.young_driver_cap_pence,
-        vat_percent=cfg.money.vat_percent, grace_minutes=cfg.money.late_grace_minutes,
+        tiers=tuple(pricing.Tier(t.min_days, t.percent_off) for t in reference.tiers),
+        seasons=tuple(pricing.SeasonRule(s.code, s.name, s.starts_on, s.ends_on, s.percent)
+                      for s in reference.seasons),
+        extras=tuple(pricing.ExtraRate(e.code, e.name, e.per_day_pence, e.cap_pence,
+                                       e.max_quantity, e.group) for e in reference.extras),
+        one_way_fees=dict(reference.one_way_fees),
+        one_way_default_pence=money.one_way_default_fee_pence,
+        weekend_days=frozenset(money.weekend_days), weekend_percent=money.weekend_surcharge_percent,
+        young_driver_per_day_pence=money.young_driver_daily_pence,
+        young_driver_cap_pence=money.young_driver_cap_pence,
+        vat_percent=money.vat_percent, grace_minutes=money.late_grace_minutes,
     )
 
 
-def active_extras() -> list[Extra]:
-    return list(db.session.scalars(
-        select(Extra).where(Extra.active.is_(True)).order_by(Extra.sort_order, Extra.id)))
+def active_extras() -> list[ExtraRef]:
+    """The extras customers can choose, in the order they see them (reference data)."""
+    return list(refdata.current().extras)
 
 
-def daily_rate_pence(car: Car) -> int:
+def daily_rate_pence(car: Car) -> int:  # or availability.CarView
     return car.daily_rate_override_pence or car.car_class.daily_rate_pence
 
 

@@ -10,15 +10,14 @@ from typing import Optional
 
 from flask import abort, current_app, flash, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from .. import paperwork
-from ..extensions import db
+from .. import paperwork, refdata
 from ..filters import money
 from ..hire_access import hire_visible_to
-from ..models import Branch, CarClass, Hire, HireState, User, utcnow
+from ..models import Hire, HireState, User, utcnow
 from ..pagecache import public_cache
+from ..refdata import BranchRef, CarClassRef
 from ..security import allow
 from ..settings import settings
 from ..web import add_errors, render, see_other
@@ -50,14 +49,17 @@ def car_photo_srcset(car) -> str | None:
     demand); None when the photo is no wider than the narrowest copy."""
     if not car.photo or "media.car_photo_width" not in current_app.view_functions:
         return None
-    cover = next((p for p in car.photos if p.filename == car.photo), None)
-    if cover is None:
+    if isinstance(car, availability.CarView):  # the search's and car page's: read with the car
+        cover_width = car.cover_width
+    else:
+        cover_width = next((p.width for p in car.photos if p.filename == car.photo), None)
+    if cover_width is None:
         return None
-    widths = [w for w in current_app.config["CAR_PHOTO_WIDTHS"] if w < cover.width]
+    widths = [w for w in current_app.config["CAR_PHOTO_WIDTHS"] if w < cover_width]
     if not widths:
         return None
     return ", ".join([*(f"{url_for('media.car_photo_width', width=w, name=car.photo)} {w}w" for w in widths),
-                      f"{url_for('media.car_photo', name=car.photo)} {cover.width}w"])
+                      f"{url_for('media.car_photo', name=car.photo)} {cover_width}w"])
 
 
 @bp.app_template_global()
@@ -82,15 +84,15 @@ def _customer() -> Optional[User]:
     return current_user if current_user.is_authenticated else None  # type: ignore[return-value]
 
 
-def _branches() -> list[Branch]:
-    return list(db.session.scalars(select(Branch).order_by(Branch.name)))
+def _branches() -> list[BranchRef]:
+    return list(refdata.current().branches)  # by name
 
 
-def _classes() -> list[CarClass]:
-    return list(db.session.scalars(select(CarClass).order_by(CarClass.daily_rate_pence)))
+def _classes() -> list[CarClassRef]:
+    return list(refdata.current().classes)  # by daily rate
 
 
-def _default_args(branches: list[Branch]) -> MultiDict:
+def _default_args(branches: list[BranchRef]) -> MultiDict:
     """A first search: the first branch, the next open day, three days."""
     return MultiDict(default_search_args(branches, utcnow()))
 

@@ -16,9 +16,11 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import func, select
 
+from .. import refdata
 from ..extensions import db
 from ..filters import local_time
-from ..models import Branch, Car, CarClass
+from ..models import Car, CarClass
+from ..refdata import BranchRef
 from .availability import available_cars_query
 from .errors import BookingError
 from .trips import SORTS, Filters, Trip, make_trip, to_local
@@ -67,7 +69,7 @@ def free_cars(trip: Trip, filters: Filters) -> int:
     return row.matches if row else 0
 
 
-def cars_matching(branch: Branch, filters: Filters) -> int:
+def cars_matching(branch: BranchRef, filters: Filters) -> int:
     """Cars at the branch that match the filters, booked or not."""
     q = (select(func.count(Car.id)).join(Car.car_class)
          .where(Car.status == "available", Car.home_branch_id == branch.id))
@@ -82,8 +84,8 @@ def cars_matching(branch: Branch, filters: Filters) -> int:
     return db.session.scalar(q) or 0
 
 
-def _moved(trip: Trip, *, days: int = 0, pickup: Branch | None = None,
-           to: Branch | None = None, now: datetime) -> Trip | None:
+def _moved(trip: Trip, *, days: int = 0, pickup: BranchRef | None = None,
+           to: BranchRef | None = None, now: datetime) -> Trip | None:
     """The same trip some days earlier or later, or from another branch; None when that
     trip cannot be booked (closed, in the past, beyond the booking window)."""
     shift = timedelta(days=days)
@@ -125,8 +127,9 @@ def nearest_dates(trip: Trip, filters: Filters, *, now: datetime) -> list[Sugges
 def other_branches(trip: Trip, filters: Filters, *, now: datetime) -> list[Suggestion]:
     """Other branches with a free car for the same dates (a round trip stays a round trip)."""
     suggestions = []
-    for branch in db.session.scalars(select(Branch).where(Branch.id != trip.pickup_branch.id)
-                                     .order_by(Branch.name)):
+    for branch in refdata.current().branches:  # by name (app/refdata.py: no query)
+        if branch.id == trip.pickup_branch.id:
+            continue
         to = branch if not trip.one_way or trip.return_branch.id == branch.id else trip.return_branch
         moved = _moved(trip, pickup=branch, to=to, now=now)
         if moved is None:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-
-from ..extensions import db
-from ..models import Branch
+from .. import refdata
+from ..refdata import BranchRef
 from ..settings import settings
 from . import pricing
 from .errors import BookingError
@@ -17,8 +16,8 @@ from .errors import BookingError
 
 @dataclass(frozen=True)
 class Trip:
-    pickup_branch: Branch
-    return_branch: Branch
+    pickup_branch: BranchRef  # the reference data's (app/refdata.py): plain values
+    return_branch: BranchRef
     start: datetime  # aware UTC
     end: datetime  # aware UTC
 
@@ -77,7 +76,7 @@ DAY_NAMES = {"mon": "Mondays", "tue": "Tuesdays", "wed": "Wednesdays", "thu": "T
              "fri": "Fridays", "sat": "Saturdays", "sun": "Sundays"}
 
 
-def opening_error(branch: Branch, local: datetime) -> str | None:
+def opening_error(branch: BranchRef, local: datetime) -> str | None:
     """Why the branch cannot hand over or take back a car at this local time, if it cannot."""
     day = pricing.WEEKDAY_KEYS[local.weekday()]
     hours = (branch.opening_hours or {}).get(day)
@@ -95,8 +94,9 @@ def make_trip(*, pickup_branch_id: int | None, return_branch_id: int | None,
     """Check the where and when of a hire; every problem is reported at once, by field."""
     cfg = settings()
     errors: dict[str, str] = {}
-    pickup_branch = db.session.get(Branch, pickup_branch_id) if pickup_branch_id else None
-    return_branch = db.session.get(Branch, return_branch_id) if return_branch_id else None
+    reference = refdata.current()
+    pickup_branch = reference.branch(pickup_branch_id) if pickup_branch_id else None
+    return_branch = reference.branch(return_branch_id) if return_branch_id else None
     if pickup_branch is None:
         errors["pickup_branch"] = "Choose where to pick the car up."
     if return_branch is None:
@@ -148,7 +148,7 @@ def _duration_words(minutes: int) -> str:
     return f"{minutes} minutes"
 
 
-def default_trip_times(branch: Branch, now: datetime, days: int = 3) -> tuple[datetime, datetime]:
+def default_trip_times(branch: BranchRef, now: datetime, days: int = 3) -> tuple[datetime, datetime]:
     """Suggested local pickup and return: the next open day at 10:00 (or opening), `days` later."""
     zone = ZoneInfo(branch.timezone)
     day = now.astimezone(zone).date() + timedelta(days=1)
@@ -157,7 +157,7 @@ def default_trip_times(branch: Branch, now: datetime, days: int = 3) -> tuple[da
     return start, end
 
 
-def _first_open(branch: Branch, day: date, not_before: time | None = None) -> datetime:
+def _first_open(branch: BranchRef, day: date, not_before: time | None = None) -> datetime:
     preferred = not_before or time(10, 0)
     for offset in range(14):
         d = day + timedelta(days=offset)

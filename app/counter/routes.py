@@ -14,12 +14,12 @@ from flask import abort, flash, request, send_from_directory, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import paperwork
+from .. import paperwork, refdata
 from ..booking import lifecycle
 from ..extensions import db
 from ..filters import money
 from ..hire_access import hire_visible_to
-from ..models import Branch, Hire, InspectionPhoto, utcnow
+from ..models import Hire, InspectionPhoto, utcnow
 from ..plain_text import plain_text_error
 from ..settings import settings
 from ..web import add_errors, int_arg, render, see_other
@@ -58,7 +58,7 @@ def board():
     query_error = plain_text_error(query)
     if query_error:  # PostgreSQL cannot search for a NUL: say so and show the whole board
         query = ""
-    branches = db.session.scalars(select(Branch).order_by(Branch.name)).all()
+    branches = refdata.current().branches  # by name; read once per worker (app/refdata.py)
     return render("counter/board.html", "counter/partials/_board.html",
                   422 if query_error or branch_error else 200,
                   board=counter_board.board(branch_id=branch_id, now=utcnow(), query=query),

@@ -13,6 +13,7 @@ from .paperwork import Invoice, InvoiceCounter, RentalAgreement
 from .payments import Payment, PaymentStateChange, StripeEvent
 from .privacy import DataExport
 from .pricing import DurationTier, Extra, OneWayFee, Season
+from .refdata import REFERENCE_TABLES, ReferenceDataVersion
 from .reporting import ReportFact, ReportGroupFact, ReportRefresh
 from .types import utcnow
 from .users import CustomerProfile, LicenceStatus, Role, User, UserSession, session_key_hash
@@ -30,4 +31,5 @@ __all__ = [
     "Inspection", "InspectionPhoto", "OfflineStep",
     "EmailFile", "Invoice", "InvoiceCounter", "RentalAgreement",
     "HireCheckin", "HireDriver", "DataExport",
+    "REFERENCE_TABLES", "ReferenceDataVersion",
 ]

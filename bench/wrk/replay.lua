@@ -18,9 +18,17 @@ local last_activity = os.time()
 local referer = os.getenv("BENCH_REFERER") or ""
 local QUIET_SECONDS = tonumber(os.getenv("BENCH_QUIET_SECONDS") or "90")
 local IDLE_DELAY_MS = 2000
+-- With THINK_MAX_MS set, each connection waits a think time (THINK_MIN_MS..THINK_MAX_MS,
+-- uniform) before each of its requests: people, not a firehose (as think.lua).
+local think_min = tonumber(os.getenv("THINK_MIN_MS") or "0")
+local think_max = tonumber(os.getenv("THINK_MAX_MS") or "0")
+-- Then a connection with nothing left to send waits long, so that bare requests do not mix
+-- their latencies into the run's (the benchmark stops wrk once every answer is in).
+if think_max > 0 then IDLE_DELAY_MS = 60000 end
 
 function init(args)
   local id = tonumber(wrk.thread:get("id"))
+  math.randomseed(os.time() * 100 + id)
   checking = (id == 1)
   local n = tonumber(args[1])
   local i = 0
@@ -46,6 +54,7 @@ function delay()
     if os.time() - last_activity > QUIET_SECONDS then wrk.thread:stop() end
     return IDLE_DELAY_MS
   end
+  if think_max > 0 then return math.random(think_min, think_max) end
   return 0
 end
 
