@@ -1,7 +1,7 @@
 """the offline counter: steps sent later by a tablet, kept under their idempotency keys
 
 Revision ID: 0016_offline_steps
-Revises: 0014_checkin_gdpr
+Revises: 0015_refdata_version
 Create Date: 2026-12-04 23:50:00
 
 A new table only: the previous release never reads it, so it keeps working on this schema.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0016_offline_steps'
-down_revision = '0014_checkin_gdpr'
+down_revision = '0015_refdata_version'
 branch_labels = None
 depends_on = None
 
