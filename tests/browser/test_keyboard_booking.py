@@ -39,7 +39,15 @@ def standin():
     server.stop()
 
 
+# The page as the customer sees it: its stylesheets (render-blocking, the focus ring is in the
+# last one, static/css/a11y.css) applied and a frame drawn. A key press can land before that on a
+# page that has just loaded (Playwright sees the elements as soon as they are laid out); the
+# focus ring is judged on what is on the screen, not on a page that is not drawn yet.
+STYLED = "() => [...document.querySelectorAll('link[rel=stylesheet]')].every(l => l.sheet !== null)"
+
+
 def ring_shown(page: Page) -> None:
+    page.wait_for_function(STYLED, polling="raf")  # checked in an animation frame: a frame is drawn
     problem = page.evaluate(FOCUS_RING)
     assert problem == "", f"{page.url}: {problem}"
 
@@ -95,9 +103,12 @@ def test_a_card_booking_from_the_home_page_with_the_keyboard_only(app, make_live
         expect(radios.nth(1)).to_be_checked()
         chosen = radios.nth(1).get_attribute("value")
         expect(book).to_have_attribute("href", re.compile(f"{radios.nth(1).get_attribute('name')}={chosen}"))
+        expect(radios.nth(1)).to_be_focused()  # the price refresh leaves the customer where they were
         page.keyboard.press("ArrowUp")
         expect(radios.first).to_be_checked()
         expect(book).not_to_have_attribute("href", re.compile(f"={chosen}"))  # the price followed
+        expect(radios.first).to_be_focused()
+        ring_shown(page)
     tab_to(page, book)
     page.keyboard.press("Enter")
 
