@@ -56,14 +56,18 @@ def focused(target: Locator) -> bool:
     return target.count() == 1 and target.evaluate("e => e === document.activeElement")
 
 
-def tab_to(page: Page, target: Locator, *, back: bool = False, ring: bool = True) -> None:
-    """Tab (or Shift+Tab) until `target` has the focus, checking the focus ring at each stop."""
+def tab_to(page: Page, target: Locator, *, back: bool = False, ring: bool = True,
+           not_via: Locator | None = None) -> None:
+    """Tab (or Shift+Tab) until `target` has the focus, checking the focus ring at each stop;
+    `not_via`: an element the way there must not pass (the focus went back to the page's top)."""
     for _ in range(MAX_TABS):
         page.keyboard.press("Shift+Tab" if back else "Tab")
         if ring:
             ring_shown(page)
         if focused(target):
             return
+        if not_via is not None and focused(not_via):
+            raise AssertionError(f"{page.url}: Tab went to {not_via} on the way to {target}")
     raise AssertionError(f"{page.url}: Tab never reached {target}")
 
 
@@ -109,7 +113,8 @@ def test_a_card_booking_from_the_home_page_with_the_keyboard_only(app, make_live
         expect(book).not_to_have_attribute("href", re.compile(f"={chosen}"))  # the price followed
         expect(radios.first).to_be_focused()
         ring_shown(page)
-    tab_to(page, book)
+    # From the extras on to the button, not from the top of the page again.
+    tab_to(page, book, not_via=page.get_by_role("link", name="Skip to content"))
     page.keyboard.press("Enter")
 
     # Sign in; a wrong password first: the message is announced (focus moves to the alert).
