@@ -39,7 +39,15 @@ def standin():
     server.stop()
 
 
+# The page as the customer sees it: its stylesheets (render-blocking, the focus ring is in the
+# last one, static/css/a11y.css) applied and a frame drawn. A key press can land before that on a
+# page that has just loaded (Playwright sees the elements as soon as they are laid out); the
+# focus ring is judged on what is on the screen, not on a page that is not drawn yet.
+STYLED = "() => [...document.querySelectorAll('link[rel=stylesheet]')].every(l => l.sheet !== null)"
+
+
 def ring_shown(page: Page) -> None:
+    page.wait_for_function(STYLED, polling="raf")  # checked in an animation frame: a frame is drawn
     problem = page.evaluate(FOCUS_RING)
     assert problem == "", f"{page.url}: {problem}"
 
@@ -48,14 +56,18 @@ def focused(target: Locator) -> bool:
     return target.count() == 1 and target.evaluate("e => e === document.activeElement")
 
 
-def tab_to(page: Page, target: Locator, *, back: bool = False, ring: bool = True) -> None:
-    """Tab (or Shift+Tab) until `target` has the focus, checking the focus ring at each stop."""
+def tab_to(page: Page, target: Locator, *, back: bool = False, ring: bool = True,
+           not_via: Locator | None = None) -> None:
+    """Tab (or Shift+Tab) until `target` has the focus, checking the focus ring at each stop;
+    `not_via`: an element the way there must not pass (the focus went back to the page's top)."""
     for _ in range(MAX_TABS):
         page.keyboard.press("Shift+Tab" if back else "Tab")
         if ring:
             ring_shown(page)
         if focused(target):
             return
+        if not_via is not None and focused(not_via):
+            raise AssertionError(f"{page.url}: Tab went to {not_via} on the way to {target}")
     raise AssertionError(f"{page.url}: Tab never reached {target}")
 
 
@@ -95,10 +107,14 @@ def test_a_card_booking_from_the_home_page_with_the_keyboard_only(app, make_live
         expect(radios.nth(1)).to_be_checked()
         chosen = radios.nth(1).get_attribute("value")
         expect(book).to_have_attribute("href", re.compile(f"{radios.nth(1).get_attribute('name')}={chosen}"))
+        expect(radios.nth(1)).to_be_focused()  # the price refresh leaves the customer where they were
         page.keyboard.press("ArrowUp")
         expect(radios.first).to_be_checked()
         expect(book).not_to_have_attribute("href", re.compile(f"={chosen}"))  # the price followed
-    tab_to(page, book)
+        expect(radios.first).to_be_focused()
+        ring_shown(page)
+    # From the extras on to the button, not from the top of the page again.
+    tab_to(page, book, not_via=page.get_by_role("link", name="Skip to content"))
     page.keyboard.press("Enter")
 
     # Sign in; a wrong password first: the message is announced (focus moves to the alert).
