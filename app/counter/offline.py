@@ -117,6 +117,9 @@ def sync_payload(*, branch_id: Optional[int], now: datetime) -> dict[str, Any]:
     """Today's and tomorrow's pickups and returns (and overdue returns) at the branch, with
     the charge rules: everything the tablet needs to work offline."""
     board = counter_board.board(branch_id=branch_id, now=now)
+    # The board lists plain values (issue 19); the tablet needs each hire whole.
+    ids = [h.id for h in (*board.overdue, *board.returns, *board.pickups)]
+    whole = {h.id: h for h in db.session.scalars(select(Hire).where(Hire.id.in_(ids)))} if ids else {}
     cfg = current_app.config
     return {
         "synced_at": _iso(now), "synced_at_local": local_time(now, fmt="%H:%M"),
@@ -124,7 +127,7 @@ def sync_payload(*, branch_id: Optional[int], now: datetime) -> dict[str, Any]:
         "photo": {"max_side": cfg["OFFLINE_PHOTO_MAX_SIDE"], "quality": cfg["OFFLINE_PHOTO_JPEG_QUALITY"]},
         "sync_seconds": cfg["OFFLINE_SYNC_SECONDS"], "batch_max_steps": cfg["OFFLINE_BATCH_MAX_STEPS"],
         "request_timeout_seconds": cfg["OFFLINE_REQUEST_TIMEOUT_SECONDS"],
-        "hires": [hire_payload(h) for h in [*board.overdue, *board.returns, *board.pickups]],
+        "hires": [hire_payload(whole[i]) for i in ids],
     }
 
 
