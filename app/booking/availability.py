@@ -63,6 +63,19 @@ def _order(sort: str):
     return (rate, Car.id)
 
 
+def with_filters(q, filters: Filters):
+    """The search's filters (class, seats, gearbox, fuel) on a query joined to the car's class."""
+    if filters.car_class:
+        q = q.where(CarClass.code == filters.car_class)
+    if filters.min_seats:
+        q = q.where(Car.seats >= filters.min_seats)
+    if filters.transmission:
+        q = q.where(Car.transmission == filters.transmission)
+    if filters.fuel_type:
+        q = q.where(Car.fuel_type == filters.fuel_type)
+    return q
+
+
 def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int | None = None,
                          exclude_car_id: int | None = None):
     """Cars at the pickup branch, free for the whole trip plus cleaning buffer, in the order
@@ -76,14 +89,7 @@ def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int
          .where(Car.status == "available", Car.home_branch_id == trip.pickup_branch.id,
                 ~_busy(trip.start, trip.until()))
          .order_by(*_order(filters.sort)))
-    if filters.car_class:
-        q = q.where(CarClass.code == filters.car_class)
-    if filters.min_seats:
-        q = q.where(Car.seats >= filters.min_seats)
-    if filters.transmission:
-        q = q.where(Car.transmission == filters.transmission)
-    if filters.fuel_type:
-        q = q.where(Car.fuel_type == filters.fuel_type)
+    q = with_filters(q, filters)
     if exclude_car_id is not None:
         q = q.where(Car.id != exclude_car_id)
     if limit is not None:

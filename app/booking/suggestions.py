@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 from .. import refdata
 from ..extensions import db
 from ..filters import local_time
-from ..models import Car, CarClass
+from ..models import Car
 from ..refdata import BranchRef
-from .availability import available_cars_query
+from .availability import available_cars_query, with_filters
 from .errors import BookingError
 from .trips import SORTS, Filters, Trip, make_trip, to_local
 
@@ -73,14 +73,7 @@ def cars_matching(branch: BranchRef, filters: Filters) -> int:
     """Cars at the branch that match the filters, booked or not."""
     q = (select(func.count(Car.id)).join(Car.car_class)
          .where(Car.status == "available", Car.home_branch_id == branch.id))
-    if filters.car_class:
-        q = q.where(CarClass.code == filters.car_class)
-    if filters.min_seats:
-        q = q.where(Car.seats >= filters.min_seats)
-    if filters.transmission:
-        q = q.where(Car.transmission == filters.transmission)
-    if filters.fuel_type:
-        q = q.where(Car.fuel_type == filters.fuel_type)
+    q = with_filters(q, filters)
     return db.session.scalar(q) or 0
 
 
