@@ -22,9 +22,13 @@ _signals = Namespace()
 
 rental_paid = _signals.signal("rental-paid", doc="""\
 The rental price of a held hire has been paid (a card checkout succeeded, a crypto payment
-settled or was accepted after review). Sender: the Hire; keyword `now`. The lifecycle
-confirms the hire (held -> confirmed, one email); it commits, and raises InvalidTransition
-when the hold already ended.""")
+settled or was accepted after review), or more was paid towards the price of a hire
+already confirmed (the difference of a change to a dearer booking). Sender: the Hire;
+keyword `now`, and optionally `amount_pence` (what this payment brought towards the price)
+and `payment_key` (the payment's idempotency key). The lifecycle confirms a held hire
+(held -> confirmed, one email) or, for one already confirmed, has paperwork invoice what
+the payment paid that was not invoiced yet; it commits, and raises InvalidTransition when
+the hold already ended.""")
 
 refund_requested = _signals.signal("refund-requested", doc="""\
 Money is being given back for a hire (`request_refund` recorded the refund and queued it).

@@ -16,16 +16,20 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from app import payments
+from app.booking.extending import end_token, extend_hire, preview_extension
+from app.booking.seed import seed_rate_tables
 from app.counter import car_return, inspections
 from app.extensions import db
 from app.models import Hire, HireState, Inspection, Invoice, User, utcnow
 from app.paperwork import invoices_for, invoices_of
 from app.paperwork.invoicing import split_gross
 from tests import factories
-from tests.conftest import AuthActions, csrf_token
+from tests.conftest import AuthActions, csrf_token, post_form
 from tests.test_counter import condition
 from tests.test_counter_money import picked_up, post, staff_client
-from tests.test_payments_card import customer, paid_hire, standin, stripe_app  # noqa: F401
+from tests.test_booking import FMT, as_utc, local_day
+from tests.test_payments_card import (CARD_OK, checkout_payments, customer, deliver, paid_hire, pay,  # noqa: F401
+                                      standin, stripe_app)
 
 SETTLEMENTS = 20
 
@@ -205,3 +209,61 @@ def test_staff_list_and_csv_field_by_field(stripe_app, client, customer, standin
     yesterday = (today - timedelta(days=1)).isoformat()
     empty = staff.get("/paperwork/invoices.csv", query_string={"date_from": yesterday, "date_to": yesterday})
     assert list(csv.DictReader(io.StringIO(empty.get_data(as_text=True)))) == []
+
+
+def test_a_dearer_change_is_invoiced_for_the_difference_when_it_is_paid(stripe_app, client, customer, standin):
+    seed_rate_tables()
+    hire = paid_hire(client, standin, customer, start=as_utc(local_day(10)), days=2)
+    paid = hire.total_pence
+    url = f"/book/hires/{hire.reference}/change"
+    longer = {"pickup_at": local_day(10).strftime(FMT), "return_at": local_day(14).strftime(FMT)}
+    response = client.post(url, data={**longer, "csrf_token": csrf_token(client, url)})
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/pay/{hire.reference}")
+    db.session.expire_all()
+    difference = hire.total_pence - paid
+    assert difference > 0
+    assert [d.purpose for d in invoices_of(hire)] == ["booking"]  # nothing paid yet, nothing invoiced
+
+    # The customer pays the difference by card; the webhooks (delivered twice) confirm it.
+    response = post_form(client, f"/pay/{hire.reference}/card", {"amount_pence": difference})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert pay(checkout_payments(hire)[-1].details["checkout_url"], CARD_OK).status_code == 303
+    for event in standin.events() * 2:
+        deliver(client, standin, event)
+    db.session.expire_all()
+    booking, change = invoices_of(hire)
+    assert (booking.gross_pence, change.kind, change.purpose, change.display_number) == (
+        paid, "invoice", "booking", "INV-000002")
+    assert change.gross_pence == difference and change.tax_point is not None
+    [line] = change.lines
+    assert line["label"].startswith("Booking changed to ") and line["label"].endswith(": difference")
+    assert (line["net_pence"], line["vat_pence"]) == split_gross(difference, 20)
+    assert booking.gross_pence + change.gross_pence == hire.total_pence
+    text = _text(client.get(f"/paperwork/documents/{change.id}.pdf").data)
+    assert "VAT invoice INV-000002" in text and hire.reference in text and f"£{difference / 100:,.2f}" in text
+    assert "VAT invoice INV-000002" in client.get("/book/mine").get_data(as_text=True)
+
+
+def test_paying_an_extension_left_to_pay_invoices_nothing_twice(stripe_app, client, customer, standin):
+    """An extension is invoiced when it is made; paying it later is no dearer change."""
+    seed_rate_tables()
+    hire = paid_hire(client, standin, customer, start=as_utc(local_day(10)), days=2)
+    paid = hire.total_pence
+    for charge in checkout_payments(hire):  # the card was not saved: the extension is left to pay
+        charge.details = {k: v for k, v in charge.details.items() if k != "customer"}
+    db.session.commit()
+    preview = preview_extension(hire, local_day(13), now=utcnow())
+    extended = extend_hire(hire, local_day(13), by=customer, now=utcnow(), expected_extra=preview.extra_pence,
+                           expected_end=end_token(hire))
+    assert extended.payment is None
+    db.session.expire_all()
+    extra = hire.total_pence - paid
+    assert extra > 0 and [d.gross_pence for d in invoices_of(hire)] == [paid, extra]
+    response = post_form(client, f"/pay/{hire.reference}/card", {"amount_pence": extra})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert pay(checkout_payments(hire)[-1].details["checkout_url"], CARD_OK).status_code == 303
+    for event in standin.events():
+        deliver(client, standin, event)
+    db.session.expire_all()
+    assert payments.amount_due_pence(hire) == 0
+    assert [d.gross_pence for d in invoices_of(hire)] == [paid, extra]

@@ -90,9 +90,15 @@ def confirm_hire(hire: Hire, *, by: Optional[User], now: datetime) -> Hire:
 
 
 @events.rental_paid.connect
-def on_rental_paid(hire: Hire, *, now: datetime, **_: object) -> None:
-    """A provider says the rental is paid: confirm the hire (InvalidTransition reaches it)."""
-    confirm_hire(hire, by=None, now=now)
+def on_rental_paid(hire: Hire, *, now: datetime, amount_pence: int = 0, payment_key: str = "",
+                   **_: object) -> None:
+    """A provider says the rental is paid: confirm the hire (InvalidTransition reaches it).
+    More paid on a hire already confirmed is a dearer change's difference: it is invoiced
+    (what the hire's invoices do not cover yet; an extension was invoiced when made)."""
+    was_held = hire.hire_state == S.HELD
+    hire = confirm_hire(hire, by=None, now=now)
+    if not was_held and amount_pence > 0 and payment_key and hire.hire_state in (S.CONFIRMED, S.ACTIVE):
+        paperwork.issue_change_invoice(hire, paid_pence=amount_pence, key=payment_key, by=None, now=now)
 
 
 # --- cancelled: the customer changed their mind -----------------------------------------------

@@ -29,11 +29,12 @@ from .agreements import (agreement_documents, agreement_for, request_agreement, 
                          request_document)
 from .company import terms  # noqa: E402
 from .invoicing import (EARLY_RETURN_KEY, booking_invoice, invoices_for, invoices_of,  # noqa: E402
-                        issue_booking_invoice, issue_credit_note, issue_extension_invoice,
+                        issue_booking_invoice, issue_change_invoice, issue_credit_note,
+                        issue_extension_invoice,
                         issue_settlement_invoice)
 from .summary import HirePaperwork, paperwork_of  # noqa: E402
 from . import routes, subscribers  # noqa: E402,F401  (the views; the refund subscriber)
 
 __all__ = ["EARLY_RETURN_KEY", "HirePaperwork", "agreement_documents", "agreement_for", "booking_invoice",
-           "invoices_for", "invoices_of", "issue_booking_invoice", "issue_credit_note",
+           "invoices_for", "invoices_of", "issue_booking_invoice", "issue_change_invoice", "issue_credit_note",
            "issue_settlement_invoice", "paperwork_of", "request_agreement", "request_document", "terms"]

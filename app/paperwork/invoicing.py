@@ -10,6 +10,8 @@ pays for):
 - **settlement invoice**, when a return is settled at the counter: the charges on return
   (late, fuel, mileage, cleaning, damage; waived ones shown at nothing), and what happened
   to the deposit: held, taken, charged to the card beyond it, released.
+- **change invoice**, when the difference of a change to a dearer booking is paid (the
+  tax point): the part of the payment that the hire's invoices do not cover yet.
 - **credit note**, for every refund (cancellation, no-show, refusal at pickup, a cheaper
   change, an early return, money not owed), correcting the hire's booking invoice: the
   refund is the rental's price coming back. An early return's unused days are credited in
@@ -144,6 +146,33 @@ def issue_extension_invoice(hire: Hire, *, extra_pence: int, new_end: datetime, 
                   key=f"hire:{hire.id}:extension:{new_end:%Y%m%dT%H%M}",
                   lines=[line(label, extra_pence, settings().money.vat_percent)], now=now,
                   tax_point=now, by=by)
+
+
+def rental_invoiced_pence(hire: Hire) -> int:
+    """The rental price invoiced so far: booking, extension and change invoices, less every
+    credit note."""
+    documents = invoices_of(hire)
+    return (sum(d.gross_pence for d in documents if d.kind == "invoice" and d.purpose == "booking")
+            - sum(d.gross_pence for d in documents if d.kind == "credit_note"))
+
+
+def issue_change_invoice(hire: Hire, *, paid_pence: int, key: str, by: Optional[User],
+                         now: datetime) -> Optional[Invoice]:
+    """The invoice for a dearer change's difference, when it is paid (the tax point): what
+    this payment (`paid_pence`, VAT-inclusive) brings towards a price not invoiced yet. An
+    extension's time is invoiced when it is made, so a payment of it invoices nothing here.
+    Once per payment `key`; None when nothing is left to invoice. Commits."""
+    found = _existing(f"change:{key}")
+    if found is not None:
+        return found
+    extra = min(paid_pence, hire.total_pence - rental_invoiced_pence(hire))
+    if extra <= 0:
+        return None
+    start = hire.start_at.astimezone(ZoneInfo(hire.pickup_branch.timezone))
+    end = hire.end_at.astimezone(ZoneInfo(hire.return_branch.timezone))
+    label = f"Booking changed to {start:%a %d %b %Y %H:%M} – {end:%a %d %b %Y %H:%M %Z}: difference"
+    return _issue(hire, kind="invoice", purpose="booking", key=f"change:{key}",
+                  lines=[line(label, extra, settings().money.vat_percent)], now=now, tax_point=now, by=by)
 
 
 def issue_settlement_invoice(hire: Hire, *, charge_lines: Iterable[dict], deposit_held_pence: int,

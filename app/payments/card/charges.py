@@ -103,8 +103,9 @@ def settle_paid_hire(payment_id: int, *, now: datetime) -> None:
     """
     payment = db.session.get(Payment, payment_id)
     hire = payment.hire
-    if hire.hire_state == S.HELD:
-        confirm_hire_after_payment(hire, now=now)
+    if hire.hire_state in (S.HELD, S.CONFIRMED, S.ACTIVE):  # confirmed: a dearer change's difference
+        confirm_hire_after_payment(hire, now=now, amount_pence=payment.amount_pence,
+                                   payment_key=payment.idempotency_key)
         db.session.refresh(hire)
     owed = hire.total_pence if ever_confirmed(hire) else 0
     excess = rental_paid_pence(hire) - owed
@@ -120,10 +121,12 @@ def settle_paid_hire(payment_id: int, *, now: datetime) -> None:
                 log().error("could not refund money not owed", payment_id=payment.id, error=exc.message)
 
 
-def confirm_hire_after_payment(hire: Hire, *, now: datetime) -> None:
-    """Report the rental paid; the hire lifecycle confirms it (one transition, one email)."""
+def confirm_hire_after_payment(hire: Hire, *, now: datetime, amount_pence: int = 0,
+                               payment_key: str = "") -> None:
+    """Report the rental paid; the hire lifecycle confirms it (one transition, one email), or
+    invoices what more was paid on a confirmed hire."""
     try:
-        events.report(events.rental_paid, hire, now=now)
+        events.report(events.rental_paid, hire, now=now, amount_pence=amount_pence, payment_key=payment_key)
     except InvalidTransition:
         # The hold ended (expired or cancelled) just before the money came: settle_paid_hire
         # gives it back.
