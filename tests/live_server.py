@@ -58,6 +58,10 @@ def wait_for_in_process_jobs() -> None:
 def serve(**overrides) -> LiveServer:
     served = create_app(make_test_config(**{**LIVE_SERVER_DEFAULTS, **overrides}))
     server = make_server("127.0.0.1", 0, served, threaded=True)
+    # Request threads are joined by server_close(), so that no request still holds a database
+    # connection when stop() closes the pool (one left over is closed by the garbage
+    # collector later, in whichever test is running then, as a ResourceWarning).
+    server.daemon_threads = False
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     return LiveServer(url=f"http://127.0.0.1:{server.server_port}", app=served,
