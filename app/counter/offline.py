@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -33,7 +34,7 @@ from ..hire_access import hire_by_reference
 from ..settings import settings
 from ..filters import local_time
 from ..logging_setup import log
-from ..models import Hire, Inspection, OfflineStep, User
+from ..models import Car, Hire, Inspection, OfflineStep, User
 from ..models.counter import PANEL_STATES
 from ..plain_text import plain_text_error
 from ..web import bounded_int
@@ -119,7 +120,9 @@ def sync_payload(*, branch_id: Optional[int], now: datetime) -> dict[str, Any]:
     board = counter_board.board(branch_id=branch_id, now=now)
     # The board lists plain values (issue 19); the tablet needs each hire whole.
     ids = [h.id for h in (*board.overdue, *board.returns, *board.pickups)]
-    whole = {h.id: h for h in db.session.scalars(select(Hire).where(Hire.id.in_(ids)))} if ids else {}
+    whole = {h.id: h for h in db.session.scalars(
+        select(Hire).where(Hire.id.in_(ids)).options(  # car, class and customer in 2 queries, not per hire
+            selectinload(Hire.car).selectinload(Car.car_class), selectinload(Hire.customer)))} if ids else {}
     cfg = current_app.config
     return {
         "synced_at": _iso(now), "synced_at_local": local_time(now, fmt="%H:%M"),
