@@ -55,9 +55,28 @@ def wait_for_in_process_jobs() -> None:
         pool.shutdown(wait=True)
 
 
+def _closed_before_sending(wsgi_app):
+    """Each response read whole and closed before werkzeug sends it.
+
+    When a browser drops a connection (Chromium cancels a favicon or an image it no longer
+    needs), werkzeug's dev server can fail while draining the request in the `finally` of
+    `run_wsgi` and never close the response: a static file stays open and the garbage
+    collector reports it later as a ResourceWarning in whichever test runs then. The portal
+    streams nothing, so reading the body first changes nothing the browser sees.
+    """
+    def app(environ, start_response):
+        result = wsgi_app(environ, start_response)
+        try:
+            return [b"".join(result)]
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+    return app
+
+
 def serve(**overrides) -> LiveServer:
     served = create_app(make_test_config(**{**LIVE_SERVER_DEFAULTS, **overrides}))
-    server = make_server("127.0.0.1", 0, served, threaded=True)
+    server = make_server("127.0.0.1", 0, _closed_before_sending(served), threaded=True)
     # Request threads are joined by server_close(), so that no request still holds a database
     # connection when stop() closes the pool (one left over is closed by the garbage
     # collector later, in whichever test is running then, as a ResourceWarning).

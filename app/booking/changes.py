@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..filters import money
 from ..models import Hire, HireState, HireStateChange, User
-from ..models.hires import NO_OVERLAP_CONSTRAINT
+from ..models.hires import NO_OVERLAP_CONSTRAINT, lock_car_calendar
 from . import emails, pricing
 from .availability import is_free
 from .eligibility import booking_eligibility, is_young_driver
@@ -66,6 +66,7 @@ def change_hire(hire: Hire, trip: Trip, extras: Mapping[str, int], *, by: User,
     if not eligible:
         db.session.rollback()
         raise NotEligible(why)
+    lock_car_calendar(hire.car_id)
     preview = preview_change(hire, trip, extras, now=now)
     chosen = pricing.validate_extras(load_rate_tables(), extras)
     try:  # any flush of the change (an autoflush too) meets the database's no-overlap guard

@@ -29,7 +29,7 @@ from ..settings import settings
 from ..filters import money
 from ..logging_setup import log
 from ..models import Car, Hire, HireState, HireStateChange, Occupancy, Payment, User
-from ..models.hires import NO_OVERLAP_CONSTRAINT
+from ..models.hires import NO_OVERLAP_CONSTRAINT, lock_car_calendar
 from ..payments import EXTENSION, PaymentError, charge_saved_card, saved_card_of
 from . import emails, pricing
 from .availability import Offer, bookable_car, is_free, search
@@ -164,6 +164,7 @@ def extend_hire(hire: Hire, return_local: datetime, *, by: User, now: datetime,
         raise BookingError("This booking was changed a moment ago (now it ends "
                            f"{to_local(hire.end_at, hire.return_branch.timezone):%a %d %b %H:%M}). "
                            "Check the new end and extend again if you still need to.")
+    lock_car_calendar(swap_car_id or hire.car_id)
     preview = preview_extension(hire, return_local, now=now, swap_car_id=swap_car_id)
     if not preview.free:
         db.session.rollback()

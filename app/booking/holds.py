@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..logging_setup import log
 from ..models import Hire, HireState, HireStateChange, User
-from ..models.hires import NO_OVERLAP_CONSTRAINT
+from ..models.hires import NO_OVERLAP_CONSTRAINT, lock_car_calendar
 from ..settings import settings
 from . import pricing
 from .availability import alternatives, bookable_car, is_free
@@ -77,6 +77,7 @@ def create_hold(*, customer: User, car_id: int, trip: Trip, extras: Mapping[str,
     if holds >= cfg.booking.max_holds_per_customer:
         raise BookingError(f"You already have {holds} bookings waiting for payment. Pay for or "
                            "cancel one of them in My bookings first.")
+    lock_car_calendar(car.id)  # racers for this car queue here; the loser sees it taken below
     if not is_free(car.id, trip):
         raise CarTaken(TAKEN_MESSAGE, alternatives(trip, car, customer=customer))
     tables = load_rate_tables()

@@ -13,6 +13,7 @@ from ..audit import record
 from ..extensions import db
 from ..mail import queue_email
 from ..models import Car, Hire, HireState, Occupancy, User
+from ..models.hires import lock_car_calendar
 from . import validators as v
 from .errors import FleetError
 
@@ -57,6 +58,7 @@ def move_hire(hire: Hire, to_car: Car, *, by: User, now: datetime) -> None:
         raise FleetError({"": f"Hire {hire.reference} has already started."})
     if to_car.id == hire.car_id:
         raise FleetError({"to_car_id": "Choose a different car."})
+    lock_car_calendar(to_car.id)
     if to_car.id not in {c.id for c in free_cars_for(hire)}:
         raise FleetError({"to_car_id": f"{v.format_plate(to_car.plate)} is not free for that "
                                        "hire, or is not the same class at the same branch."})

@@ -14,6 +14,7 @@ from ..audit import record
 from ..extensions import db
 from ..models import Car, MaintenanceBlock, Occupancy, User
 from ..models.fleet import MAINTENANCE_KINDS
+from ..models.hires import lock_car_calendar
 from . import validators as v
 from .errors import FleetError, MaintenanceCollision
 
@@ -55,6 +56,7 @@ def add_block(car: Car, *, kind: str, starts_at: datetime, ends_at: datetime, no
         errors[""] = "This car is retired."
     if errors:
         raise FleetError(errors)
+    lock_car_calendar(car.id)
     taken = _overlapping(car.id, starts_at, ends_at)
     if taken:
         hires = [o.hire for o in taken if o.hire is not None]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, func, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, func, select, text
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -215,6 +215,21 @@ Occupancy.__table__.append_constraint(
         using="gist",
     ).ddl_if(dialect="postgresql")
 )
+
+
+def lock_car_calendar(car_id: int) -> None:
+    """Make this transaction the only writer of the car's occupancies until it ends.
+
+    The exclusion constraint alone keeps overlaps out, but two PostgreSQL transactions
+    inserting overlapping rows at once each wait for the other's row and one is killed as a
+    deadlock (a 503 instead of "that car was just taken"). Every writer of a car's
+    occupancies takes this row lock first (after any lock on the hire or the customer), so
+    they queue per car; availability checked after it sees the winner's commit. FOR NO KEY
+    UPDATE leaves foreign-key checks against the car free. SQLite writes one at a time anyway.
+    """
+    db.session.execute(select(Car.id).where(Car.id == car_id).with_for_update(key_share=True))
+
+
 # Booking (issue 4): the availability search probes each car's occupancies by time
 # (`car_id = ? AND starts_at < ? AND ends_at > ?`), answered from this index alone.
 occupancies_by_car_and_time = Index("ix_occupancies_car_id_starts_at", Occupancy.car_id,
