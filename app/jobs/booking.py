@@ -26,6 +26,7 @@ from ..payments.crypto import request_scan
 from ..queueing import enqueue, task
 from ..settings import settings_of
 from ..counter.car_return import close_settled_returns
+from ..counter.offline import prune_offline_steps
 from ..privacy.exports import expire_exports
 from ..privacy.retention import apply_retention
 from .recovery import requeue_orphans
@@ -51,13 +52,16 @@ def tick(now_iso: str | None = None) -> dict:
     # The customer's own data (issue 18): licence data past its retention, expired downloads.
     retention = apply_retention(now)
     exports_expired = expire_exports(now)
+    # The answers kept for the tablets' offline steps, once no tablet can send them again.
+    offline_pruned = prune_offline_steps(now)
     # Work committed while Redis was down (its job never queued) gets its job now.
     requeued = requeue_orphans(now)
     return {"expired": len(expired), "no_shows": len(no_shows),
             "no_shows_finished": len(no_shows_finished), "reminders": len(reminders),
             "deposit_holds": len(holds), "chain_scan": scanning, "closed": len(closed),
             "requeued": sum(len(ids) for ids in requeued.values()),
-            "retention_deleted": len(retention), "exports_expired": len(exports_expired)}
+            "retention_deleted": len(retention), "exports_expired": len(exports_expired),
+            "offline_steps_pruned": offline_pruned}
 
 
 class DevTicker(threading.Thread):
