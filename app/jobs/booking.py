@@ -21,7 +21,7 @@ from ..booking.lifecycle import expire_held_hires, finish_interrupted_no_shows, 
 from ..booking.scheduled import queue_due_reminders
 from ..logging_setup import log
 from ..models import utcnow
-from ..payments import place_due_deposit_holds
+from ..payments import place_due_deposit_holds, release_stranded_holds
 from ..payments.crypto import request_scan
 from ..queueing import enqueue, task
 from ..settings import settings_of
@@ -46,6 +46,9 @@ def tick(now_iso: str | None = None) -> dict:
     # Payments' scheduled work rides on the same timer: card deposit holds that are now due
     # (DEPOSIT_HOLD_LEAD_DAYS before pickup), and a chain scan when crypto payments are open.
     holds = place_due_deposit_holds(now)
+    # Card holds left on hires that ended before pickup (a release that failed or was cut
+    # off) are let go: money is never kept blocked on a card for a hire that will not happen.
+    released = release_stranded_holds(now)
     scanning = request_scan(now)
     # The counter's returns whose money has settled since (jobs, chain confirmations) close.
     closed = close_settled_returns(now)
@@ -58,7 +61,7 @@ def tick(now_iso: str | None = None) -> dict:
     requeued = requeue_orphans(now)
     return {"expired": len(expired), "no_shows": len(no_shows),
             "no_shows_finished": len(no_shows_finished), "reminders": len(reminders),
-            "deposit_holds": len(holds), "chain_scan": scanning, "closed": len(closed),
+            "deposit_holds": len(holds), "holds_released": len(released), "chain_scan": scanning, "closed": len(closed),
             "requeued": sum(len(ids) for ids in requeued.values()),
             "retention_deleted": len(retention), "exports_expired": len(exports_expired),
             "offline_steps_pruned": offline_pruned}
