@@ -17,8 +17,11 @@ from app.models import AuditRecord, HireState, OutboundEmail, Payment, utcnow
 from tests.conftest import post_form
 from tests.test_counter_money import kinds
 from tests.test_my_bookings_endings import booking_text
-from tests.test_payments_card import (CARD_DECLINED, customer, held_hire, paid_hire, pay,  # noqa: F401
-                                      standin, start_card_payment, stripe_app)
+from tests import test_payments_card as card_tests
+from tests.test_payments_card import CARD_DECLINED, held_hire, paid_hire, pay, start_card_payment
+
+# The card tests' fixtures: the Stripe stand-in, the app pointed at it, a signed-in customer.
+standin, stripe_app, customer = card_tests.standin, card_tests.stripe_app, card_tests.customer
 
 
 def cancel(client, hire):
