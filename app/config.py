@@ -316,6 +316,11 @@ class Config:
     OFFLINE_BATCH_MAX_STEPS = 20
     OFFLINE_REQUEST_TIMEOUT_SECONDS = 20  # the tablet gives up on a sync or a send after this
     OFFLINE_STEP_MAX_AGE_HOURS = 36
+    # The server keeps the answer to each offline step's key (offline_steps) for this many
+    # days, then the tick deletes it. Far longer than a tablet may hold a step
+    # (OFFLINE_STEP_MAX_AGE_HOURS): a step old enough to have lost its kept answer is refused
+    # for its age, so it can never be applied twice. Never pruned sooner than that age.
+    OFFLINE_STEP_KEEP_DAYS = 30
     OFFLINE_PHOTO_MAX_SIDE = 1600
     OFFLINE_PHOTO_JPEG_QUALITY = 0.7
     # Names the service worker's cache: a new value makes tablets install the new worker and

@@ -79,6 +79,8 @@ class CounterSettings:
     signature_max_bytes: int
     signature_max_pixels: int
     signature_max_side: int
+    offline_step_max_age_hours: int
+    offline_step_keep_days: int
 
 
 @dataclass(frozen=True)

@@ -336,3 +336,39 @@ def test_the_same_steps_sent_twice_at_once_happen_once(make_live_server):
             assert actions.count("pickup.id_checked") == 1 and actions.count("pickup.condition") == 1
             insp = db.session.scalar(select(Inspection).where(Inspection.hire_id == hire.id))
             assert insp.odometer_miles == 12_001 and insp.id_checked_at is not None
+
+
+def test_the_kept_answers_are_pruned_by_the_tick_after_the_named_days(staff_client, app):
+    from app.jobs.booking import tick
+
+    hire = _pickup_hire(staff_client.branch)
+    [answer] = send(staff_client, [step("prune-me-0001", hire, "id_check")]).get_json()["results"]
+    assert answer["outcome"] == "applied"
+
+    def kept():
+        return db.session.scalars(select(OfflineStep.key)).all()
+    keep = timedelta(days=app.config["OFFLINE_STEP_KEEP_DAYS"])
+    assert keep > timedelta(hours=app.config["OFFLINE_STEP_MAX_AGE_HOURS"])
+
+    # A day before the setting's end the answer is still kept: the key answers as before.
+    assert tick(_iso(_now() + keep - timedelta(days=1)))["offline_steps_pruned"] == 0
+    assert kept() == ["prune-me-0001"]
+    assert send(staff_client, [step("prune-me-0001", hire, "id_check")]).get_json()["results"] == [answer]
+
+    # Past it, the tick deletes it, once.
+    assert tick(_iso(_now() + keep + timedelta(minutes=1)))["offline_steps_pruned"] == 1
+    assert kept() == []
+    assert tick(_iso(_now() + keep + timedelta(minutes=2)))["offline_steps_pruned"] == 0
+
+
+def test_pruning_never_drops_an_answer_a_tablet_may_still_need(staff_client, app):
+    from app.jobs.booking import tick
+
+    app.config["OFFLINE_STEP_KEEP_DAYS"] = 0  # a careless setting
+    hire = _pickup_hire(staff_client.branch)
+    send(staff_client, [step("young-step-01", hire, "id_check")])
+    max_age = timedelta(hours=app.config["OFFLINE_STEP_MAX_AGE_HOURS"])
+    assert tick(_iso(_now() + max_age - timedelta(minutes=5)))["offline_steps_pruned"] == 0
+    assert db.session.scalars(select(OfflineStep.key)).all() == ["young-step-01"]
+    # Once the step is too old to be sent at all, its answer may go.
+    assert tick(_iso(_now() + max_age + timedelta(minutes=5)))["offline_steps_pruned"] == 1

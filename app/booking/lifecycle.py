@@ -9,8 +9,10 @@ module subscribes. Payments never imports booking, so the dependency runs one wa
 
 - `confirm_hire`    held -> confirmed once the rental is paid: one transition, one email
 - `cancel_hire`     held/confirmed -> cancelled by the customer: the refund the policy gives
-                    (cancellation.py), the deposit released, one email
-- `expire_held_hires`  the scheduler's held -> expired for holds not paid in time
+                    (cancellation.py), the deposit released (a hold still being placed
+                    too), an open Checkout closed at Stripe, one email
+- `expire_held_hires`  the scheduler's held -> expired for holds not paid in time (an open
+                    Checkout closed at Stripe)
 - `mark_no_show`    confirmed -> no_show, by the scheduler (`mark_due_no_shows`) or counter
                     staff: the fee kept, the rest refunded, the deposit released, one email
                     (the terms: no_show.py); `finish_interrupted_no_shows` completes one a
@@ -122,8 +124,10 @@ def cancel_hire(hire: Hire, *, by: User, now: datetime) -> int:
     if refund > 0 and not request_refund_or_note(hire, refund, reason, by,
                                                  key=f"hire:{hire.id}:cancel-refund"):
         refund = 0  # payments could not give it back: staff follow up from the history
-    if was_paid:
-        release_deposit(hire, by, reason="booking cancelled: deposit returned in full", now=now)
+    # Whatever is still held on the card goes back: the deposit hold (at whatever stage it
+    # is) and, for a hold never paid, a Checkout left open (its payment intent with it).
+    release_deposit(hire, by, reason=("booking cancelled: deposit returned in full" if was_paid
+                                      else "booking cancelled before payment"), now=now)
     emails.queue_cancelled(hire, refund_pence=refund, paid=was_paid)
     return refund
 
@@ -164,7 +168,9 @@ def expire_held_hires(now: datetime, *, batch: int = 500) -> list[int]:
         expired.append(hire.id)
     db.session.commit()
     for hire_id in expired:
-        emails.queue_expired(db.session.get(Hire, hire_id))
+        hire = db.session.get(Hire, hire_id)
+        release_deposit(hire, None, reason="hold expired unpaid: its checkout closed", now=now)
+        emails.queue_expired(hire)
     if expired:
         log().info("holds expired", count=len(expired))
     return expired

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.exc import IntegrityError
 
@@ -251,7 +251,7 @@ def _done_at(value: Any, now: datetime) -> datetime:
         raise CounterError({"done_at": "The step's time is missing."})
     if done.tzinfo is None:
         raise CounterError({"done_at": "The step's time has no time zone."})
-    if done < now - timedelta(hours=current_app.config["OFFLINE_STEP_MAX_AGE_HOURS"]):
+    if done < now - timedelta(hours=settings().counter.offline_step_max_age_hours):
         raise CounterError({"done_at": "This step was done too long ago to be sent: do it again."})
     return min(done, now)
 
@@ -305,3 +305,21 @@ def _tablet_side(raw: Any) -> dict[str, Any]:
     shown = {k: v for k, v in data.items() if k != "image"}
     return {"step": str(raw.get("step"))[:20], "kind": str(raw.get("kind"))[:8],
             "done_at": str(raw.get("done_at"))[:40], "data": shown}
+
+
+def keep_steps_until(now: datetime) -> datetime:
+    """Answers kept before this moment may go: OFFLINE_STEP_KEEP_DAYS ago, and never less than
+    OFFLINE_STEP_MAX_AGE_HOURS ago (a step still young enough to be sent keeps its answer)."""
+    cfg = settings().counter
+    return now - max(timedelta(days=cfg.offline_step_keep_days),
+                     timedelta(hours=cfg.offline_step_max_age_hours))
+
+
+def prune_offline_steps(now: datetime) -> int:
+    """The tick's clean-up: delete the answers to offline steps kept longer than needed
+    (`keep_steps_until`); returns how many went. Safe to run twice, or twice at once."""
+    gone = db.session.execute(delete(OfflineStep).where(OfflineStep.created_at < keep_steps_until(now)))
+    db.session.commit()
+    if gone.rowcount:
+        log().info("offline steps pruned", count=gone.rowcount)
+    return gone.rowcount or 0

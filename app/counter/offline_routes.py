@@ -27,7 +27,8 @@ def offline_page():
 def offline_sync():
     """What the tablet keeps for working offline: its branch's hires and the charge rules."""
     payload = offline.sync_payload(branch_id=current_user.branch_id, now=utcnow())
-    response = jsonify(csrf_token=generate_csrf(), **payload)
+    # Whose copy this is: the tablet shows and sends only the signed-in person's queued steps.
+    response = jsonify(csrf_token=generate_csrf(), staff_id=current_user.id, **payload)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -21,11 +21,12 @@ from ..booking.lifecycle import expire_held_hires, finish_interrupted_no_shows, 
 from ..booking.scheduled import queue_due_reminders
 from ..logging_setup import log
 from ..models import utcnow
-from ..payments import place_due_deposit_holds
+from ..payments import place_due_deposit_holds, release_stranded_holds
 from ..payments.crypto import request_scan
 from ..queueing import enqueue, task
 from ..settings import settings_of
 from ..counter.car_return import close_settled_returns
+from ..counter.offline import prune_offline_steps
 from ..privacy.exports import expire_exports
 from ..privacy.retention import apply_retention
 from .recovery import requeue_orphans
@@ -45,19 +46,25 @@ def tick(now_iso: str | None = None) -> dict:
     # Payments' scheduled work rides on the same timer: card deposit holds that are now due
     # (DEPOSIT_HOLD_LEAD_DAYS before pickup), and a chain scan when crypto payments are open.
     holds = place_due_deposit_holds(now)
+    # Card holds left on hires that ended before pickup (a release that failed or was cut
+    # off) are let go: money is never kept blocked on a card for a hire that will not happen.
+    released = release_stranded_holds(now)
     scanning = request_scan(now)
     # The counter's returns whose money has settled since (jobs, chain confirmations) close.
     closed = close_settled_returns(now)
     # The customer's own data (issue 18): licence data past its retention, expired downloads.
     retention = apply_retention(now)
     exports_expired = expire_exports(now)
+    # The answers kept for the tablets' offline steps, once no tablet can send them again.
+    offline_pruned = prune_offline_steps(now)
     # Work committed while Redis was down (its job never queued) gets its job now.
     requeued = requeue_orphans(now)
     return {"expired": len(expired), "no_shows": len(no_shows),
             "no_shows_finished": len(no_shows_finished), "reminders": len(reminders),
-            "deposit_holds": len(holds), "chain_scan": scanning, "closed": len(closed),
+            "deposit_holds": len(holds), "holds_released": len(released), "chain_scan": scanning, "closed": len(closed),
             "requeued": sum(len(ids) for ids in requeued.values()),
-            "retention_deleted": len(retention), "exports_expired": len(exports_expired)}
+            "retention_deleted": len(retention), "exports_expired": len(exports_expired),
+            "offline_steps_pruned": offline_pruned}
 
 
 class DevTicker(threading.Thread):

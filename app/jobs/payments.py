@@ -81,6 +81,12 @@ def authorise_deposit(hold_id: int) -> None:
     hold = db.session.get(Payment, hold_id)
     if hold is None or hold.state not in ("pending", "processing"):
         return
+    if card.hold_unwanted(hold) and not (hold.details or {}).get("provider_attempts"):
+        # The hire ended before any call reached Stripe: nothing to place, nothing to release.
+        # (After an unanswered call the hold may exist there: the same key finds it below,
+        # and record_hold_authorised releases it at once.)
+        card.record_hold_not_placed(hold_id, now=utcnow())
+        return
     params = card.deposit_hold_params(hold)
     key = hold.idempotency_key
     db.session.rollback()
@@ -129,6 +135,33 @@ def settle_deposit(hold_id: int) -> None:
         card.record_deposit_settle_refused(hold_id, str(exc), now=utcnow())
         return
     card.record_deposit_settled(hold_id, intent, now=utcnow())
+
+
+@task
+def close_checkout_session(payment_id: int) -> None:
+    """The hire ended unpaid: expire its open Checkout Session at Stripe (its payment intent
+    is cancelled with it), key "<payment key>:close". A session the customer paid meanwhile,
+    or one already expired, is applied as Stripe tells it."""
+    payment = db.session.get(Payment, payment_id)
+    key = card.checkout_close_key(payment) if payment is not None else None
+    if key is None:
+        return
+    session_id = payment.checkout_session_id
+    db.session.rollback()
+    try:
+        session = stripe_client.expire_checkout_session(session_id, key=key)
+    except StripeUnavailable as exc:
+        _unavailable(payment_id, exc)
+    except (StripeRejected, CardDeclined) as exc:
+        log().info("checkout session not expired", payment_id=payment_id, error=str(exc))
+        try:
+            session = stripe_client.retrieve_checkout_session(session_id)
+        except StripeUnavailable as exc:
+            _unavailable(payment_id, exc)
+    if session.get("status") == "complete":
+        card.apply_checkout_session(payment_id, session, now=utcnow())
+    else:
+        card.record_checkout_closed(payment_id, session, now=utcnow())
 
 
 @task

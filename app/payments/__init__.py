@@ -21,7 +21,7 @@ provider package exports.
 from flask import Blueprint
 
 from .card import (charge_saved_card, due_deposit_holds, place_deposit_hold, place_due_deposit_holds,
-                   record_hold_failed)
+                   record_hold_failed, release_stranded_holds)
 from .crypto import hires_under_review, payment_keeps_hold, review_count
 from .ledger import (CARD, CHECKOUT, CRYPTO, EXTENSION, OWING_STATES, SAVED_CARD, PaymentError,
                      PaymentNotFound, RefundError, active_hold, amount_due_pence, describe,
@@ -40,7 +40,7 @@ register(CryptoProvider())
 __all__ = [
     "bp",
     "charge_saved_card", "due_deposit_holds", "place_deposit_hold", "place_due_deposit_holds",
-    "record_hold_failed",
+    "record_hold_failed", "release_stranded_holds",
     "hires_under_review", "payment_keeps_hold", "review_count",
     "CARD", "CHECKOUT", "CRYPTO", "EXTENSION", "OWING_STATES", "SAVED_CARD", "PaymentError", "PaymentNotFound",
     "RefundError", "active_hold", "amount_due_pence", "describe", "eth_deposit",

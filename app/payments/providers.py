@@ -45,6 +45,13 @@ class PaymentProvider(ABC):
                         by: Optional[User], *, now: datetime, reason: str) -> Payment:
         """Keep `amount_pence` of the deposit and give the rest back (0 keeps nothing)."""
 
+    def release_holds(self, hire: Hire, by: Optional[User], *, now: datetime,
+                      reason: str) -> Optional[Payment]:
+        """The hire ended before the car went out: let go of whatever this provider still
+        holds of the customer's money without having taken it (a card hold, an open
+        checkout). Returns the deposit hold let go, if any. Never raises."""
+        return None
+
     @abstractmethod
     def prepare_refund(self, hire: Hire, charge: Payment, amount_pence: int, reason: str,
                        by: Optional[User], *, key: str, now: datetime) -> Any:
@@ -113,13 +120,15 @@ def capture_deposit(hire: Hire, amount_pence: int, by: Optional[User], *, now: O
 
 def release_deposit(hire: Hire, by: Optional[User], *, reason: str,
                     now: Optional[datetime] = None) -> Optional[Payment]:
-    """The hire ended before the car went out (cancelled, refused at pickup): give the whole
-    deposit back. A card hold is released; a deposit paid in ETH is refunded. Safe to repeat;
+    """The hire ended before the car went out (cancelled, expired, no-show, refused at
+    pickup): give the whole deposit back, and let go of anything still held on the card. A
+    card hold is released at whatever stage it is (authorised, or still being placed), an
+    open Checkout is closed at Stripe; a deposit paid in ETH is refunded. Safe to repeat;
     never raises (what cannot be done is logged for staff)."""
     now = now or utcnow()
     hold = latest_hold(hire)
-    if hold is None or not (hold.state == "authorised" or paid_in_eth(hold)):
-        return None
+    if not paid_in_eth(hold):
+        return PROVIDERS[CARD].release_holds(hire, by, now=now, reason=reason)
     try:
         return capture_deposit(hire, 0, by, now=now, reason=reason)
     except PaymentError as exc:

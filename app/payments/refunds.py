@@ -36,6 +36,11 @@ class MoneyBack:
     refunded_pence: int
     pending_pence: int  # of refunded_pence, still on its way
     last_refund_at: Optional[datetime]  # made (or, while on its way, asked for) last
+    # The deposit hold on the card: its amount (0: none was placed), whether it has been let
+    # go ("released"), is being let go ("releasing") or was (partly) kept ("captured").
+    hold_pence: int = 0
+    hold_outcome: str = ""
+    hold_released_at: Optional[datetime] = None
 
     @property
     def kept_pence(self) -> int:
@@ -60,6 +65,22 @@ def _refund_time(refund: Payment) -> datetime:
     return made[-1] if made else refund.created_at
 
 
+def _card_hold(payments: list[Payment]) -> tuple[int, str, Optional[datetime]]:
+    """(amount, outcome, released at) of the hire's last card deposit hold that reached the card
+    (or may have: one still being placed)."""
+    holds = [p for p in payments if p.kind == "deposit_hold" and p.method == CARD and p.state != "failed"
+             and (p.provider_ref or p.state in ("pending", "processing"))]  # else never on the card
+    if not holds:
+        return 0, "", None
+    hold = holds[-1]
+    if hold.state == "cancelled":
+        released = [c.at for c in hold.state_changes if c.to_state == "cancelled"]
+        return hold.amount_pence, "released", released[-1] if released else None
+    if hold.state == "succeeded":
+        return hold.amount_pence, "captured", None
+    return hold.amount_pence, "releasing", None
+
+
 def money_back(hire_ids: Iterable[int]) -> dict[int, MoneyBack]:
     """Paid and refunded, per hire, for hires listed together (one query for all)."""
     ids = list(hire_ids)
@@ -74,7 +95,8 @@ def money_back(hire_ids: Iterable[int]) -> dict[int, MoneyBack]:
             paid_pence=sum(_taken_pence(p) for p in payments),
             refunded_pence=sum(p.amount_pence for p in refunds),
             pending_pence=sum(p.amount_pence for p in refunds if p.state != "succeeded"),
-            last_refund_at=max((_refund_time(p) for p in refunds), default=None))
+            last_refund_at=max((_refund_time(p) for p in refunds), default=None),
+            **dict(zip(("hold_pence", "hold_outcome", "hold_released_at"), _card_hold(payments))))
     return found
 
 

@@ -6,6 +6,7 @@
 // Offline: /counter/offline (which the service worker shows for any counter page) draws the
 // board and the hire from that copy (offline-pages.js); the offline-safe steps (photo ID,
 // condition, photos, signature) are queued here and shown as waiting on every counter page.
+// Signing out clears the tablet's copy and queue (asking first if steps are not sent yet).
 // Everything is drawn with DOM calls and textContent: no inline script or style (CSP).
 (function () {
   "use strict";
@@ -13,6 +14,13 @@
   var SIGN_IN_URL = "/account/sign-in?next=%2Fcounter%2F";
   var batchMax = 10;  // until the first sync says (OFFLINE_BATCH_MAX_STEPS)
   var token = null, flushing = null, lastProblem = "", sentNow = 0, shellRefreshed = false;
+  // Who is signed in on this tablet (the last sync says): queued steps and answers carry
+  // their owner, and only the owner's are shown, counted and sent. Another person signing
+  // in on the tablet never sees or sends them.
+  var me = null;
+  function mine(entries) {
+    return (entries || []).filter(function (e) { return me === null || e.owner === undefined || e.owner === me; });
+  }
 
   // ---- IndexedDB: "meta" (the last sync), "queue" (steps in order), "answers" (for staff)
   var dbPromise = null;
@@ -93,8 +101,10 @@
       if (signedOut(response)) { token = null; return "signin"; }
       if (!response.ok) return "error";
       return response.json().then(function (data) {
+        if (signingOut) return "signin";  // the tablet is being cleared: keep nothing
         token = data.csrf_token;
         delete data.csrf_token;
+        me = data.staff_id;
         timeoutSeconds = data.request_timeout_seconds || timeoutSeconds;
         batchMax = data.batch_max_steps || batchMax;
         return putMeta("sync", data).then(function () {
@@ -135,7 +145,7 @@
   // the same record move on to the version the server now has; conflicts and refusals are
   // kept for staff to see.
   function settle(batch, results) {
-    return all("queue").then(function (queue) {
+    return all("queue").then(mine).then(function (queue) {
       var writes = [];
       var busy = false;
       results.forEach(function (answer) {
@@ -157,7 +167,7 @@
         } else {
           var mine = {step: entry.step, kind: entry.kind, done_at: entry.done_at, data: entry.data};
           writes.push(put("answers", Object.assign({step: entry.step, kind: entry.kind, hire: entry.hire,
-                                                    at: new Date().toISOString()}, answer,
+                                                    owner: entry.owner, at: new Date().toISOString()}, answer,
                                                    {tablet: answer.tablet || mine})));
         }
       });
@@ -171,6 +181,8 @@
       var ready = token ? Promise.resolve("ok") : sync();
       return ready.then(function (state) {
         if (state !== "ok") return state;
+        queue = mine(queue);  // who is signed in is known now
+        if (!queue.length) return "done";
         var batch = nextBatch(queue);
         return Promise.all(batch.map(toWire)).then(function (wire) {
           return send(STEPS_URL, {method: "POST",
@@ -223,6 +235,7 @@
     var entry = {key: newKey(), hire: hire.reference, kind: hire.kind, step: step,
                  base_version: hire.inspection ? hire.inspection.version : null,
                  done_at: new Date().toISOString(), data: data};
+    if (me !== null) entry.owner = me;
     if (blob) entry.blob = blob;
     return put("queue", entry).then(function () {
       render();
@@ -281,9 +294,11 @@
     return parts.join(" · ");
   }
 
-  function renderStatus(meta, queue, answers) {
+  function renderStatus(meta, everyone, answers) {
     var box = statusBox();
     if (!box) return;
+    var queue = mine(everyone), others = everyone.length - queue.length;
+    answers = mine(answers);
     box.textContent = "";
     var lines = [];
     if (!navigator.onLine) {
@@ -301,6 +316,10 @@
       }
     } else if (navigator.onLine && meta && !answers.length && sentNow) {
       lines.push(el("p", {"class": "ok", text: "Every step saved on this tablet has been sent."}));
+    }
+    if (others) {
+      lines.push(el("p", {"class": "muted", text: others + (others === 1 ? " step" : " steps") + " saved on this " +
+        "tablet by someone else wait for them to sign in here again."}));
     }
     if (answers.length) {
       var list = el("div", {"class": "offline-answers"}, [el("h2", {text: "Needs your attention"})]);
@@ -327,22 +346,85 @@
     });
   }
 
+  // ---- signing out: the next person on this tablet must not see or send this one's work.
+  // The tablet's copy of the board, the queue and the answers are deleted (and the offline
+  // page the service worker keeps); steps not sent yet are never dropped without asking:
+  // staff are told how many, and may stay signed in while they are sent.
+  var SIGN_OUT = /^\/account\/sign-out(-everywhere)?$/;
+  function clearTablet() {
+    var stores = ["meta", "answers"].map(function (name) {
+      return tx(name, "readwrite", function (s) { return s.clear(); });
+    }).concat([all("queue").then(mine).then(function (queue) {  // someone else's wait for them
+      return Promise.all(queue.map(function (entry) { return remove("queue", entry.seq); }));
+    })]);
+    var shells = self.caches ? caches.keys().then(function (names) {
+      return Promise.all(names.filter(function (n) { return n.indexOf("acme-counter-") === 0; }).map(function (n) {
+        return caches.open(n).then(function (cache) { return cache["delete"](SHELL_URL, {ignoreVary: true}); });
+      }));
+    }) : Promise.resolve();
+    return Promise.all(stores.concat([shells]));
+  }
+  var signingOut = false;
+  function signOutNow(form) {
+    signingOut = true;
+    return clearTablet().then(function () { form.submit(); },  // submit() fires no submit event
+                              function () { form.submit(); });
+  }
+  function askBeforeSignOut(form, count) {
+    var old = document.getElementById("unsent-dialog");
+    if (old) old.remove();
+    var n = count + (count === 1 ? " step" : " steps");
+    var dialog = el("dialog", {id: "unsent-dialog", "class": "confirm", "aria-labelledby": "unsent-title"}, [
+      el("h2", {id: "unsent-title", text: n + " not sent yet"}),
+      el("p", {text: n + " saved on this tablet " + (count === 1 ? "has" : "have") + " not been sent to the server. " +
+                     "Signing out deletes " + (count === 1 ? "it" : "them") + " from this tablet."}),
+      el("div", {"class": "actions"}, [
+        el("button", {type: "button", "class": "button", text: "Stay signed in and send " + (count === 1 ? "it" : "them"),
+                      onclick: function () { dialog.close(); whenOnline(); }}),
+        el("button", {type: "button", "class": "button secondary", text: "Sign out and delete " + n,
+                      onclick: function () { dialog.close(); signOutNow(form); }})])]);
+    document.body.appendChild(dialog);
+    dialog.showModal();
+  }
+  function guardSignOut() {
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form || !form.action || !SIGN_OUT.test(new URL(form.action, location.href).pathname)) return;
+      event.preventDefault();
+      all("queue").then(mine).then(function (queue) {
+        if (queue.length) askBeforeSignOut(form, queue.length);
+        else signOutNow(form);
+      }, function () { form.submit(); });
+    }, true);
+  }
+
   // The offline pages (offline-pages.js) draw the board or the hire into #offline-app.
   function draw(errors) { return OfflineCounter.draw ? OfflineCounter.draw(errors) : Promise.resolve(); }
 
-  self.OfflineCounter = {el: el, capital: capital, fuelWords: fuelWords, getMeta: getMeta, all: all,
+  function allMine(store) { return all(store).then(mine); }
+  self.OfflineCounter = {el: el, capital: capital, fuelWords: fuelWords, getMeta: getMeta, all: allMine,
                          queueStep: queueStep, localRecord: localRecord, draw: null};
 
   function start() {
+    guardSignOut();
     if ("serviceWorker" in navigator) {
       navigator.serviceWorker.register("/sw.js", {scope: "/counter/"}).catch(function () {});
     }
     window.addEventListener("online", function () { whenOnline().then(function () { draw(); }); });
     window.addEventListener("offline", render);
-    draw().then(render).then(function () {
-      if (navigator.onLine) return whenOnline().then(function () { return draw(); });
-    });
+    var tag = document.querySelector("meta[name='acme-counter-staff']");
+    if (tag && /^\d+$/.test(tag.content)) me = parseInt(tag.content, 10);
     getMeta("sync").then(function (meta) {
+      if (meta && me === null && meta.staff_id !== undefined) me = meta.staff_id;  // the copy's owner
+      // Someone else's copy of the board (they never signed out here): not shown to this person.
+      if (meta && meta.staff_id !== undefined && meta.staff_id !== me) {
+        return tx("meta", "readwrite", function (s) { return s.clear(); }).then(function () { return null; });
+      }
+      return meta;
+    }).then(function (meta) {
+      draw().then(render).then(function () {
+        if (navigator.onLine) return whenOnline().then(function () { return draw(); });
+      });
       var seconds = (meta && meta.sync_seconds) || 60;
       setInterval(function () { if (navigator.onLine && !flushing) whenOnline(); }, seconds * 1000);
     });

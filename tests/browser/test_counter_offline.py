@@ -307,3 +307,103 @@ def test_a_new_release_replaces_the_worker_and_keeps_the_queued_step(make_live_s
         pickup = db.session.scalar(select(Hire).where(Hire.reference == day["pickup"]))
         assert inspections.inspection(pickup, "pickup").id_checked_by_id == day["staff_id"]
         assert db.session.scalar(select(func.count()).select_from(OfflineStep)) == 1
+
+
+QUEUE_COUNT = """() => new Promise(resolve => {
+  const open = indexedDB.open("acme-counter");
+  open.onsuccess = () => {
+    const db = open.result;
+    if (!db.objectStoreNames.contains("queue")) { db.close(); return resolve([0, false]); }
+    const t = db.transaction(["queue", "meta"]);
+    const count = t.objectStore("queue").count(), meta = t.objectStore("meta").get("sync");
+    t.oncomplete = () => { db.close(); resolve([count.result, !!meta.result]); };
+  };
+  open.onerror = () => resolve([-1, false]);
+})"""
+
+
+def one_step_not_sent(page: Page, day: dict) -> None:
+    """Photo ID checked offline; the connection returns but the server cannot be reached."""
+    go_offline(page)
+    page.locator(".board-link", has_text=day["pickup"]).click()
+    page.get_by_label("Photo ID seen and matches the booking").check()
+    page.get_by_role("button", name="Save ID check").click()
+    page.context.route("**/counter/offline/steps", lambda route: route.abort("connectionrefused"))
+    page.context.set_offline(False)
+    expect(page.get_by_text("1 step saved on this tablet, waiting for connection.")).to_be_visible()
+
+
+def test_signing_out_warns_of_unsent_steps_then_clears_the_tablet(live_server, new_page):
+    day = counter_day(live_server)
+    page = new_page(*PORTRAIT)
+    board_kept_on_the_tablet(page, live_server, day)
+    one_step_not_sent(page, day)
+
+    page.get_by_role("button", name="Sign out").click()
+    dialog = page.get_by_role("dialog", name="1 step not sent yet")
+    expect(dialog).to_contain_text("1 step saved on this tablet has not been sent to the server.")
+    dialog.get_by_role("button", name="Stay signed in and send it").click()
+    expect(dialog).to_be_hidden()
+    assert "/counter/" in page.url  # still signed in, the step still queued
+    assert page.evaluate(QUEUE_COUNT) == [1, True]
+
+    page.context.unroute("**/counter/offline/steps")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("dialog", name="1 step not sent yet").get_by_role(
+        "button", name="Stay signed in and send it").click()
+    expect(page.get_by_text("Every step saved on this tablet has been sent.")).to_be_visible()
+    with live_server.app.app_context():
+        pickup = db.session.scalar(select(Hire).where(Hire.reference == day["pickup"]))
+        assert inspections.inspection(pickup, "pickup").id_checked_by_id == day["staff_id"]
+
+    # Nothing left to send: signing out asks nothing, and the next person finds a clean tablet.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
+    assert page.evaluate(QUEUE_COUNT) == [0, False]
+    page.goto(f"{live_server.url}/counter/")
+    expect(page.get_by_text(day["pickup"])).to_have_count(0)
+    assert page.evaluate("() => caches.match('/counter/offline', {ignoreVary: true}).then(r => !!r)") is False
+
+
+def test_signing_out_with_unsent_steps_deletes_them_only_when_staff_say_so(live_server, new_page):
+    day = counter_day(live_server)
+    page = new_page(*PORTRAIT)
+    board_kept_on_the_tablet(page, live_server, day)
+    one_step_not_sent(page, day)
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("dialog", name="1 step not sent yet").get_by_role(
+        "button", name="Sign out and delete 1 step").click()
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
+    assert page.evaluate(QUEUE_COUNT) == [0, False]
+    page.context.unroute("**/counter/offline/steps")
+    with live_server.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OfflineStep)) == 0
+        pickup = db.session.scalar(select(Hire).where(Hire.reference == day["pickup"]))
+        assert inspections.inspection(pickup, "pickup") is None or \
+            inspections.inspection(pickup, "pickup").id_checked_by_id is None
+
+
+def test_the_next_person_on_the_tablet_neither_sees_nor_sends_the_last_ones_steps(live_server, new_page):
+    day = counter_day(live_server)
+    page = new_page(*PORTRAIT)
+    board_kept_on_the_tablet(page, live_server, day)
+    one_step_not_sent(page, day)
+    # Olu's shift ends without signing out on the tablet (the session is ended elsewhere).
+    with live_server.app.app_context():
+        db.session.execute(delete(UserSession).where(UserSession.user_id == day["staff_id"]))
+        db.session.commit()
+    page.context.clear_cookies()
+    page.context.unroute("**/counter/offline/steps")
+
+    other = counter_day(live_server)  # another member of staff, at their own branch
+    sign_in(page, live_server, other)
+    expect(page.get_by_text("1 step saved on this tablet by someone else wait for them to sign in here "
+                            "again.")).to_be_visible()
+    expect(page.locator(".board-link", has_text=other["pickup"])).to_be_visible()
+    expect(page.get_by_text(day["pickup"])).to_have_count(0)
+    expect(page.get_by_text("waiting for connection")).to_have_count(0)
+    page.wait_for_function(SYNCED)
+    page.wait_for_timeout(1500)
+    with live_server.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OfflineStep)) == 0  # not sent as them

@@ -29,13 +29,15 @@ from .charges import (apply_checkout_session, charge_saved_card, confirm_hire_af
                       record_charge_declined, record_charge_succeeded, saved_card_params,
                       settle_paid_hire)
 from .checkout import (STALLED_MESSAGE, UNDER_REVIEW_MESSAGE, UNREACHABLE_MESSAGE, CardStatus,
-                       cancel_if_unpayable, card_status, checkout_params, recheck_returned_checkout,
+                       cancel_if_unpayable, card_status, checkout_close_key, close_open_checkouts,
+                       record_checkout_closed, checkout_params, recheck_returned_checkout,
                        record_attempt_error, record_checkout_created, record_checkout_return,
                        record_start_refused, start_card_checkout, under_review)
-from .deposits import (capture_hold, deposit_hold_params, due_deposit_holds, place_deposit_hold,
-                       place_due_deposit_holds, record_deposit_settle_refused,
+from .deposits import (capture_hold, deposit_hold_params, due_deposit_holds, hold_unwanted,
+                       place_deposit_hold, place_due_deposit_holds, record_deposit_settle_refused,
                        record_deposit_settled, record_hold_authorised, record_hold_failed,
-                       record_hold_released)
+                       record_hold_not_placed, record_hold_released, release_hold,
+                       release_stranded_holds)
 from .refunds import new_card_refund, record_refund_created, refund_params, send_card_refund
 from .webhooks import SUBSCRIBED_EVENTS, apply_refund_event, payment_from, process_event, store_event
 
@@ -45,12 +47,14 @@ __all__ = [
     "apply_checkout_session", "charge_saved_card", "confirm_hire_after_payment",
     "record_charge_declined", "record_charge_succeeded", "saved_card_params", "settle_paid_hire",
     "STALLED_MESSAGE", "UNDER_REVIEW_MESSAGE", "UNREACHABLE_MESSAGE", "CardStatus",
-    "cancel_if_unpayable", "card_status", "checkout_params", "recheck_returned_checkout",
+    "cancel_if_unpayable", "card_status", "checkout_close_key", "close_open_checkouts",
+    "record_checkout_closed", "checkout_params", "recheck_returned_checkout",
     "record_attempt_error", "record_checkout_created", "record_checkout_return",
     "record_start_refused", "start_card_checkout", "under_review",
-    "capture_hold", "deposit_hold_params", "due_deposit_holds", "place_deposit_hold",
+    "capture_hold", "deposit_hold_params", "due_deposit_holds", "hold_unwanted", "place_deposit_hold",
     "place_due_deposit_holds", "record_deposit_settle_refused", "record_deposit_settled",
-    "record_hold_authorised", "record_hold_failed", "record_hold_released",
+    "record_hold_authorised", "record_hold_failed", "record_hold_not_placed", "record_hold_released",
+    "release_hold", "release_stranded_holds",
     "new_card_refund", "record_refund_created", "refund_params", "send_card_refund",
     "SUBSCRIBED_EVENTS", "apply_refund_event", "payment_from", "process_event", "store_event",
 ]

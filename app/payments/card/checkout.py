@@ -273,6 +273,8 @@ def record_checkout_created(payment_id: int, session: dict, *, now: datetime) ->
     if payment.state == "pending":
         payment.move_to("processing", why=f"Checkout Session {session['id']} created", now=now)
     db.session.commit()
+    if not _payable(payment.hire):  # the hire ended while the session was being created
+        _enqueue_close(payment)
 
 
 def record_attempt_error(payment_id: int, error: str, *, now: datetime) -> None:
@@ -350,3 +352,48 @@ def recheck_returned_checkout(hire: Hire, *, now: datetime) -> None:
     db.session.commit()
     _enqueue_sync(payment)
 
+
+# --- closing Checkout when the hire ends unpaid ---------------------------------------------------
+
+def _payable(hire: Hire) -> bool:
+    return hire.hire_state in (S.HELD, *OWING_STATES)
+
+
+def _enqueue_close(payment: Payment) -> None:
+    enqueue("app.jobs.payments.close_checkout_session", payment.id)
+
+
+def close_open_checkouts(hire: Hire, *, now: datetime) -> list[int]:
+    """The hire ended (cancelled, expired, no-show...): close every Checkout still open for it
+    at Stripe, so the customer cannot pay it and its payment intent (a card typed in and
+    declined, say) is cancelled. A session not created yet never will be (the creating job
+    checks the hire). Returns the payment ids whose closing was queued."""
+    if _payable(hire):
+        return []
+    open_ones = [p for p in checkout_charges(hire) if not p.is_final and p.checkout_session_id]
+    for payment in open_ones:
+        payment.note(f"booking {hire.state.replace('_', ' ')}: closing its Checkout", now=now)
+    db.session.commit()
+    for payment in open_ones:
+        _enqueue_close(payment)
+    return [p.id for p in open_ones]
+
+
+def checkout_close_key(payment: Payment) -> str | None:
+    """The key of closing this payment's Checkout at Stripe; None when there is nothing to close."""
+    if payment.is_final or not payment.checkout_session_id or _payable(payment.hire):
+        return None
+    return f"{payment.idempotency_key}:close"
+
+
+def record_checkout_closed(payment_id: int, session: dict, *, now: datetime) -> None:
+    """Stripe closed the unpaid Checkout of a hire that ended: the payment is cancelled. (One
+    the customer paid meanwhile is the job's to apply as paid: the money is given back.)"""
+    payment = lock_payment(payment_id)
+    if payment is None or payment.is_final or session.get("status") != "expired":
+        db.session.rollback()
+        return
+    payment.failure_message = f"This booking is {payment.hire.state.replace('_', ' ')}."
+    payment.move_to("cancelled", why=f"booking {payment.hire.state.replace('_', ' ')}: Checkout closed at "
+                                     "Stripe before it was paid", now=now)
+    db.session.commit()

@@ -5,12 +5,21 @@ card saved at checkout (`place_due_deposit_holds`), or the counter does at picku
 return the counter captures what the return costs and releases the rest
 (`capture_hold`). Services record the rows; jobs make the calls; the `record_*` functions
 apply Stripe's answers.
+
+A hold is wanted only while its hire may still go out. When the hire ends before that
+(cancelled, expired, no-show, refused at pickup), `release_hold` lets it go at whatever
+stage it is: an authorised hold is cancelled at Stripe (a `release` row, its own key); a
+hold still being placed is cancelled before it reaches the card, or released the moment
+Stripe answers (`record_hold_authorised` checks the hire under its lock). The tick's
+`release_stranded_holds` catches any hold left on an ended hire.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Optional
+
+from flask import current_app
 
 
 from sqlalchemy import select
@@ -73,6 +82,124 @@ def place_deposit_hold(hire: Hire, *, now: Optional[datetime] = None,
     return hold
 
 
+# A hire in one of these states will never go out: its card holds are let go.
+ENDED_BEFORE_PICKUP = (S.CANCELLED, S.EXPIRED, S.NO_SHOW, S.REFUSED_AT_PICKUP)
+
+
+def hold_unwanted(hold: Payment) -> bool:
+    """The hold's hire ended before the car went out (or release was asked for): let it go."""
+    return hold.hire.hire_state in ENDED_BEFORE_PICKUP or bool((hold.details or {}).get("release"))
+
+
+def _lock_hire_of(hold_id: int) -> Optional[Hire]:
+    """The hold's hire under a row lock, taken before the hold's: the lifecycle moves the hire
+    under the same lock, so a hold authorised while its hire is being cancelled sees the move."""
+    hire_id = db.session.scalar(select(Payment.hire_id).where(Payment.id == hold_id))
+    if hire_id is None:
+        return None
+    return db.session.scalars(select(Hire).where(Hire.id == hire_id).with_for_update()
+                              .execution_options(populate_existing=True)).one_or_none()
+
+
+def _settlement_rows(hold: Payment) -> list[Payment]:
+    return [p for p in payments_of(hold.hire) if p.parent_id == hold.id and p.kind in ("capture", "release")]
+
+
+def _add_release(hold: Payment, by: Optional[User], *, now: datetime, reason: str) -> Payment:
+    """The row that lets the whole hold go (the settle job cancels the intent at Stripe),
+    recorded in the ledger and the audit trail; the caller commits and enqueues."""
+    hire = hold.hire
+    row = Payment(hire_id=hire.id, method=CARD, kind="release", amount_pence=hold.amount_pence,
+                  currency=hold.currency, parent_id=hold.id, state="pending",
+                  idempotency_key=f"hire:{hire.id}:deposit:{hold.id}:release",
+                  reason=reason[:200], requested_by_id=by.id if by else None, created_at=now,
+                  details={"purpose": "deposit"})
+    row.note(f"requested by {by.full_name if by else 'the system'}: {reason}"[:300], now=now, by=by)
+    db.session.add(row)
+    audit.record(by, "payment.deposit_released", hire, {"hold_state": hold.state},
+                 {"released_pence": hold.amount_pence, "hold_id": hold.id, "reason": reason,
+                  "key": row.idempotency_key}, at=now)
+    return row
+
+
+def release_hold(hold_id: int, by: Optional[User], *, now: datetime, reason: str) -> Optional[Payment]:
+    """Let a card deposit hold go in full, whatever stage it is at; safe to repeat.
+
+    Authorised: a release row and the settle job (Stripe cancels the intent). Still being
+    placed (pending, processing): marked, so that the placing job cancels it before it
+    reaches the card, or releases it as soon as Stripe answers. Anything else (declined,
+    already settled or released): nothing to do. Returns the hold, or None."""
+    _lock_hire_of(hold_id)
+    hold = lock_payment(hold_id)
+    if hold is None or hold.method != CARD or hold.kind != "deposit_hold":
+        db.session.rollback()
+        return None
+    if hold.state == "authorised":
+        if _settlement_rows(hold):
+            db.session.rollback()  # settled or being released already
+            return hold
+        _add_release(hold, by, now=now, reason=reason)
+        try:
+            db.session.commit()
+        except IntegrityError:  # released by another process at this moment
+            db.session.rollback()
+            return hold
+        enqueue("app.jobs.payments.settle_deposit", hold.id)
+        return hold
+    if hold.state in ("pending", "processing"):
+        if not (hold.details or {}).get("release"):
+            hold.details = {**(hold.details or {}), "release": reason[:200]}
+            hold.note(f"to be released as soon as the card answers: {reason}"[:300], now=now, by=by)
+            audit.record(by, "payment.deposit_release_requested", hold.hire, {"hold_state": hold.state},
+                         {"hold_id": hold.id, "reason": reason}, at=now)
+        db.session.commit()
+        # The placing job again, same key: it cancels a hold that never reached Stripe, or
+        # gets Stripe's first answer back and releases the hold at once. (Its first run may
+        # have given up on an unanswering Stripe: nothing else would run it again.)
+        enqueue("app.jobs.payments.authorise_deposit", hold.id)
+        return hold
+    db.session.rollback()
+    return None
+
+
+def record_hold_not_placed(hold_id: int, *, now: datetime) -> None:
+    """The hire ended before the placing job reached Stripe: nothing asked of the card."""
+    hold = lock_payment(hold_id)
+    if hold is None or hold.state not in ("pending", "processing"):
+        db.session.rollback()
+        return
+    hold.move_to("cancelled", why=f"booking {hold.hire.state.replace('_', ' ')} before the hold was "
+                                  "placed: nothing was asked of the card", now=now)
+    db.session.commit()
+
+
+def release_stranded_holds(now: datetime, *, batch: int = 200) -> list[int]:
+    """The tick's catch-all: card holds whose hire ended before the car went out and that
+    nothing is releasing yet: authorised ones (an earlier release that failed, a release
+    lost with a dead process), and ones still being placed since JOB_RECOVERY_AFTER_SECONDS
+    ago (Stripe did not answer: the placing job is run again, and releases what it finds).
+    Returns the ids of the holds released (or asked about again)."""
+    held = db.session.scalars(select(Payment).join(Hire, Hire.id == Payment.hire_id).where(
+        Payment.method == CARD, Payment.kind == "deposit_hold", Payment.state == "authorised",
+        Hire.state.in_([s.value for s in ENDED_BEFORE_PICKUP])).order_by(Payment.id).limit(batch)).all()
+    # Holds still being placed on such hires, Stripe unanswering since: ask again (same key).
+    before = now - timedelta(seconds=current_app.config["JOB_RECOVERY_AFTER_SECONDS"])
+    placing = db.session.scalars(select(Payment).join(Hire, Hire.id == Payment.hire_id).where(
+        Payment.method == CARD, Payment.kind == "deposit_hold",
+        Payment.state.in_(("pending", "processing")), Payment.created_at <= before,
+        Hire.state.in_([s.value for s in ENDED_BEFORE_PICKUP])).order_by(Payment.id).limit(batch)).all()
+    released = []
+    for hold in [*held, *placing]:
+        if _settlement_rows(hold):
+            continue
+        hire_state = hold.hire.state.replace("_", " ")
+        if release_hold(hold.id, None, now=now, reason=f"booking {hire_state}: deposit hold released") is not None:
+            released.append(hold.id)
+    if released:
+        log().warning("stranded deposit holds released", count=len(released))
+    return released
+
+
 def deposit_hold_params(hold: Payment) -> dict:
     return {**off_session_params(hold, description=f"ACME Rentals deposit for hire {hold.hire.reference}",
                                  purpose="deposit", manual_capture=True),
@@ -80,7 +207,9 @@ def deposit_hold_params(hold: Payment) -> dict:
 
 
 def record_hold_authorised(hold_id: int, intent: dict, *, now: datetime, event_id: str = "") -> None:
-    """The hold is on the card: remember until when it can be captured."""
+    """The hold is on the card: remember until when it can be captured. If its hire ended
+    meanwhile (cancelled, no-show... while the job was asking Stripe), release it at once."""
+    _lock_hire_of(hold_id)
     hold = lock_payment(hold_id)
     if hold is None or hold.state not in ("pending", "processing"):
         db.session.rollback()
@@ -98,7 +227,14 @@ def record_hold_authorised(hold_id: int, intent: dict, *, now: datetime, event_i
                            else now + timedelta(hours=settings().money.deposit_hold_fallback_hours))
     hold.failure_message = ""
     hold.move_to("authorised", why="deposit hold placed on the card", now=now, event_id=event_id)
+    release = None
+    if hold_unwanted(hold) and not _settlement_rows(hold):
+        reason = ((hold.details or {}).get("release")
+                  or f"booking {hold.hire.state.replace('_', ' ')}: deposit hold released")
+        release = _add_release(hold, None, now=now, reason=reason)
     db.session.commit()
+    if release is not None:
+        enqueue("app.jobs.payments.settle_deposit", hold.id)
 
 
 def record_hold_failed(hold_id: int, message: str, *, now: datetime, event_id: str = "",
@@ -113,6 +249,8 @@ def record_hold_failed(hold_id: int, message: str, *, now: datetime, event_id: s
     hold.move_to("failed", why=f"deposit hold declined: {message}", now=now, event_id=event_id)
     db.session.commit()
     hire = hold.hire
+    if hold_unwanted(hold):
+        return  # the booking ended meanwhile: there is nothing for the customer to do
     queue_email(key=f"payment:{hold.id}:hold-failed", to=hire.customer.email,
                 subject=f"Action needed: deposit for booking {hire.reference}",
                 template="payments/emails/deposit_hold_failed.txt", hire=hire, hold=hold,

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from ...logging_setup import log
 from ...models import Payment
-from ..ledger import CARD, PaymentError
+from ..ledger import CARD, PaymentError, latest_hold
 from ..providers import PaymentProvider
-from .checkout import start_card_checkout
-from .deposits import capture_hold, place_deposit_hold
+from .checkout import close_open_checkouts, start_card_checkout
+from .deposits import capture_hold, place_deposit_hold, release_hold
 from .refunds import new_card_refund, send_card_refund
 
 
@@ -30,6 +30,13 @@ class CardProvider(PaymentProvider):
 
     def capture_deposit(self, hire, hold, amount_pence, by, *, now, reason):
         return capture_hold(hire, hold, amount_pence, by, now=now, reason=reason)
+
+    def release_holds(self, hire, by, *, now, reason):
+        close_open_checkouts(hire, now=now)
+        hold = latest_hold(hire)
+        if hold is None or hold.method != CARD:
+            return None
+        return release_hold(hold.id, by, now=now, reason=reason)
 
     def prepare_refund(self, hire, charge, amount_pence, reason, by, *, key, now):
         return new_card_refund(hire, charge, amount_pence, reason, by, key=key, now=now)
