@@ -341,6 +341,9 @@ class Config:
     # Retention: licence numbers, licence photos and signature images are deleted this many
     # days after the customer's last hire ended (the tick does it, audited).
     PERSONAL_DATA_RETENTION_DAYS = 90
+    # A customer who never hired: their licence data is deleted this many days after they signed
+    # up or last signed in, whichever is later (the same tick, audited).
+    NEVER_HIRED_RETENTION_DAYS = 180
     RETENTION_LOOKAHEAD_DAYS = 30  # the admins' list also shows what falls due this soon
 
     # --- card payments: Stripe (issue 5, card half) ------------------------------------
