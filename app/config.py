@@ -346,6 +346,9 @@ class Config:
     # Retention: licence numbers, licence photos and signature images are deleted this many
     # days after the customer's last hire ended (the tick does it, audited).
     PERSONAL_DATA_RETENTION_DAYS = 90
+    # A customer who never hired: their licence data is deleted this many days after they signed
+    # up or last signed in, whichever is later (the same tick, audited).
+    NEVER_HIRED_RETENTION_DAYS = 180
     RETENTION_LOOKAHEAD_DAYS = 30  # the admins' list also shows what falls due this soon
 
     # --- card payments: Stripe (issue 5, card half) ------------------------------------
@@ -410,6 +413,9 @@ class Config:
     CREDIT_NOTE_NUMBER_PREFIX = "CN-"
     AGREEMENT_THUMBS_PER_PANEL = 2  # condition photos printed per panel in the agreement
     DOCUMENT_STATUS_POLL_SECONDS = 2  # how often "Preparing the agreement..." asks again
+    # Staff are emailed when an agreement's job gives up: the active staff of the hire's pickup
+    # branch, and this address too when set (e.g. the operations mailbox).
+    STAFF_ALERT_EMAIL = os.environ.get("STAFF_ALERT_EMAIL", "")
     # The staff list of invoices and credit notes: at most this many days per page or CSV.
     INVOICE_LIST_MAX_DAYS = 400
     INVOICE_PAGE_SIZE = 100

@@ -139,6 +139,7 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     # is refused a real one); the list of invoices and its CSV for staff.
     "paperwork.agreement_status": ("GET", "/paperwork/hires/NOHIRE/agreement", SIGNED_IN),
     "paperwork.agreement_pdf": ("GET", "/paperwork/hires/NOHIRE/agreement.pdf", SIGNED_IN),
+    "paperwork.agreement_retry": ("POST", "/paperwork/hires/NOHIRE/agreement/retry", STAFF_AREA),
     "paperwork.invoice_download": ("GET", "/paperwork/documents/999999.pdf", SIGNED_IN),
     "paperwork.invoices": ("GET", "/paperwork/invoices", STAFF_AREA),
     "paperwork.invoices_csv": ("GET", "/paperwork/invoices.csv", STAFF_AREA),

@@ -68,9 +68,16 @@ def test_a_quote_never_outlives_the_hold_and_only_held_hires_get_one(app, chain_
     hire.hold_expires_at = now + timedelta(minutes=4)
     db.session.commit()
     assert crypto.create_quote(hire, now).expires_at == hire.hold_expires_at
+    # A confirmed hire that owes nothing gets none (one owing a difference does: see
+    # tests/test_crypto_difference.py); nor does a cancelled one.
     confirmed = factories.make_hire(state=HireState.CONFIRMED)
-    with pytest.raises(crypto.CryptoError):
+    db.session.add(Payment(hire_id=confirmed.id, method="card", kind="charge", state="succeeded",
+                           amount_pence=confirmed.total_pence, currency="GBP", idempotency_key="paid-in-full"))
+    db.session.commit()
+    with pytest.raises(crypto.CryptoError, match="nothing left to pay"):
         crypto.create_quote(confirmed, now)
+    with pytest.raises(crypto.CryptoError, match="not waiting for payment"):
+        crypto.create_quote(factories.make_hire(state=HireState.CANCELLED), now)
 
 
 def test_exact_payment_is_seen_then_confirmed_after_confirmations(app, chain_env):

@@ -182,3 +182,59 @@ def test_two_extensions_racing_for_the_same_car_one_wins(server, shop):
     assert hire.end_at == as_utc(returns[winner])
     assert [line["code"] for line in hire.price_lines].count("extension") == 1
     assert CSRF_RE  # the same sign-in helpers as the booking race
+
+
+def test_a_car_already_out_is_not_swapped_the_customer_is_told_until_when_and_what_to_do(client, auth, shop):
+    customer = auth.sign_in_as("customer")
+    hire = factories.make_hire(car=shop.car, customer=customer, start=as_utc(local_day(-1)), days=3,
+                               state=factories.HireState.ACTIVE)  # picked up yesterday, back day 2
+    factories.make_hire(car=shop.car, start=as_utc(local_day(4)), days=2)  # someone else's, after
+    other = factories.make_car(car_class=shop.compact, branch=shop.lhr, make="Seat", model="Leon")
+    response = preview(client, hire, local_day(6))
+    assert response.status_code == 409
+    page = " ".join(unescape(response.get_data(as_text=True)).split())
+    until = local_day(4) - timedelta(minutes=60)  # less the cleaning buffer
+    assert f"you can keep it until {until:%a %d %b %H:%M} at the latest" in page
+    assert "It cannot be swapped from here, as it is already with you" in page
+    assert (f"bring it back to {shop.lhr.name} by {until:%a %d %b %H:%M} and the counter will hand you "
+            f"another {shop.compact.name} car for the extra time") in page
+    assert f"another {shop.compact.name} car is free there for that time now" in page
+    assert "Swap to" not in page and str(other.plate) not in page  # no swap offered for a car that is out
+    # The way to keep this car as long as it can be: extend until it is needed.
+    assert f"Extend until {until:%a %d %b %H:%M} instead" in page
+    response = preview(client, hire, until)
+    assert response.status_code == 200
+    response = client.post(f"/book/hires/{hire.reference}/extend", data=confirm_form(response.get_data(as_text=True)))
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Hire, hire.id).end_at == as_utc(until) and hire.car_id == shop.car.id
+
+    # A swap asked for anyway (a crafted link) is refused beside the form, saying what to do.
+    response = client.get(f"/book/hires/{hire.reference}/extend",
+                          query_string={"return_at": local_day(6).strftime(FMT), "swap_car": other.id})
+    assert response.status_code == 422
+    assert "cannot be swapped from here: bring it back to" in unescape(response.get_data(as_text=True))
+
+
+def test_when_no_other_car_of_the_class_is_free_the_customer_is_told_to_call_first(client, auth, shop):
+    customer = auth.sign_in_as("customer")
+    hire = factories.make_hire(car=shop.car, customer=customer, start=as_utc(local_day(-1)), days=3,
+                               state=factories.HireState.ACTIVE)
+    factories.make_hire(car=shop.car, start=as_utc(local_day(2)) + timedelta(hours=1), days=2)
+    page = " ".join(unescape(preview(client, hire, local_day(6)).get_data(as_text=True)).split())
+    assert "booked straight after you: it cannot be kept longer" in page
+    assert f"no other {shop.compact.name} car is free there for that time at the moment, so call the branch" in page
+    assert "Extend until" not in page
+
+
+def test_staff_are_told_how_to_swap_a_car_that_is_out_at_the_counter(client, auth, shop):
+    hire = factories.make_hire(car=shop.car, customer=factories.make_user(), start=as_utc(local_day(-1)),
+                               days=3, state=factories.HireState.ACTIVE)
+    factories.make_hire(car=shop.car, start=as_utc(local_day(4)), days=2)
+    auth.sign_in_as("staff")
+    response = client.get(f"/book/staff/hires/{hire.reference}/extend",
+                          query_string={"return_at": local_day(6).strftime(FMT)})
+    assert response.status_code == 409
+    page = " ".join(unescape(response.get_data(as_text=True)).split())
+    assert ("At the counter: when the customer brings this car back, take its return, then book them "
+            f"another {shop.compact.name} car for the extra time.") in page

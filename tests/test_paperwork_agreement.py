@@ -8,6 +8,7 @@ import hashlib
 import io
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -17,11 +18,13 @@ from sqlalchemy import select
 from app.counter import inspections
 from app.extensions import db
 from app.jobs.paperwork import generate_agreement
-from app.models import OutboundEmail, RentalAgreement
+from app.models import AuditRecord, OutboundEmail, RentalAgreement
+from app.paperwork.agreements import GENERATE_TASK, JOB_ID
+from app.queueing import enqueue
 from app.paperwork import agreement_for
 from app.paperwork.agreement_pdf import rendered_body_sha256
 from tests import factories
-from tests.conftest import AuthActions
+from tests.conftest import AuthActions, csrf_token
 from tests.test_counter import _now, condition, jpeg_with_gps, post, signature_png, verified_check
 from tests.test_counter import staff_client  # noqa: F401 (fixture)
 
@@ -180,3 +183,76 @@ def test_a_missing_terms_text_stops_the_hand_over_not_a_job_later(staff_client, 
     app.config["TERMS_VERSION"] = missing
     with pytest.raises(TermsMissing):
         terms()
+
+
+def test_a_failed_agreement_alerts_staff_who_retry_it_from_the_counter(staff_client, app, tmp_path):
+    app.config["STAFF_ALERT_EMAIL"] = "counter-alerts@acme-rentals.example"
+    customer = _customer()
+    hire = _hand_over(staff_client, customer)
+    made = agreement_for(hire)
+    pending = RentalAgreement(hire_id=hire.id, sequence=1, kind="agreement", state="pending",
+                              terms_version="v1", snapshot=dict(made.snapshot))
+    db.session.delete(made)
+    db.session.commit()
+    db.session.add(pending)
+    db.session.commit()
+    # The worker was deployed without the terms text: every attempt of the job fails.
+    terms_dir = Path(app.config["TERMS_DIR"])
+    app.config["TERMS_DIR"] = str(tmp_path)
+    enqueue(GENERATE_TASK, pending.id, job_id=JOB_ID.format(pending.id))  # with its bounded retries
+    app.config["TERMS_DIR"] = str(terms_dir)  # the cause fixed (the pages need the terms too)
+    _failed_then_retried(staff_client, app, hire, customer)
+
+
+def _failed_then_retried(staff_client, app, hire, customer):
+    db.session.expire_all()
+    document = agreement_for(hire)
+    assert document.state == "failed" and document.attempts == app.config["JOB_MAX_RETRIES"] + 1
+    assert document.last_error
+
+    # Staff are alerted once: the branch's staff and the alert address, with the hire's counter page.
+    alerts = list(db.session.scalars(select(OutboundEmail).where(
+        OutboundEmail.subject.contains("could not be made")).order_by(OutboundEmail.id)))
+    assert sorted(a.to_address for a in alerts) == sorted([staff_client.staff.email,
+                                                            "counter-alerts@acme-rentals.example"])
+    for alert in alerts:
+        assert hire.reference in alert.subject
+        assert f"/counter/hires/{hire.reference}" in alert.body_text and "Retry agreement" in alert.body_text
+    assert db.session.scalar(select(AuditRecord).where(AuditRecord.action == "paperwork.agreement_failed"))
+
+    # The customer is told staff know, and cannot retry.
+    own = app.test_client()
+    AuthActions(own).sign_in(customer.email)
+    mine = own.get("/book/mine").get_data(as_text=True)
+    assert "our staff have been told" in mine and "Retry agreement" not in mine
+    retry_url = f"/paperwork/hires/{hire.reference}/agreement/retry"
+    assert own.post(retry_url, data={"csrf_token": csrf_token(own, "/book/mine")}).status_code == 403
+    anonymous = app.test_client().post(retry_url)
+    assert anonymous.status_code in (302, 400)  # refused by CSRF or sent to sign in
+    assert agreement_for(hire).state == "failed"
+
+    # Staff see it on the hire's page, with the button, and on the board.
+    page = staff_client.get(f"/counter/hires/{hire.reference}").get_data(as_text=True)
+    assert "The rental agreement PDF could not be made" in page and "Retry agreement" in page
+    hire.end_at = _now() + timedelta(hours=20)  # back tomorrow: on the board's returns
+    db.session.commit()
+    board = staff_client.get("/counter/", query_string={"branch": "all"}).get_data(as_text=True)
+    assert "agreement failed: retry on its page" in board
+    assert staff_client.post(retry_url).status_code == 400  # no CSRF token: refused
+
+    # Staff retry: the job makes the PDF, the customer gets it by email.
+    response = post(staff_client, retry_url, {}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "Download the rental agreement (PDF)" in response.get_data(as_text=True)
+    db.session.expire_all()
+    document = agreement_for(hire)
+    assert document.state == "ready" and document.pdf and "Rita Renter" in _text(document.pdf)
+    # Pressing again (a double tap, a stale tab) does nothing more.
+    again = post(staff_client, retry_url, {})
+    assert again.status_code == 303 and again.headers["Location"].endswith(f"/counter/hires/{hire.reference}")
+    retried = db.session.scalars(select(AuditRecord).where(AuditRecord.action == "paperwork.agreement_retried")).all()
+    assert len(retried) == 1 and retried[0].actor_id == staff_client.staff.id
+    sent = db.session.scalars(select(OutboundEmail).where(
+        OutboundEmail.to_address == customer.email, OutboundEmail.subject.contains("rental agreement"))).all()
+    assert len(sent) == 1 and sent[0].files
+    assert "agreement failed" not in staff_client.get("/counter/", query_string={"branch": "all"}).get_data(as_text=True)

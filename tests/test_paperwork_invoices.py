@@ -267,3 +267,86 @@ def test_paying_an_extension_left_to_pay_invoices_nothing_twice(stripe_app, clie
     db.session.expire_all()
     assert payments.amount_due_pence(hire) == 0
     assert [d.gross_pence for d in invoices_of(hire)] == [paid, extra]
+
+
+def _dearer_then_paid(client, standin, customer, hire, return_day):
+    """Change `hire` to return on `return_day` (dearer) and pay the difference by card."""
+    url = f"/book/hires/{hire.reference}/change"
+    response = client.post(url, data={"pickup_at": local_day(10).strftime(FMT),
+                                      "return_at": local_day(return_day).strftime(FMT),
+                                      "csrf_token": csrf_token(client, url)})
+    assert response.status_code == 303
+    db.session.expire_all()
+    due = payments.amount_due_pence(hire)
+    assert due > 0
+    assert post_form(client, f"/pay/{hire.reference}/card", {"amount_pence": due}).status_code == 303
+    assert pay(checkout_payments(hire)[-1].details["checkout_url"], CARD_OK).status_code == 303
+    for event in standin.events():
+        deliver(client, standin, event)
+    db.session.expire_all()
+    return due
+
+
+def _cheaper(client, hire, return_day):
+    url = f"/book/hires/{hire.reference}/change"
+    response = client.post(url, data={"pickup_at": local_day(10).strftime(FMT),
+                                      "return_at": local_day(return_day).strftime(FMT),
+                                      "csrf_token": csrf_token(client, url)})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    db.session.expire_all()
+
+
+def test_a_refund_after_a_dearer_then_a_cheaper_change_corrects_the_change_invoice(
+        stripe_app, client, customer, standin):
+    seed_rate_tables()
+    hire = paid_hire(client, standin, customer, start=as_utc(local_day(10)), days=2)
+    difference = _dearer_then_paid(client, standin, customer, hire, 14)
+    booking, change = invoices_of(hire)
+    assert change.gross_pence == difference
+    dearer_total = hire.total_pence
+
+    _cheaper(client, hire, 13)  # one day less: the refund is less than the change's invoice
+    refund = dearer_total - hire.total_pence
+    assert 0 < refund < difference
+    booking_, change_, credit = invoices_of(hire)
+    assert (credit.kind, credit.corrects_id, credit.gross_pence) == ("credit_note", change.id, refund)
+    # The credit note's PDF names the change's invoice, not the booking's.
+    text = _text(client.get(f"/paperwork/documents/{credit.id}.pdf").data)
+    assert f"VAT invoice {change.display_number}" in text
+    assert f"VAT invoice {booking.display_number}" not in text
+
+
+def test_a_refund_spanning_invoices_is_split_and_never_credits_more_than_an_invoice(
+        stripe_app, client, customer, standin):
+    seed_rate_tables()
+    hire = paid_hire(client, standin, customer, start=as_utc(local_day(10)), days=2)
+    paid = hire.total_pence
+    difference = _dearer_then_paid(client, standin, customer, hire, 14)
+    booking, change = invoices_of(hire)
+    dearer_total = hire.total_pence
+
+    _cheaper(client, hire, 11)  # down to one day: more back than the change's invoice holds
+    refund = dearer_total - hire.total_pence
+    assert refund > difference and hire.total_pence < paid
+    documents = invoices_of(hire)
+    credits = [d for d in documents if d.kind == "credit_note"]
+    assert [(c.corrects_id, c.gross_pence) for c in credits] == [
+        (change.id, difference), (booking.id, refund - difference)]
+    assert [c.display_number for c in credits] == ["CN-000001", "CN-000002"]
+    # What is left invoiced is the new price, and no invoice is credited beyond its total.
+    assert sum(d.gross_pence for d in documents if d.kind == "invoice") - sum(
+        c.gross_pence for c in credits) == hire.total_pence
+
+    # The refund reported again (a retried job) issues nothing more.
+    from app.paperwork import issue_credit_note
+    issue_credit_note(hire, amount_pence=refund, reason="again", key=f"hire:{hire.id}:change-refund:{hire.version}",
+                      by=None, now=utcnow())
+    assert len(invoices_of(hire)) == len(documents)
+
+    # Cancelling now refunds the rest: it corrects what is left of the booking invoice only.
+    response = client.post(f"/book/hires/{hire.reference}/cancel",
+                           data={"csrf_token": csrf_token(client, "/book/mine")})
+    assert response.status_code == 303
+    db.session.expire_all()
+    last = invoices_of(hire)[-1]
+    assert (last.kind, last.corrects_id, last.gross_pence) == ("credit_note", booking.id, hire.total_pence)

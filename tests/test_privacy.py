@@ -209,3 +209,50 @@ def test_an_open_hire_keeps_the_licence_data(app):
     closed_hire(customer, ended_days_ago=200)
     factories.make_hire(customer=customer)  # a new booking: their licence is needed again
     assert due_for_deletion(utcnow()) == []
+
+
+def test_a_customer_who_never_hired_has_their_licence_data_deleted_after_the_named_days(app, client, auth):
+    days = app.config["NEVER_HIRED_RETENTION_DAYS"]
+    signed_up = utcnow() - timedelta(days=days - 5)
+    customer = factories.make_user("customer", full_name="Nora Neverhired")
+    customer.created_at = signed_up
+    db.session.add(LicenceCheck(user_id=customer.id, licence_number="CUSTO907150J99AB", check_code="ABCD2345",
+                                idempotency_key=f"never-{customer.id}", status="verified",
+                                raw_response={"driver": {"dateOfBirth": "1990-07-15"}}))
+    # Another one signed up as long ago but signed in last week: their clock starts again then.
+    active = factories.make_user("customer", full_name="Sid Signedin")
+    active.created_at, active.last_sign_in_at = signed_up, utcnow() - timedelta(days=7)
+    db.session.commit()
+    auth.sign_in_as("admin")
+
+    # Not due yet, but the admins' list shows it coming, counted from the sign-up.
+    assert tick(utcnow().isoformat())["retention_deleted"] == 0
+    page = client.get("/admin/privacy/retention").get_data(as_text=True)
+    assert "Nora Neverhired" in page and "never hired" in page and "Sid Signedin" not in page
+    assert f"{days} days after they signed up or" in page
+
+    # The clock moves 6 days on: past the named days since sign-up; the tick deletes it, audited.
+    later = utcnow() + timedelta(days=6)
+    assert [d.user.id for d in due_for_deletion(later)] == [customer.id]
+    assert tick(later.isoformat())["retention_deleted"] == 1
+    db.session.expire_all()
+    assert db.session.get(CustomerProfile, customer.id).licence_number == ""
+    check = db.session.scalar(select(LicenceCheck).where(LicenceCheck.user_id == customer.id))
+    assert (check.licence_number, check.raw_response) == ("", None)
+    record = db.session.scalar(select(AuditRecord).where(AuditRecord.action == "privacy.retention_deleted"))
+    assert record.object_id == str(customer.id) and record.new["rule"] == "never_hired"
+    assert record.new["licence_numbers"] == 2
+    # The recently active one keeps theirs; the account itself is not erased.
+    assert db.session.get(CustomerProfile, active.id).licence_number == "CUSTO907150J99AB"
+    assert db.session.get(User, customer.id).erased_at is None
+    assert tick((later + timedelta(minutes=1)).isoformat())["retention_deleted"] == 0
+    # Theirs falls due the named days after their last sign-in.
+    assert [d.user.id for d in due_for_deletion(active.last_sign_in_at + timedelta(days=days + 1))] == [active.id]
+
+
+def test_a_customer_with_any_hire_is_not_counted_as_never_hired(app):
+    customer = factories.make_user("customer")
+    customer.created_at = utcnow() - timedelta(days=1000)
+    db.session.commit()
+    factories.make_hire(customer=customer)  # booked: their licence is needed
+    assert due_for_deletion(utcnow()) == []

@@ -125,7 +125,7 @@ def _extend(hire: Hire, *, staff: bool):
         form = ExtendForm(formdata=request.args or None, meta={"csrf": False})
         if not request.args:
             form.return_at.data = _default_return(hire)
-    preview, status, taken = None, 200, None
+    preview, status, taken, longest = None, 200, None, None
     allowed = extending.can_extend(hire, now)
     if allowed and (request.method == "POST" or request.args) and form.validate():
         try:
@@ -144,6 +144,7 @@ def _extend(hire: Hire, *, staff: bool):
                                                   swap_car_id=form.swap_car.data)
             if not preview.free:
                 taken, status = extending.not_free_message(hire, preview), 409
+                longest = extending.longest_extension(hire, preview)
         except CarTaken as exc:
             taken, status = exc.message, 409
         except BookingError as exc:
@@ -152,7 +153,7 @@ def _extend(hire: Hire, *, staff: bool):
         status = 422
     form.expected_end.data = extending.end_token(hire)
     return render("booking/extend.html", "booking/extend.html", status, hire=hire, form=form,
-                  preview=preview, taken=taken, allowed=allowed, endpoint=endpoint, back=back, staff=staff)
+                  preview=preview, taken=taken, longest=longest, allowed=allowed, endpoint=endpoint, back=back, staff=staff)
 
 
 @bp.route("/hires/<reference>/extend", methods=["GET", "POST"])

@@ -2,6 +2,12 @@
 free for the extra time (the database's no-overlap guard has the last word), priced with the
 same rules, the difference charged to the saved card or left to pay.
 
+A car already with the customer (an active hire) cannot be swapped from afar, as at any
+rental counter: when it is booked after them, they are told until when they can keep it
+(and can extend up to then), and that for longer they bring it back to the branch by then
+and take another car of the class there, which staff at the counter arrange (a return, then
+a new hire); whether one is free for the extra time now is said too.
+
 The extra time costs what the whole extended hire costs at today's rates less what the
 original one costs at today's rates (never less than nothing): the customer keeps the price
 they were given for the time they booked. When the car is not free, the customer is told
@@ -16,7 +22,7 @@ never added on top of the first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Optional
 
 from sqlalchemy import select
@@ -53,6 +59,8 @@ class ExtensionPreview:
     free: bool = True
     free_until: Optional[datetime] = None  # not free: the latest return the car allows
     swaps: list[Offer] = field(default_factory=list)  # not free: same-class cars that are
+    car_out: bool = False  # not free and the car is already with the customer: no swap online
+    free_at_branch: int = 0  # car out: same-class cars at the return branch free for the extra time
 
     @property
     def new_total_pence(self) -> int:
@@ -119,7 +127,9 @@ def preview_extension(hire: Hire, return_local: datetime, *, now: datetime,
     car = hire.car
     if swap_car_id is not None and swap_car_id != hire.car_id:
         if hire.hire_state != S.CONFIRMED:
-            raise BookingError("A car on hire cannot be swapped online; please call the branch.")
+            raise BookingError(f"The car is already with you, so it cannot be swapped from here: bring "
+                               f"it back to {hire.return_branch.name} and the counter will hand you "
+                               f"another {hire.car.car_class.name} car for the extra time.")
         car = bookable_car(swap_car_id, trip)
         if car.car_class_id != hire.car.car_class_id:
             raise BookingError("Choose a car of the same class.")
@@ -133,21 +143,48 @@ def preview_extension(hire: Hire, return_local: datetime, *, now: datetime,
         return ExtensionPreview(new_end, extra, extra_vat, car.id, _old_total=hire.total_pence)
     busy = _next_busy(car.id, hire)
     free_until = busy - (trip.until() - trip.end) if busy is not None else None
-    swaps = []
+    swaps, free_at_branch = [], 0
+    same_class = Filters(car_class=hire.car.car_class.code)
     if hire.hire_state == S.CONFIRMED:
-        swaps = [o for o in search(trip, Filters(car_class=hire.car.car_class.code),
-                                   customer=hire.customer, limit=4).offers if o.car.id != car.id][:3]
+        swaps = [o for o in search(trip, same_class, customer=hire.customer, limit=4).offers
+                 if o.car.id != car.id][:3]
+    else:  # the car is out: another one could only be taken at the branch, for the extra time
+        extra_time = Trip(hire.return_branch, hire.return_branch, hire.end_at, new_end)
+        free_at_branch = len([o for o in search(extra_time, same_class, customer=hire.customer, limit=4).offers
+                              if o.car.id != car.id])
     return ExtensionPreview(new_end, extra, extra_vat, car.id, free=False,
                             free_until=free_until if free_until and free_until > hire.end_at else None,
-                            swaps=swaps, _old_total=hire.total_pence)
+                            swaps=swaps, car_out=hire.hire_state == S.ACTIVE,
+                            free_at_branch=free_at_branch, _old_total=hire.total_pence)
 
 
 def not_free_message(hire: Hire, preview: ExtensionPreview) -> str:
     tz = hire.return_branch.timezone
-    if preview.free_until is not None:
-        return (f"The car is booked after you: it is free only until "
-                f"{to_local(preview.free_until, tz):%a %d %b %H:%M}.")
+    until = (f"{to_local(preview.free_until, tz):%a %d %b %H:%M}" if preview.free_until is not None
+             else None)
+    if preview.car_out:
+        branch, car_class = hire.return_branch.name, hire.car.car_class.name
+        kept = (f"The car you have is booked after you: you can keep it until {until} at the latest."
+                if until else "The car you have is booked straight after you: it cannot be kept longer.")
+        there = (f"another {car_class} car is free there for that time now"
+                 if preview.free_at_branch else
+                 f"no other {car_class} car is free there for that time at the moment, so call the branch first")
+        return (f"{kept} It cannot be swapped from here, as it is already with you. To keep a car longer, "
+                f"bring it back to {branch} by {until or 'its booked return'} and the counter will hand "
+                f"you another {car_class} car for the extra time ({there}).")
+    if until is not None:
+        return f"The car is booked after you: it is free only until {until}."
     return "The car is not free for that time."
+
+
+def longest_extension(hire: Hire, preview: ExtensionPreview) -> Optional[datetime]:
+    """Not free: the latest local return the car allows, if later than the booked one (a whole
+    quarter hour, so the form accepts it), for a "extend until then" link."""
+    if preview.free_until is None:
+        return None
+    until = to_local(preview.free_until, hire.return_branch.timezone).replace(second=0, microsecond=0)
+    until -= timedelta(minutes=until.minute % 15)
+    return until if local_to_utc(until, hire.return_branch.timezone) > hire.end_at else None
 
 
 def extend_hire(hire: Hire, return_local: datetime, *, by: User, now: datetime,

@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from ..extensions import db
-from ..models import Car, Hire, HireCheckin, HireState, Inspection, User
+from ..models import Car, Hire, HireCheckin, HireState, Inspection, RentalAgreement, User
 
 S = HireState
 
@@ -56,6 +56,8 @@ class Board:
     # opening the pickup to the keys), shown on the cars that went out.
     checked_in: frozenset[int] = frozenset()
     pickup_seconds: Optional[dict[int, int]] = None
+    # Hires whose rental agreement (or an addendum) the job gave up on: staff retry it.
+    agreement_failed: frozenset[int] = frozenset()
 
 
 def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
@@ -75,7 +77,10 @@ def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
                 User.erased_at, Car.make, Car.model, Car.plate,
                 HireCheckin.completed_at.label("checked_in_at"),
                 Inspection.started_at.label("pickup_started_at"),
-                Inspection.completed_at.label("pickup_done_at"))
+                Inspection.completed_at.label("pickup_done_at"),
+                select(RentalAgreement.id).where(RentalAgreement.hire_id == Hire.id,
+                                                 RentalAgreement.state == "failed")
+                .exists().label("agreement_failed"))
          .join(Car, Car.id == Hire.car_id).join(User, User.id == Hire.customer_id)
          .outerjoin(HireCheckin, HireCheckin.hire_id == Hire.id)
          .outerjoin(Inspection, and_(Inspection.hire_id == Hire.id, Inspection.kind == "pickup"))
@@ -87,9 +92,12 @@ def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
     pickups, returns, overdue = [], [], []
     checked_in: set[int] = set()
     pickup_seconds: dict[int, int] = {}
+    agreement_failed: set[int] = set()
     for r in db.session.execute(q):
         hire = BoardHire(r.id, r.reference, r.state, r.start_at, r.end_at,
                          Person(r.full_name, r.erased_at is not None), CarLabel(r.make, r.model, r.plate))
+        if r.agreement_failed:
+            agreement_failed.add(hire.id)
         if hire.state == S.CONFIRMED.value:
             pickups.append(hire)
             if r.checked_in_at is not None:
@@ -106,6 +114,7 @@ def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
         # Until NO_SHOW_GRACE_MINUTES have passed (then the scheduler marks a no-show).
         late={h.id: int((now - h.start_at).total_seconds() // 60) for h in pickups if h.start_at <= now},
         checked_in=frozenset(checked_in), pickup_seconds=pickup_seconds,
+        agreement_failed=frozenset(agreement_failed),
     )
 
 

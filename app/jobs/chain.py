@@ -129,7 +129,8 @@ def check_payment(client: chain.ChainClient, payment_id: int, head: int, now: da
     hire = payment.quote.hire if payment.quote else None
     refund = settlement.refund
     if settlement.confirm_hire and hire is not None:
-        crypto.confirm_paid_hire(hire, now)  # commits everything above with it
+        crypto.confirm_paid_hire(hire, now, amount_pence=settlement.paid_pence,  # commits everything above
+                                 payment_key=settlement.payment_key)
     else:
         db.session.commit()
     if refund is not None:

@@ -121,6 +121,9 @@ class CryptoQuote(_Transitions, db.Model):
     # The refundable deposit inside amount_pence: there is no card to hold it on, so it is paid
     # with the price and returned less any charges when the car comes back.
     deposit_pence: Mapped[int] = mapped_column(default=0, server_default="0")
+    # "rental": the price (and deposit) of a held hire; "difference": what a confirmed or
+    # active hire still owes (a dearer change, an extension), no deposit.
+    purpose: Mapped[str] = mapped_column(String(10), default="rental", server_default="rental")
     currency: Mapped[str] = mapped_column(String(3), default="GBP")
     rate_pence_per_eth: Mapped[int]
     rate_source: Mapped[str] = mapped_column(String(120))

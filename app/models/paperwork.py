@@ -26,10 +26,10 @@ from .users import User
 # the PDF (which holds their signature) is gone and only its hashes and a scrubbed snapshot stay.
 DOCUMENT_STATES = ("pending", "ready", "failed", "erased")
 # The one way a document's state moves (app/models/state_machine.py): a failed one may still
-# be made when asked again.
+# be made when asked again (a run still going, or staff's "Retry agreement": pending again).
 DOCUMENT_TRANSITIONS: Mapping[str, frozenset[str]] = {
     "pending": frozenset({"ready", "failed", "erased"}),
-    "failed": frozenset({"ready", "erased"}),
+    "failed": frozenset({"pending", "ready", "erased"}),
     "ready": frozenset({"erased"}),
     "erased": frozenset(),
 }

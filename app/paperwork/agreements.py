@@ -23,13 +23,13 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..audit import record
+from ..audit import object_ref, record
 from ..extensions import db
 from ..hire_access import hire_visible_to
 from ..settings import settings
 from ..logging_setup import log
 from ..mail import queue_email
-from ..models import Extra, Hire, Inspection, RentalAgreement, User, utcnow
+from ..models import AuditRecord, Extra, Hire, Inspection, RentalAgreement, Role, User, utcnow
 from ..queueing import enqueue
 from . import agreement_pdf, company
 
@@ -168,10 +168,18 @@ def generate(document_id: int) -> None:
             db.session.rollback()
             document = db.session.get(RentalAgreement, document_id, populate_existing=True)
             document.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            if document.attempts > current_app.config["JOB_MAX_RETRIES"]:
-                if document.can_move_to("failed"):
-                    document.move_to("failed")
+            gave_up = (document.attempts > current_app.config["JOB_MAX_RETRIES"]
+                       and document.can_move_to("failed"))
+            if gave_up:
+                document.move_to("failed")
+                record(None, "paperwork.agreement_failed", document, {},
+                       {"hire": document.hire.reference, "sequence": document.sequence,
+                        "error": document.last_error})
             db.session.commit()
+            if gave_up:
+                log().error("agreement could not be made", hire_id=document.hire_id,
+                            sequence=document.sequence, error=document.last_error)
+                alert_staff(document)
             raise
         document.pdf, document.content_sha256 = rendered.pdf, rendered.content_sha256
         document.file_sha256, document.ready_at = rendered.file_sha256, utcnow()
@@ -192,6 +200,58 @@ def _email(document: RentalAgreement) -> None:
                 template="paperwork/emails/agreement.txt", hire=hire, what=what,
                 car=document.snapshot["car"], document=document,
                 files=[(document.filename, "application/pdf", document.pdf)])
+
+
+def _retries(document: RentalAgreement) -> int:
+    kind, ident = object_ref(document)
+    return db.session.scalar(select(func.count(AuditRecord.id)).where(
+        AuditRecord.action == "paperwork.agreement_retried", AuditRecord.object_type == kind,
+        AuditRecord.object_id == ident)) or 0
+
+
+def staff_to_alert(hire: Hire) -> list[str]:
+    """Who hears that a hire's paperwork failed: the active staff of its pickup branch, and
+    STAFF_ALERT_EMAIL when set."""
+    staff = db.session.scalars(select(User.email).where(
+        User.role.in_([Role.STAFF.value, Role.ADMIN.value]), User.active.is_(True),
+        User.branch_id == hire.pickup_branch_id).order_by(User.id))
+    found = list(dict.fromkeys([*staff, current_app.config["STAFF_ALERT_EMAIL"]]))
+    return [address for address in found if address]
+
+
+def alert_staff(document: RentalAgreement) -> None:
+    """Email staff that the job gave up on a document, once per failure (a retry that fails
+    again alerts again), with the counter's hire page where they retry it."""
+    hire = document.hire
+    round_ = _retries(document)
+    url = f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/counter/hires/{hire.reference}"
+    recipients = staff_to_alert(hire)
+    if not recipients:
+        log().error("nobody to alert about a failed agreement: set STAFF_ALERT_EMAIL", hire_id=hire.id)
+    what = "rental agreement" if document.kind == "agreement" else f"addendum {document.sequence - 1}"
+    for address in recipients:
+        queue_email(key=f"agreement:{document.id}:failed:{round_}:{address}", to=address,
+                    subject=f"Action needed: the {what} for {hire.reference} could not be made",
+                    template="paperwork/emails/agreement_failed.txt", hire=hire, document=document,
+                    what=what, url=url)
+
+
+def retry_failed(hire: Hire, *, by: User, now: datetime) -> list[RentalAgreement]:
+    """Staff's "Retry agreement": every failed document of the hire is asked for again
+    (pending, its job queued). Nothing failed (already retried, or made meanwhile): nothing
+    is done, so pressing twice queues one job. Commits."""
+    documents = list(db.session.scalars(select(RentalAgreement).where(
+        RentalAgreement.hire_id == hire.id, RentalAgreement.state == "failed")
+        .order_by(RentalAgreement.sequence).with_for_update()))
+    for document in documents:
+        document.move_to("pending")
+        document.attempts = 0
+        record(by, "paperwork.agreement_retried", document, {"state": "failed", "error": document.last_error},
+               {"state": "pending", "hire": hire.reference}, at=now)
+    db.session.commit()
+    for document in documents:
+        enqueue(GENERATE_TASK, document.id, job_id=JOB_ID.format(document.id))
+    return documents
 
 
 def agreement_visible_to(reference: str, user: User, sequence: int = 1) -> Optional[RentalAgreement]:

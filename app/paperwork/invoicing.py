@@ -13,8 +13,10 @@ pays for):
 - **change invoice**, when the difference of a change to a dearer booking is paid (the
   tax point): the part of the payment that the hire's invoices do not cover yet.
 - **credit note**, for every refund (cancellation, no-show, refusal at pickup, a cheaper
-  change, an early return, money not owed), correcting the hire's booking invoice: the
-  refund is the rental's price coming back. An early return's unused days are credited in
+  change, an early return, money not owed), correcting the invoice the money comes back
+  from: the rental's invoices newest first (after a dearer change then a cheaper one, the
+  change's invoice), never more than what is left of an invoice's total, split into one
+  credit note per invoice when a refund spans several. An early return's unused days are credited in
   full when the return is settled (the refund is what is left after the return's charges
   are set off against them, so it is covered by that credit note).
 
@@ -29,11 +31,12 @@ from datetime import datetime
 from typing import Iterable, Optional
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..audit import record
 from ..extensions import db
+from ..logging_setup import log
 from ..models import Hire, Invoice, Payment, User
 from ..settings import settings
 from . import company
@@ -201,16 +204,50 @@ def issue_settlement_invoice(hire: Hire, *, charge_lines: Iterable[dict], deposi
     return invoice
 
 
+def credited_pence(invoice: Invoice) -> int:
+    """What credit notes have corrected of `invoice` so far."""
+    return db.session.scalar(select(func.coalesce(func.sum(Invoice.gross_pence), 0)).where(
+        Invoice.kind == "credit_note", Invoice.corrects_id == invoice.id)) or 0
+
+
+def _credit_keys(key: str) -> list[str]:
+    """The idempotency keys of a refund's credit notes: one, or one per invoice it spans."""
+    return [f"credit:{key}"] + [f"credit:{key}:part{n}" for n in range(2, 100)]
+
+
 def issue_credit_note(hire: Hire, *, amount_pence: int, reason: str, key: str, by: Optional[User],
                       now: datetime) -> Invoice:
-    """A credit note for a refund of `amount_pence` (VAT-inclusive), correcting the hire's
-    booking invoice (issued first if it has none). Once per refund key. Commits."""
-    corrects = booking_invoice(hire) or issue_booking_invoice(
-        hire, now=now, tax_point=_first_payment_at(hire) or hire.created_at)
+    """Credit notes for a refund of `amount_pence` (VAT-inclusive), each correcting the invoice
+    it actually gives money back on: the rental's invoices newest first (a change's or an
+    extension's invoice before the booking's), never more against one than is left of its
+    total, split across invoices when the refund spans them. The booking invoice is issued
+    first if the hire has none. Once per refund key (a rerun finishes what a cut-off run
+    left). Returns the first credit note. Commits."""
+    if booking_invoice(hire) is None:
+        issue_booking_invoice(hire, now=now, tax_point=_first_payment_at(hire) or hire.created_at)
+    keys = _credit_keys(key)
+    done = list(db.session.scalars(select(Invoice).where(Invoice.idempotency_key.in_(keys))
+                                   .order_by(Invoice.id)))
+    remaining = amount_pence - sum(d.gross_pence for d in done)
     rate = settings().money.vat_percent
-    return _issue(hire, kind="credit_note", purpose="refund", key=f"credit:{key}",
-                  lines=[line(f"Refund: {reason}", amount_pence, rate)], now=now, tax_point=now, by=by,
-                  corrects=corrects, reason=reason)
+    rental = [d for d in invoices_of(hire) if d.kind == "invoice" and d.purpose == "booking"]
+    open_ = [(d, d.gross_pence - credited_pence(d)) for d in reversed(rental)]
+    open_ = [(d, left) for d, left in open_ if left > 0]
+    part = len(done)
+    while remaining > 0 or not done:
+        if open_:
+            corrects, left = open_.pop(0)
+            amount = min(remaining, left)
+        else:  # more back than the rental's invoices hold: the rest corrects the booking invoice
+            corrects, amount = booking_invoice(hire), remaining
+            log().warning("refund beyond the invoiced rental", hire_id=hire.id, key=key,
+                          beyond_pence=amount)
+        done.append(_issue(hire, kind="credit_note", purpose="refund", key=keys[part],
+                           lines=[line(f"Refund: {reason}", amount, rate)], now=now, tax_point=now,
+                           by=by, corrects=corrects, reason=reason))
+        part += 1
+        remaining -= amount
+    return done[0]
 
 
 def invoices_of(hire: Hire) -> list[Invoice]:

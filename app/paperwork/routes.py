@@ -8,14 +8,15 @@ from datetime import timedelta
 from io import BytesIO
 from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, request, send_file
+from flask import abort, current_app, flash, request, send_file, url_for
 from flask_login import current_user
 
 from ..models import utcnow
 from ..security import allow
-from ..web import render
+from ..hire_access import hire_by_reference
+from ..web import render, see_other, wants_fragment
 from . import bp, invoice_pdf, listing
-from .agreements import agreement_visible_to
+from .agreements import agreement_for, agreement_visible_to, retry_failed
 from .forms import DateRangeForm
 from .invoicing import invoice_visible_to
 
@@ -40,6 +41,23 @@ def agreement_status(reference: str):
         abort(404)
     return render("paperwork/agreement.html", "paperwork/partials/_agreement_status.html",
                   agreement=agreement, hire=agreement.hire)
+
+
+@bp.post("/hires/<reference>/agreement/retry")
+@allow("staff", "admin")
+def agreement_retry(reference: str):
+    """Staff: make a failed agreement (and any failed addendum) again. Pressing twice, or
+    after it was made, changes nothing."""
+    hire = hire_by_reference(reference)
+    if hire is None:
+        abort(404)
+    retried = retry_failed(hire, by=current_user, now=utcnow())
+    if wants_fragment():
+        return render("paperwork/agreement.html", "paperwork/partials/_agreement_status.html",
+                      agreement=agreement_for(hire), hire=hire)
+    flash("Making the rental agreement again." if retried else "Nothing to retry: the agreement is "
+          "not in a failed state.", "success" if retried else "info")
+    return see_other(url_for("counter.hire", reference=hire.reference))
 
 
 @bp.get("/hires/<reference>/agreement.pdf")

@@ -1,6 +1,7 @@
 """Facts other areas report (app/events.py) that make or change paperwork.
 
-- a refund (payments)                  -> a credit note correcting the hire's invoice;
+- a refund (payments)                  -> a credit note correcting the invoice it gives money
+                                          back on (one per invoice when it spans several);
 - a hire extended (booking)            -> an invoice for the extra time and, once the car is out
                                           with a signed agreement, an addendum to it;
 - "download my data" (privacy)         -> the customer's agreements and invoices for the ZIP;
@@ -31,7 +32,7 @@ ERASED_SNAPSHOT_KEYS = ("car", "start", "end", "pickup_branch", "return_branch",
 @events.refund_requested.connect
 def on_refund_requested(hire: Hire, *, amount_pence: int, reason: str, key: str, by: Optional[User],
                         now: datetime, **_: object) -> None:
-    """Every refund gets a credit note correcting the hire's invoice (once per refund key)."""
+    """Every refund gets credit notes correcting the invoices it gives back (once per refund key)."""
     issue_credit_note(hire, amount_pence=amount_pence, reason=reason, key=key, by=by, now=now)
 
 

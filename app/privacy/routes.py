@@ -90,4 +90,5 @@ def retention():
     now = utcnow()
     days = current_app.config["RETENTION_LOOKAHEAD_DAYS"]
     return render("privacy/retention.html", "privacy/retention.html", due=due_for_deletion(now, within_days=days),
-                  now=now, days=days, keep_days=current_app.config["PERSONAL_DATA_RETENTION_DAYS"])
+                  now=now, days=days, keep_days=current_app.config["PERSONAL_DATA_RETENTION_DAYS"],
+                  never_hired_days=current_app.config["NEVER_HIRED_RETENTION_DAYS"])

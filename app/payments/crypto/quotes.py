@@ -23,12 +23,16 @@ from ...logging_setup import log
 from ...models import Hire, HireState
 from ...models.crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
 from ...settings import settings
+from ..ledger import amount_due_pence
 
 
 WEI_PER_ETH = 10**18
 BPS = 10_000
 PAID_HIRE_STATES = frozenset({HireState.CONFIRMED.value, HireState.ACTIVE.value,
                               HireState.RETURNED.value, HireState.CLOSED.value})
+# A hire in these states may owe a difference (a dearer change, an extension left to pay).
+DIFFERENCE_HIRE_STATES = frozenset({HireState.CONFIRMED, HireState.ACTIVE})
+RENTAL, DIFFERENCE = "rental", "difference"
 
 
 class CryptoError(Exception):
@@ -79,6 +83,18 @@ def tolerance_wei(quote: CryptoQuote) -> int:
 
 def available() -> bool:
     return chain.is_configured()
+
+
+def difference_owed(hire: Hire) -> int:
+    """What a confirmed or active hire still owes towards its price (0 for any other)."""
+    if hire.hire_state not in DIFFERENCE_HIRE_STATES:
+        return 0
+    return amount_due_pence(hire)
+
+
+def _payable_difference_quote(quote: Optional[CryptoQuote], owed: int) -> bool:
+    return (quote is not None and quote.purpose == DIFFERENCE and quote.state == "open"
+            and quote.amount_pence == owed)
 
 
 def latest_quote(hire: Hire) -> Optional[CryptoQuote]:
@@ -133,9 +149,14 @@ def payment_keeps_hold(hire: Hire, now: datetime) -> bool:
 
 
 def quote_for_page(hire: Hire, now: datetime) -> Optional[CryptoQuote]:
-    """The quote the payment page shows: the latest, or a first one for a held hire."""
+    """The quote the payment page shows: the latest, or a first one for a held hire, or one
+    for the difference a confirmed hire owes (when the latest is not that)."""
     quote = latest_quote(hire)
-    if quote is None and hire.hire_state == HireState.HELD and available():
+    owed = difference_owed(hire)
+    wanted = (quote is None and hire.hire_state == HireState.HELD) or (
+        owed > 0 and not (_payable_difference_quote(quote, owed) and not quote.is_expired(now))
+        and (quote is None or quote.state != "review"))
+    if wanted and available():
         try:
             quote = create_quote(hire, now)
         except CryptoError:
@@ -148,32 +169,49 @@ def create_quote(hire: Hire, now: datetime) -> CryptoQuote:
 
     While the latest quote is still open it is returned unchanged, so asking twice gives
     one price. A new one is refused while a payment is on its way.
+
+    A confirmed or active hire that owes a difference (a dearer change, an extension not
+    charged to a card) gets a "difference" quote for exactly what it owes, no deposit (the
+    one paid with the rental, or the card's hold, still stands).
     """
     cfg = settings()
     if not available():
         raise CryptoUnavailable("Paying with crypto is not available at the moment. Please pay by card.")
-    if hire.hire_state != HireState.HELD:
+    owed = difference_owed(hire)
+    if hire.hire_state in DIFFERENCE_HIRE_STATES:
+        if owed <= 0:
+            raise CryptoError("This booking has nothing left to pay.")
+    elif hire.hire_state != HireState.HELD:
         raise CryptoError("This booking is not waiting for payment.")
-    if hire.total_pence <= 0:
+    elif hire.total_pence <= 0:
         raise CryptoError("This booking has nothing to pay.")
-    if hire.hold_expires_at is not None and hire.hold_expires_at <= now:
+    elif hire.hold_expires_at is not None and hire.hold_expires_at <= now:
         raise CryptoError("The hold on this car has run out. Please book again.")
     latest = latest_quote(hire)
-    if latest is not None and latest.state == "open" and not latest.is_expired(now):
-        return latest
-    if crypto_payment_in_flight(hire):
-        raise CryptoError("A payment for this booking is on its way: wait for it to be confirmed.")
-    if latest is not None and latest.state != "open":
-        raise CryptoError("A payment for this booking has already arrived.")
+    if owed:
+        if _payable_difference_quote(latest, owed) and not latest.is_expired(now):
+            return latest
+        if crypto_payment_in_flight(hire):
+            raise CryptoError("A payment for this booking is on its way: wait for it to be confirmed.")
+        if latest is not None and latest.state == "review":
+            raise CryptoError("A payment for this booking is with our staff for review: wait for their decision.")
+    else:
+        if latest is not None and latest.state == "open" and not latest.is_expired(now):
+            return latest
+        if crypto_payment_in_flight(hire):
+            raise CryptoError("A payment for this booking is on its way: wait for it to be confirmed.")
+        if latest is not None and latest.state != "open":
+            raise CryptoError("A payment for this booking has already arrived.")
     rate = current_rate(now)
-    amount_pence = hire.total_pence + hire.deposit_pence
+    deposit = 0 if owed else hire.deposit_pence
+    amount_pence = owed or hire.total_pence + hire.deposit_pence
     expires_at = now + timedelta(minutes=cfg.payments.quote_minutes)
-    if hire.hold_expires_at is not None:
+    if hire.hold_expires_at is not None and not owed:
         expires_at = min(expires_at, hire.hold_expires_at)
     quote = CryptoQuote(
         hire_id=hire.id, booking_ref="0x" + secrets.token_hex(32), chain_id=cfg.payments.chain_id,
         contract_address=cfg.payments.chain_contract_address, amount_pence=amount_pence,
-        deposit_pence=hire.deposit_pence, currency=hire.currency,
+        deposit_pence=deposit, purpose=DIFFERENCE if owed else RENTAL, currency=hire.currency,
         rate_pence_per_eth=rate.pence_per_eth, rate_source=rate.source,
         rate_at=rate.at, amount_wei=wei_for_pence(amount_pence, rate.pence_per_eth),
         created_at=now, expires_at=expires_at, state="open",
@@ -258,7 +296,8 @@ def payment_status(hire: Hire, now: datetime) -> PaymentStatus:
     status = PaymentStatus("waiting", quote, last_scanned_block(), cfg.payments.confirmations,
                            payments, refunds)
     states = {p.state for p in payments}
-    if hire.state in PAID_HIRE_STATES:
+    owed = difference_owed(hire)
+    if hire.state in PAID_HIRE_STATES and not owed:
         status.stage = "confirmed"
     elif "review" in states or (quote is not None and quote.state == "review"):
         status.stage = "review"
@@ -266,9 +305,11 @@ def payment_status(hire: Hire, now: datetime) -> PaymentStatus:
         status.stage = "seen"
     elif "vanished" in states:
         status.stage = "vanished"
-    elif hire.hire_state != HireState.HELD:
+    elif hire.hire_state != HireState.HELD and not owed:
         status.stage = "not_payable"
-    elif hire.hold_expires_at is not None and hire.hold_expires_at <= now:
+    elif owed and not _payable_difference_quote(quote, owed):
+        status.stage = "unavailable"  # the page makes the difference's quote; never pay an old one
+    elif not owed and hire.hold_expires_at is not None and hire.hold_expires_at <= now:
         status.stage = "hold_expired"
     elif not available():
         status.stage = "unavailable"

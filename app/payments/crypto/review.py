@@ -15,7 +15,8 @@ from ...audit import record
 from ...extensions import db
 from ...models import HireState, User
 from ...models.crypto import ChainPayment, CryptoRefund
-from .quotes import CryptoError, current_rate, pence_for_wei
+from .quotes import (DIFFERENCE, DIFFERENCE_HIRE_STATES, CryptoError, current_rate, difference_owed,
+                     pence_for_wei)
 from .refunds import ask_for_refund_address, new_refund
 from .watching import confirm_paid_hire, record_deposit
 
@@ -37,8 +38,14 @@ def value_now_pence(payment: ChainPayment, now: datetime) -> int:
 
 def can_accept(payment: ChainPayment) -> bool:
     """A reviewed payment can pay its booking only while that booking still waits for payment
-    (and so still holds its car); for an expired or cancelled one, staff refund it."""
-    return payment.quote is not None and payment.quote.hire.hire_state == HireState.HELD
+    (and so still holds its car), or, for a difference's quote, while the booking is confirmed
+    or on hire; for an expired or cancelled one, staff refund it."""
+    if payment.quote is None:
+        return False
+    state = payment.quote.hire.hire_state
+    if payment.quote.purpose == DIFFERENCE:
+        return state in DIFFERENCE_HIRE_STATES
+    return state == HireState.HELD
 
 
 def _reviewable(payment_id: int) -> ChainPayment:
@@ -68,10 +75,20 @@ def accept_reviewed(payment_id: int, by: User, now: datetime) -> ChainPayment:
     if deposit:
         charge.amount_pence -= deposit
         record_deposit(payment, payment.quote, charge, deposit, charge.amount_pence + deposit, now)
+    excess = None
+    if payment.quote.purpose == DIFFERENCE:  # more than the booking owes now goes back
+        over = charge.amount_pence - difference_owed(hire)
+        if over > 0:
+            excess = new_refund(hire, payment.amount_wei * over // charge.amount_pence, over,
+                                "Paid more than the booking owed: the rest is returned",
+                                key=f"crypto:excess:cp{payment.id}", charge=charge, chain_payment=payment,
+                                by=by, now=now)
     charge.move_to("succeeded", why=f"accepted by staff after review ({payment.outcome})", now=now, by=by)
     record(by, "crypto_payment.accepted", payment, old, {"state": "settled", "hire": hire.reference})
     db.session.flush()
-    confirm_paid_hire(hire, now)
+    confirm_paid_hire(hire, now, amount_pence=charge.amount_pence, payment_key=charge.idempotency_key)
+    if excess is not None:
+        ask_for_refund_address(excess)
     return payment
 
 

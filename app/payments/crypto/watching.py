@@ -23,7 +23,8 @@ from ...models import Hire, HireState, Payment
 from ...models.crypto import ChainCursor, ChainPayment, CryptoQuote, CryptoRefund
 from ...queueing import enqueue
 from ...settings import settings
-from .quotes import PAID_HIRE_STATES, available, format_eth, pence_for_wei, tolerance_wei, watch_needed
+from .quotes import (DIFFERENCE, DIFFERENCE_HIRE_STATES, PAID_HIRE_STATES, available, difference_owed,
+                     format_eth, pence_for_wei, tolerance_wei, watch_needed)
 from .refunds import new_refund
 
 
@@ -105,6 +106,10 @@ class Settlement:
     payment: ChainPayment
     confirm_hire: bool = False
     refund: Optional[CryptoRefund] = None
+    # What the payment brought towards the price, in pence at the quote (not the wei, not
+    # the deposit), and its key: the hire lifecycle invoices a difference with them.
+    paid_pence: int = 0
+    payment_key: str = ""
 
 
 def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], now: datetime) -> Settlement:
@@ -123,7 +128,8 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
     hire = quote.hire
     tolerance = tolerance_wei(quote)
     value_pence = pence_for_wei(payment.amount_wei, quote.rate_pence_per_eth)
-    already_paid = quote.state == "paid" or hire.state in PAID_HIRE_STATES
+    difference = quote.purpose == DIFFERENCE  # what a confirmed hire still owes
+    already_paid = quote.state == "paid" or (hire.state in PAID_HIRE_STATES and not difference)
 
     if len({r.lower() for r in refs_in_tx}) > 1:
         _to_review(payment, "several_bookings",
@@ -141,7 +147,13 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
         _to_review(payment, "late",
                    f"Paid at {paid_at:%Y-%m-%d %H:%M:%S} UTC, after the price expired at "
                    f"{quote.expires_at:%Y-%m-%d %H:%M:%S} UTC; not accepted at the old rate.", now)
-    elif hire.hire_state != HireState.HELD:
+    elif difference and hire.hire_state not in DIFFERENCE_HIRE_STATES:
+        _to_review(payment, "not_payable", f"The booking was {hire.state} when the payment arrived.", now)
+    elif difference and difference_owed(hire) < quote.amount_pence:
+        _to_review(payment, "not_payable",
+                   f"The booking owed {difference_owed(hire) / 100:.2f} when this payment of "
+                   f"{quote.amount_pence / 100:.2f} arrived (it changed meanwhile).", now)
+    elif not difference and hire.hire_state != HireState.HELD:
         _to_review(payment, "not_payable", f"The booking was {hire.state} when the payment arrived.", now)
     elif payment.amount_wei < quote.amount_wei - tolerance:
         _to_review(payment, "partial",
@@ -163,6 +175,8 @@ def settle(payment: ChainPayment, *, paid_at: datetime, refs_in_tx: set[str], no
                 key=f"crypto:excess:cp{payment.id}", charge=charge, chain_payment=payment,
                 by=None, now=now)
         result.confirm_hire = True
+        result.paid_pence = quote.amount_pence - quote.deposit_pence
+        result.payment_key = charge.idempotency_key
     log().info("crypto payment settled", chain_payment_id=payment.id, state=payment.state,
                outcome=payment.outcome)
     return result
@@ -220,7 +234,9 @@ def record_deposit(payment: ChainPayment, quote: CryptoQuote, charge: Payment, p
     return deposit
 
 
-def confirm_paid_hire(hire: Hire, now: datetime) -> None:
-    """Report the rental paid; the hire lifecycle confirms it (commits; emails once)."""
-    events.report(events.rental_paid, hire, now=now)
+def confirm_paid_hire(hire: Hire, now: datetime, *, amount_pence: int = 0, payment_key: str = "") -> None:
+    """Report the rental paid, with what this payment brought towards the price (pence at the
+    quote) and its key; the hire lifecycle confirms a held hire, or invoices the difference a
+    confirmed one paid, as for a card (commits; emails once)."""
+    events.report(events.rental_paid, hire, now=now, amount_pence=amount_pence, payment_key=payment_key)
 
