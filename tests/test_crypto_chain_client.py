@@ -57,6 +57,11 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
+# The node never answers: without the timeouts the call would wait for ever. The bound is wide
+# so that a loaded machine does not fail it; 2 attempts x 0.3 s is what it takes when quiet.
+SILENT_NODE_WAIT_BOUND_SECONDS = 15
+
+
 def test_a_hanging_node_times_out_after_the_bounded_attempts(app, silent_node):
     app.config.update(CHAIN_RPC_URL=silent_node.url, CHAIN_CONTRACT_ADDRESS="0x" + "11" * 20,
                       CHAIN_RPC_TIMEOUT_SECONDS=0.3, CHAIN_RPC_ATTEMPTS=2, CHAIN_RPC_BACKOFF_SECONDS=0.05)
@@ -64,7 +69,7 @@ def test_a_hanging_node_times_out_after_the_bounded_attempts(app, silent_node):
     with pytest.raises(chain.ChainError):
         chain.client().head()
     elapsed = time.monotonic() - started
-    assert elapsed < 3, f"took {elapsed:.1f} s"
+    assert elapsed < SILENT_NODE_WAIT_BOUND_SECONDS, f"took {elapsed:.1f} s"  # it never answers
     assert len(silent_node.connections) == 2  # exactly the configured attempts
 
 
