@@ -56,8 +56,9 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
 
     from .filters import register_filters
     register_filters(app)
-    from .web import row_url
+    from .web import fixed_url, row_url
     app.add_template_global(row_url, "row_url")  # the rows of long lists (app/web.py)
+    app.add_template_global(fixed_url, "fixed_url")  # every page's links (app/web.py)
     return app
 
 

@@ -5,6 +5,7 @@ per page (SQLAlchemy's events) and, with --profile, where the time goes (pyinstr
     .venv/bin/python bench/profile_pages.py                      # SQLite file in /tmp
     .venv/bin/python bench/profile_pages.py --database postgresql://postgres@127.0.0.1:5432/bench_x
     .venv/bin/python bench/profile_pages.py --profile search     # pyinstrument's tree for one page
+    .venv/bin/python bench/profile_pages.py --calls              # + Python function calls per request
 
 The database is created and filled (demo data, plus cars so that the first branch lists a full
 page of SEARCH_RESULTS_LIMIT cars); a PostgreSQL database must be named bench_* or listed in BENCH_OWN_DATABASES (it is dropped
@@ -32,6 +33,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", default="", help="bench_* PostgreSQL URL (default: SQLite)")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per page")
+    parser.add_argument("--calls", action="store_true",
+                        help="also count Python function calls per request (cProfile, 50 requests):"
+                             " a measure of the Python work that the machine's load does not move")
     parser.add_argument("--profile", choices=("search", "car"), action="append", default=[],
                         help="print pyinstrument's profile of this page (repeatable)")
     options = parser.parse_args()
@@ -65,6 +69,15 @@ def main() -> int:
               f"{times[len(times) // 2]:>7.2f} | {times[int(len(times) * 0.95)]:>7.2f}")
         for statement in statements:
             print(f"           {' '.join(statement.split())[:150]}")
+        if options.calls:
+            import cProfile
+            import pstats
+            counter = cProfile.Profile()
+            counter.enable()
+            for _ in range(50):
+                client.get(path)
+            counter.disable()
+            print(f"           {pstats.Stats(counter).total_calls / 50:,.0f} Python function calls per request")
     for name in options.profile:
         from pyinstrument import Profiler
         profiler = Profiler(interval=0.0002)

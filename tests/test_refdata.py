@@ -26,7 +26,7 @@ from app.booking import pricing, quotes, trips
 from app.booking.seed import seed_rate_tables
 from app.extensions import db
 from app.filters import money
-from app.models import REFERENCE_TABLES, utcnow
+from app.models import REFERENCE_TABLES, Car, utcnow
 from tests import factories
 from tests.conftest import post_form
 
@@ -302,3 +302,51 @@ def test_list_links_are_exactly_what_url_for_builds(app):
         for reference in ("ABC123", "X0Y", "R0000007"):
             assert row_url("counter.hire", "reference", reference) == \
                 url_for("counter.hire", reference=reference)
+
+
+# --- statements built once, fragments kept per worker (issue 19) --------------------------------
+
+def _trip(shop):
+    return trips.make_trip(
+        pickup_branch_id=shop.branch.id, return_branch_id=shop.branch.id,
+        pickup_local=datetime.strptime(shop.args["pickup_at"], FMT),
+        return_local=datetime.strptime(shop.args["return_at"], FMT), now=utcnow())
+
+
+def test_the_search_lists_what_the_availability_query_lists(app, shop):
+    from app.booking import availability
+    trip = _trip(shop)
+    busy = db.session.scalars(db.select(Car).where(Car.home_branch_id == shop.branch.id).order_by(Car.id)).all()
+    factories.make_hire(car=busy[0], start=trip.start, days=1)  # overlaps: not listed
+    busy[1].seats, busy[1].transmission, busy[1].fuel_type = 7, "automatic", "electric"
+    db.session.commit()
+    cases = [trips.Filters(), trips.Filters(car_class="estate"), trips.Filters(min_seats=7),
+             trips.Filters(transmission="automatic", fuel_type="electric", sort="size"),
+             trips.Filters(car_class="compact", min_seats=5, sort="price_desc"),
+             trips.Filters(fuel_type="diesel"), trips.Filters(sort="size_asc")]
+    for filters in cases:
+        for limit in (24, 3):
+            expected = [(r.id, r.matches) for r in db.session.execute(
+                availability.available_cars_query(trip, filters, limit=limit)).all()]
+            result = availability.search(trip, filters, limit=limit)
+            assert [(o.car.id, result.matches) for o in result.offers] == expected, filters
+            assert busy[0].id not in [o.car.id for o in result.offers]
+    assert [o.car.id for o in availability.search(trip, trips.Filters(min_seats=7)).offers] == [busy[1].id]
+
+
+def test_kept_fragments_follow_the_car_and_the_chosen_filters(app, client, auth, shop):
+    auth.sign_in_as("customer")
+    search = search_url(shop)
+    html = client.get(search + "&car_class=estate").get_data(as_text=True)
+    assert re.search(r'<option selected value="estate">', html)
+    html = client.get(search + "&car_class=compact").get_data(as_text=True)
+    assert re.search(r'<option selected value="compact">', html)
+    assert not re.search(r'<option selected value="estate">', html)
+    assert "Ford M0</h2>" in html
+    car = db.session.scalars(db.select(Car).where(Car.model == "M0")).one()
+    car.model = "Renamed"
+    db.session.commit()
+    html = client.get(search + "&car_class=compact").get_data(as_text=True)
+    assert "Ford Renamed</h2>" in html and "Ford M0</h2>" not in html
+    html = client.get(search + "&seats=9").get_data(as_text=True)  # not a choice: an error
+    assert 'aria-invalid="true"' in html and "seats-errors" in html

@@ -11,10 +11,11 @@ every row of the account (`User.end_all_sessions`).
 from __future__ import annotations
 
 import secrets
+from functools import lru_cache
 
 
 from flask_login import login_user, logout_user
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
 from .. import refdata
@@ -63,6 +64,15 @@ def end_all(user: User) -> None:
     logout_user()
 
 
+@lru_cache(maxsize=1)
+def _load_statement():
+    """The loader's statement, built once: every request runs it, and building it (and its
+    cache key, with the joined profile) anew cost more than running it (issue 19)."""
+    return (select(User, refdata.version_column()).join(UserSession, UserSession.user_id == User.id)
+            .options(joinedload(User.profile))
+            .where(User.id == bindparam("user_id"), UserSession.key_hash == bindparam("key_hash")))
+
+
 def load(session_id: str) -> User | None:
     """Flask-Login's loader: "<user id>:<key>" of a session that still exists, of an active user.
 
@@ -72,10 +82,8 @@ def load(session_id: str) -> User | None:
     user_id, _, key = session_id.partition(":")
     if not user_id.isdigit() or not key or not key.isprintable() or len(key) > 128:
         return None
-    row = db.session.execute(
-        select(User, refdata.version_column()).join(UserSession, UserSession.user_id == User.id)
-        .options(joinedload(User.profile))
-        .where(User.id == int(user_id), UserSession.key_hash == session_key_hash(key))).first()
+    row = db.session.execute(_load_statement(), {"user_id": int(user_id),
+                                                 "key_hash": session_key_hash(key)}).first()
     user = row[0] if row is not None else None
     if row is not None:
         refdata.saw_version(row[1])

@@ -28,6 +28,7 @@ customer, the trip) and raise `BookingError` or one of its kinds. One module per
 - `checkin.py`       online check-in: details, terms, licence photo, additional drivers (issue 18)
 - `extending.py`     a later return for a confirmed or active hire, the extra time charged
 - `routes.py`, `forms.py`  the pages (thin), `links.py` their repeated links,
+  `fragments.py` the pieces of the search and car pages rendered once per worker,
   `seed.py` demo rate tables;
   `checkin_routes.py`, `checkin_forms.py` those of check-in and extensions
 
@@ -40,4 +41,4 @@ from flask import Blueprint
 
 bp = Blueprint("booking", __name__)
 
-from . import checkin_routes, lifecycle, links, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)
+from . import checkin_routes, fragments, lifecycle, links, routes  # noqa: E402,F401  (the lifecycle subscribes to events; the views)

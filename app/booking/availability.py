@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, Optional
 
-from sqlalchemy import and_, exists, func, literal, literal_column, or_, select
+from sqlalchemy import and_, bindparam, exists, func, literal, literal_column, or_, select
 from sqlalchemy.orm import joinedload
 
 from .. import refdata
@@ -97,6 +97,45 @@ def available_cars_query(trip: Trip, filters: Filters = Filters(), *, limit: int
     return q
 
 
+# The search's statement, built once per shape (which filters are set, the order, the limit,
+# the database) with the trip and the filters' values as parameters: building the statement and
+# its cache key anew for every search cost more Python than running it (issue 19). It is
+# `available_cars_query`'s statement, compared in tests/test_refdata.py.
+_SEARCH_STATEMENTS: dict[tuple, object] = {}
+
+
+def _search_statement(filters: Filters, limit: int, dialect: str):
+    key = (filters.sort, bool(filters.car_class), bool(filters.min_seats),
+           bool(filters.transmission), bool(filters.fuel_type), limit, dialect)
+    statement = _SEARCH_STATEMENTS.get(key)
+    if statement is None:
+        q = (select(*CAR_COLUMNS, func.count().over().label("matches"))
+             .join(Car.car_class)
+             .where(Car.status == "available", Car.home_branch_id == bindparam("branch_id"),
+                    ~_busy(bindparam("start"), bindparam("until")))
+             .order_by(*_order(filters.sort)))
+        if filters.car_class:
+            q = q.where(CarClass.code == bindparam("car_class"))
+        if filters.min_seats:
+            q = q.where(Car.seats >= bindparam("min_seats"))
+        if filters.transmission:
+            q = q.where(Car.transmission == bindparam("transmission"))
+        if filters.fuel_type:
+            q = q.where(Car.fuel_type == bindparam("fuel_type"))
+        statement = _SEARCH_STATEMENTS[key] = q.limit(limit)
+    return statement
+
+
+def _available_cars(trip: Trip, filters: Filters, limit: int):
+    """The rows of `available_cars_query(trip, filters, limit=limit)`."""
+    params = {"branch_id": trip.pickup_branch.id, "start": trip.start, "until": trip.until()}
+    for name in ("car_class", "min_seats", "transmission", "fuel_type"):
+        if getattr(filters, name):
+            params[name] = getattr(filters, name)
+    statement = _search_statement(filters, limit, db.session.get_bind().dialect.name)
+    return db.session.execute(statement, params).all()
+
+
 # What the booking pages show of a car, read as plain columns: building ORM objects for a
 # page of cars cost more than the rest of the query (issue 19). Its class comes from the
 # reference data (app/refdata.py); its cover photo's width (for srcset) from a subquery of the
@@ -155,8 +194,7 @@ class SearchResult:
 def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User] = None,
            limit: int | None = None) -> SearchResult:
     """Free cars for the trip with their full price (no extras), in the filters' order."""
-    rows = db.session.execute(available_cars_query(
-        trip, filters, limit=limit or settings().booking.search_results_limit)).all()
+    rows = _available_cars(trip, filters, limit or settings().booking.search_results_limit)
     reference = refdata.current()
     tables = load_rate_tables()
     young = is_young_driver(customer, trip)
@@ -200,13 +238,23 @@ def bookable_car(car_id: int, trip: Trip) -> Car:
     return car
 
 
+def _offer_statement(dialect: str):
+    """`offer_for`'s statement, built once per database (as the search's, above)."""
+    statement = _SEARCH_STATEMENTS.get(("offer", dialect))
+    if statement is None:
+        statement = _SEARCH_STATEMENTS[("offer", dialect)] = (
+            select(*CAR_COLUMNS, _busy(bindparam("start"), bindparam("until")).label("busy"))
+            .where(Car.id == bindparam("car_id")))
+    return statement
+
+
 def offer_for(car_id: int, trip: Trip, extras: Mapping[str, int], *,
               customer: Optional[User] = None) -> Offer:
     """The quote for one car; CarTaken (with alternatives) when it is not free for the trip.
 
     One statement: the car and whether anything occupies it during the trip."""
-    row = db.session.execute(select(*CAR_COLUMNS, _busy(trip.start, trip.until()).label("busy"))
-                             .where(Car.id == car_id)).first()
+    row = db.session.execute(_offer_statement(db.session.get_bind().dialect.name),
+                             {"car_id": car_id, "start": trip.start, "until": trip.until()}).first()
     if row is None or row.status != "available" or row.home_branch_id != trip.pickup_branch.id:
         raise BookingError({"": f"That car cannot be picked up at {trip.pickup_branch.name}. "
                                 "Please search again."})

@@ -1,0 +1,102 @@
+"""Pieces of the search page and the car page rendered once per worker and reused (issue 19).
+
+Rendering a page of 24 cars through Jinja's macros, and the search form's select fields
+through WTForms' widgets, was most of a signed-in search page's CPU. These pieces are pure
+functions of plain values, so each is rendered by its macro the first time and kept, keyed
+by everything it shows:
+
+- a car's summary on a result card (photo, name, class, facts): by the car's `CarView`, a
+  frozen value read with the page's query (a car whose make, photo, class... changed is a
+  new key); cars read as ORM objects (other pages) are rendered every time;
+- a select field (`bfield`): by its name, label, hint, choices, the value chosen, its
+  errors, flags and attributes (the search form's branches, class, seats, gearbox, fuel,
+  sort: a small set of combinations);
+- the car page's extras: by the extras (reference data, frozen values) and each extra
+  field's value and errors.
+
+Per app (a Gunicorn worker's), bounded: a full cache is emptied and fills again. Prices and
+availability are never kept here: they are read and computed on every request.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from flask import current_app, get_template_attribute, request
+from markupsafe import Markup
+
+from . import bp
+from .availability import CarView
+
+FIELDS_TEMPLATE = "booking/partials/_fields.html"
+MAX_ENTRIES = 4096  # per kind and worker; a few KB each at most
+SELECT_TYPES = frozenset({"SelectField", "IntSelectField"})
+
+
+def _remember(kind: str, key, render: Callable[[], Markup]) -> Markup:
+    caches = current_app.extensions.setdefault("acme_fragments", {})
+    cache = caches.setdefault(kind, {})
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    html = Markup(render())
+    if len(cache) >= MAX_ENTRIES:
+        cache.clear()
+    cache[key] = html
+    return html
+
+
+def _macro(name: str):
+    return get_template_attribute(FIELDS_TEMPLATE, name)
+
+
+@bp.app_template_global()
+def car_summary(car, sizes: str = "(min-width: 700px) 200px, calc(100vw - 4rem)") -> Markup:
+    """A result card's photo, name, class and facts (`car_summary` in _fields.html)."""
+    def render() -> Markup:
+        return _macro("car_summary")(car, sizes)
+
+    if not isinstance(car, CarView):
+        return Markup(render())
+    return _remember("car", (car, sizes, request.script_root), render)
+
+
+def _field_key(f, hint):
+    """Everything a select field's HTML depends on, or None when it cannot be a key."""
+    try:
+        choices = tuple(tuple(c) for c in f.choices)
+        return (type(f), f.id, f.name, f.label.text, f.description, hint, repr(f.data), choices,
+                tuple(f.errors), tuple(sorted(vars(f.flags).items())),
+                tuple(sorted((f.render_kw or {}).items())), request.script_root)
+    except TypeError:  # choices in groups, unhashable attributes: rendered every time
+        return None
+
+
+@bp.app_template_global()
+def cached_bfield(f, hint=None) -> Markup:
+    """`bfield(f, hint)` of _fields.html; a select field's HTML is kept (see above)."""
+    def render() -> Markup:
+        return _macro("bfield")(f, hint=hint)
+
+    key = _field_key(f, hint) if f.type in SELECT_TYPES else None
+    if key is None:
+        return Markup(render())
+    return _remember("field", key, render)
+
+
+@bp.app_template_global()
+def cached_extras_fields(form, extras) -> Markup:
+    """`extras_fields(form, extras)` of _fields.html, kept by the extras and their fields'
+    values and errors (the prices shown beside them are the extras' own, before VAT)."""
+    def render() -> Markup:
+        return _macro("extras_fields")(form, extras)
+
+    try:
+        key = (tuple(extras), request.script_root, tuple(
+            (f.name, type(f), repr(f.data), repr(f.raw_data), tuple(f.errors))
+            for f in form if f.name.startswith(("extra_", "group_"))))
+        hash(key)
+    except TypeError:
+        return Markup(render())
+    return _remember("extras", key, render)
