@@ -202,6 +202,9 @@ def decide(cfg, alert, now=None):
                 write_atomic(state_path(cfg, "disarmed"), f"{now_iso()} failed rollback of {live}")
             else:
                 action = f"rolled back from {live} to {good} ({age:.0f} s after {live} went live)"
+                if cfg.get("other_app_hosts"):
+                    action += (f"; on this host only: run rollback.yml for "
+                               f"{', '.join(cfg['other_app_hosts'])}")
                 write_atomic(state_path(cfg, "disarmed"), f"{now_iso()} {live} -> {good}")
         note_last(cfg, action)
     summary = alert.get("annotations", {}).get("summary", "")
