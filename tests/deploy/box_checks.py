@@ -7,6 +7,9 @@ ordinary suite: the file name does not match test_*.py). Phases, picked with -k:
   restart   SIGKILL Gunicorn's master, a Gunicorn worker, an RQ worker (and the chain
             watcher where it runs): systemd brings them back
   backup    back up, drop a table, restore.yml, compare row counts and the hires checksum
+  offsite   (three) back up: copies go, encrypted, to the backup target; SFTP only there
+  drill     (three) after the db host was replaced by a fresh one and restored from off the
+            host: the same rows, hires checksum and uploads as before
   alerts    (the three-host scenario) a live release that fails on one route: the 5xx alert
             fires, the receiver rolls it back and tells the admin by email, the alert resolves;
             a second time without a person in between, it only tells
@@ -15,6 +18,7 @@ The driver exports where the hosts are (ACME_* variables below).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -585,3 +589,51 @@ def test_alerts_a_release_failing_on_one_route_is_rolled_back_by_its_alert_once(
     playbook("rollback.yml", "-e", f"to={EXPECT_RELEASE}")
     assert live_release() == EXPECT_RELEASE
     assert ssh(WEB_IP, "sudo acme-alert-actions status").stdout.splitlines()[0] == "automatic rollback: armed"
+
+
+# --- offsite / drill: backups off the host, and a fresh db host restored from there -----------------
+TARGET_IP = os.environ.get("ACME_BACKUP_TARGET_IP", "")
+DRILL_FILE = os.environ.get("ACME_DRILL_SNAPSHOT", "")  # the data as it was, for the drill
+
+
+def restic(ip: str, args: str, *, password: str = "", check: bool = True) -> subprocess.CompletedProcess:
+    """restic as the backup user with the host's repository settings (roles/offsite)."""
+    override = f"RESTIC_PASSWORD={shlex.quote(password)} " if password else ""
+    script = (f'set -a; . /etc/acme/restic.env; set +a; {override}'
+              f'restic -o sftp.command="$RESTIC_SFTP_COMMAND" {args}')
+    return ssh(ip, "sudo -u acme_backup bash -c " + shlex.quote(script), check=check)
+
+
+def test_offsite_backups_go_encrypted_to_the_backup_target():
+    assert TARGET_IP and DRILL_FILE, "run through tests/deploy/run.sh three"
+    ssh(WEB_IP, "sudo acme-flask acme demo")
+    sql(SEED_HIRES)
+    ssh(WEB_IP, f"sudo -u acme sh -c 'echo car-photo > /srv/acme/shared/uploads/{UPLOAD_NAME}'")
+    before = sql(SNAPSHOT)
+    assert "hires=40" in before.splitlines(), before
+    ssh(DB_IP, "sudo systemctl start acme-backup-db.service")
+    ssh(WEB_IP, "sudo systemctl start acme-backup-uploads.service")
+    snapshots = json.loads(restic(DB_IP, "snapshots --json").stdout)
+    assert {"db", "uploads"} <= {t for s in snapshots for t in s.get("tags", [])}, snapshots
+    hostnames = {s["hostname"] for s in snapshots}
+    assert len(hostnames) == 2 and WORKER_HOST in hostnames, snapshots  # the db and web hosts
+    # Encrypted: without the password the repository says nothing; its files are not readable.
+    assert restic(DB_IP, "snapshots", password="not-the-password", check=False).returncode != 0
+    config = ssh(TARGET_IP, "sudo cat /srv/restic/acme/config | base64 -w0").stdout
+    assert b"chunker_polynomial" not in base64.b64decode(config)
+    # The account on the target takes SFTP only (no shell for whoever holds a host's key).
+    shell = ssh(DB_IP, "sudo -u acme_backup ssh -i /var/backups/acme/.ssh/id_ed25519 -o BatchMode=yes "
+                f"-o UserKnownHostsFile=/var/backups/acme/.ssh/known_hosts acme-restic@{TARGET_IP} "
+                "echo a-shell </dev/null", check=False, timeout=60)
+    assert "a-shell" not in shell.stdout
+    Path(DRILL_FILE).write_text(before)
+    ssh(WEB_IP, f"sudo rm /srv/acme/shared/uploads/{UPLOAD_NAME}")  # the drill brings it back
+
+
+def test_drill_a_fresh_db_host_has_everything_back_from_off_the_host():
+    """After run.sh replaced the db host by a fresh one, site.yml and restore.yml -e backup=offsite."""
+    before = Path(DRILL_FILE).read_text()
+    assert sql(SNAPSHOT) == before
+    assert ssh(WEB_IP, f"sudo cat /srv/acme/shared/uploads/{UPLOAD_NAME}").stdout.strip() == "car-photo"
+    assert healthy()
+    assert ping_worker()["host"] == WORKER_HOST

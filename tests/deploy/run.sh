@@ -11,10 +11,14 @@
 #        backup, drop a table, restore.yml, compare; power off and boot again; all checks again.
 #   two  web+worker on one host, db on another: the same, with a given TLS certificate and a
 #        chain configured (so the chain watcher service runs on the worker host).
-#   three  web+worker (and monitoring) on one host, db on another: site.yml; every check; then
+#   three  web+worker (and monitoring) on one host, db on another, the backup target on a third:
+#        site.yml; every check; then
 #        the alert that acts: a release that fails on one route is deployed (its /healthz is
 #        fine), the 5xx-ratio alert fires, the receiver rolls it back and emails the admin, the
 #        alert resolves; the same release made live again without a person: only told.
+#        Backups copied off the host (restic over SFTP, encrypted); the restore drill: the db
+#        host replaced by a fresh one, site.yml, restore.yml -e backup=offsite, all compared,
+#        the recovery time printed.
 #        (Run on its own: not part of "all".)
 # "all" runs one and two at the same time (their hosts have their own names and addresses);
 # DEPLOY_PARALLEL=0 runs them one after the other. The hosts use only the test network
@@ -37,7 +41,7 @@ source tests/deploy/lib.sh
 ANSIBLE_VENV="${ACME_ANSIBLE_VENV:-$ACME_CACHE/venv}"
 PYTHON="$REPO/.venv/bin/python"
 STARTED=$SECONDS
-ALL_BOXES=(box1 app1 db1 web3 db3)   # every box a scenario may boot (the teardown removes them all)
+ALL_BOXES=(box1 app1 db1 web3 db3 bak3)   # every box a scenario may boot (the teardown removes them all)
 SCENARIO_PIDS=() SCENARIO_LABELS=() SCENARIO_PGIDS=()
 
 mkdir -p "$ACME_CACHE"
@@ -191,6 +195,7 @@ def _home_fails():  # the deploy test's release that fails on one route
     raise RuntimeError("broken on purpose: the home page")
 
 
+_home_fails.allowed_audience = app.view_functions["main.home"].allowed_audience  # app/security.py
 app.view_functions["main.home"] = _home_fails
 PY
   tar -C "$tmp" -czf "$dir/$RH.tar.gz" .
@@ -240,8 +245,8 @@ PY
 }
 
 # --- the alert scenario ------------------------------------------------------------------------------
-alert_scenario() {  # alert_scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX
-  local label="$1" inventory="$2" boxes="$3" web="$4" db="$5" name ip
+alert_scenario() {  # alert_scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX BACKUP_TARGET_BOX
+  local label="$1" inventory="$2" boxes="$3" web="$4" db="$5" target="$6" name ip
   log "[$label] booting $boxes"
   for spec in $boxes; do
     name=${spec%%=*} ip=${spec#*=}
@@ -267,6 +272,22 @@ alert_scenario() {  # alert_scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BO
   export ACME_BROKEN_HOME_RELEASE="$RH"
   log "[$label] users get 500s: the alert fires, the receiver rolls back, the alert resolves"
   timed "[$label] alert -> rollback -> resolved; once only" checks "alerts" -s
+
+  log "[$label] backups off the host (restic over SFTP to the backup target)"
+  export ACME_BACKUP_TARGET_IP=$(cat "$ACME_RUN/$target.ip") ACME_DRILL_SNAPSHOT="$ACME_RUN/$label-drill-before.txt"
+  timed "[$label] backups copied off the host" checks offsite
+
+  log "[$label] restore drill: the db host replaced by a fresh one, the data from off the host"
+  local db_ip
+  db_ip=$(cat "$ACME_RUN/$db.ip")
+  box_destroy "$db"
+  box_create "$db" "$db_ip"
+  t0=$SECONDS
+  box_boot "$db"
+  timed "[$label] drill: fresh db host converged (site.yml)" playbook "$label-drill-site" -i "$ACME_INVENTORY" site.yml "${WHEELHOUSE[@]}"
+  timed "[$label] drill: restore.yml from off the host" playbook "$label-drill-restore" -i "$ACME_INVENTORY" restore.yml -e backup=offsite -e uploads_backup=offsite -e restore_safety_backup=false
+  printf '%-48s %4d s\n' "[$label] drill: recovery time (boot to restored)" $((SECONDS - t0)) | tee -a "$TIMES" >&2
+  timed "[$label] drill: data compared with before" checks drill
 
   log "[$label] done: tearing its hosts down"
   for spec in $boxes; do box_destroy "${spec%%=*}"; done
@@ -439,7 +460,7 @@ PY
     run_scenario two two-hosts.yml "app1=$ACME_NET_PREFIX.3 db1=$ACME_NET_PREFIX.4" app1 db1 wheelhouse -e "@$tls/given.json"
 fi
 if [ "$MODE" = three ]; then
-  run_scenario_with alert_scenario three three-hosts.yml "web3=$ACME_NET_PREFIX.5 db3=$ACME_NET_PREFIX.6" web3 db3
+  run_scenario_with alert_scenario three three-hosts.yml "web3=$ACME_NET_PREFIX.5 db3=$ACME_NET_PREFIX.6 bak3=$ACME_NET_PREFIX.7" web3 db3 bak3
 fi
 wait_scenarios
 if [ "${#FAILED_SCENARIOS[@]}" -gt 0 ]; then
