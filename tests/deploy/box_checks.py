@@ -613,6 +613,8 @@ def test_offsite_backups_go_encrypted_to_the_backup_target():
     assert "hires=40" in before.splitlines(), before
     ssh(DB_IP, "sudo systemctl start acme-backup-db.service")
     ssh(WEB_IP, "sudo systemctl start acme-backup-uploads.service")
+    journal = ssh(DB_IP, "sudo journalctl -u acme-backup-db.service -o cat | tail -20").stdout
+    assert "copied" in journal and "off the host" in journal, journal
     snapshots = json.loads(restic(DB_IP, "snapshots --json").stdout)
     assert {"db", "uploads"} <= {t for s in snapshots for t in s.get("tags", [])}, snapshots
     hostnames = {s["hostname"] for s in snapshots}
