@@ -19,8 +19,7 @@
 #        Backups copied off the host (restic over SFTP, encrypted); the restore drill: the db
 #        host replaced by a fresh one, site.yml, restore.yml -e backup=offsite, all compared,
 #        the recovery time printed.
-#        (Run on its own: not part of "all".)
-# "all" runs one and two at the same time (their hosts have their own names and addresses);
+# "all" runs the three scenarios at the same time (their hosts have their own names and addresses);
 # DEPLOY_PARALLEL=0 runs them one after the other. The hosts use only the test network
 # (10.77.0.0/24 on a bridge of their own) and their own PostgreSQL and Redis: nothing listens
 # on this machine's loopback, so the app's test suite can run meanwhile.
@@ -459,7 +458,7 @@ PY
   ACME_GIVEN_CA="$tls/ca.crt" ACME_EXPECT_CHAIN_WATCH=1 \
     run_scenario two two-hosts.yml "app1=$ACME_NET_PREFIX.3 db1=$ACME_NET_PREFIX.4" app1 db1 wheelhouse -e "@$tls/given.json"
 fi
-if [ "$MODE" = three ]; then
+if [ "$MODE" = three ] || [ "$MODE" = all ]; then
   run_scenario_with alert_scenario three three-hosts.yml "web3=$ACME_NET_PREFIX.5 db3=$ACME_NET_PREFIX.6 bak3=$ACME_NET_PREFIX.7" web3 db3 bak3
 fi
 wait_scenarios
