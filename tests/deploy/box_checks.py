@@ -558,7 +558,9 @@ def test_alerts_a_release_failing_on_one_route_is_rolled_back_by_its_alert_once(
         rolled_back = time.monotonic() - t0
         wait_until("the home page to answer 200 again", lambda: get("/").status_code == 200)
     assert 500 in load.codes and load.codes[-1] == 200, load.codes[-20:]
-    assert f"rolled back from {BROKEN_HOME_RELEASE} to {EXPECT_RELEASE}" in receiver_log()
+    # (It logs once the workers have restarted and /healthz answered: after the switch.)
+    wait_until("the receiver to log its rollback", lambda: f"rolled back from {BROKEN_HOME_RELEASE} "
+               f"to {EXPECT_RELEASE}" in receiver_log(), timeout=240, pause=2)
     releases = ssh(WEB_IP, "sudo /usr/local/libexec/acme/acme-release list").stdout
     assert f"{BROKEN_HOME_RELEASE}\tfailed" in releases, releases
     assert ping_worker()["release"] == f"/srv/acme/releases/{EXPECT_RELEASE}"
