@@ -389,6 +389,8 @@ class Config:
     # In RQ mode job outcomes are counted in this Redis hash (shared by web and workers).
     METRICS_JOB_OUTCOMES_KEY = "acme:metrics:job_runs"
     METRICS_REDIS_TIMEOUT_SECONDS = 1.0  # a scrape or a job never waits longer on it
+    # In RQ mode the chain watcher's last scan (head, scanned block, when) is kept in this hash.
+    METRICS_CHAIN_KEY = "acme:metrics:chain"
 
     # --- public page cache (issue 9, app/pagecache.py) -----------------------------
     # The search page and a car's price page, for visitors who are not signed in, are kept

@@ -50,6 +50,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from sqlalchemy import func, select
 
 from .logging_setup import log
+from .ops_metrics import IN_PROCESS_CHAIN, OpsCollector
 from .security import allow
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -138,6 +139,21 @@ def record_job_outcome(task_name: str, outcome: str) -> None:
                       error=type(exc).__name__)
 
 
+def record_chain_scan(head: int, scanned: int) -> None:
+    """Note a chain scan that reached the node (app/ops_metrics.py reads it). Never raises.
+    An HSET of absolute numbers: a retry after a lost reply writes the same again."""
+    numbers = {"head_block": head, "scanned_block": scanned,
+               "last_scan_timestamp_seconds": time.time()}
+    try:
+        if current_app.config["JOBS_MODE"] == "rq":
+            key = current_app.config["METRICS_CHAIN_KEY"]
+            _with_retries(lambda client: client.hset(key, mapping=numbers))
+        else:
+            IN_PROCESS_CHAIN.update(numbers)
+    except Exception as exc:  # Redis down past the retries: the next scan writes it again
+        log().warning("chain scan not recorded", error=type(exc).__name__)
+
+
 def _with_retries(call):
     """`call(redis_client)` with a timeout per try and bounded retries on connection errors
     and timeouts; the last error is raised."""
@@ -200,7 +216,9 @@ def scrape():
     # Plain text 0.0.4 whatever the Accept header: the blocks below are appended to it.
     body, _ = exporter.generate_metrics(accept_header=None)  # every worker's files if multi-process
     state = CollectorRegistry()
-    state.register(_StateCollector(current_app._get_current_object()))  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state.register(_StateCollector(app))
+    state.register(OpsCollector(app, _with_retries))  # the alerts' gauges (issue 21)
     extra = generate_latest(state).decode()
     # Job outcomes come from one place: Redis in RQ mode, else this process (or, under
     # Gunicorn, every worker's files, already in `body`).

@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..integrations import chain
 from ..logging_setup import log
+from ..metrics import record_chain_scan
 from ..models import utcnow
 from ..models.crypto import ChainPayment, CryptoRefund
 from ..payments import crypto
@@ -90,6 +91,7 @@ def _scan(client: chain.ChainClient, now: datetime) -> dict:
     cursor = crypto.lock_cursor(key, cfg.payments.chain_start_block, now)
     cursor.updated_at = now
     db.session.commit()
+    record_chain_scan(head, cursor.last_block)  # what the "chain watcher behind" alert reads
 
     to_check = db.session.scalars(select(ChainPayment.id).where(
         ChainPayment.state.in_(("processing", "vanished"))).order_by(ChainPayment.id)).all()

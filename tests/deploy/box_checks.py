@@ -7,14 +7,23 @@ ordinary suite: the file name does not match test_*.py). Phases, picked with -k:
   restart   SIGKILL Gunicorn's master, a Gunicorn worker, an RQ worker (and the chain
             watcher where it runs): systemd brings them back
   backup    back up, drop a table, restore.yml, compare row counts and the hires checksum
+  offsite   (three) back up: copies go, encrypted, to the backup target; SFTP only there
+  drill     (three) after the db host was replaced by a fresh one and restored from off the
+            host: the same rows, hires checksum and uploads as before
+  alerts    (the three-host scenario) a live release that fails on one route: the 5xx alert
+            fires, the receiver rolls it back and tells the admin by email, the alert resolves;
+            a second time without a person in between, it only tells
 The driver exports where the hosts are (ACME_* variables below).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import shlex
+import threading
 import socket
 import subprocess
 import time
@@ -34,6 +43,10 @@ WORKER_IP = os.environ.get("ACME_WORKER_IP", WEB_IP)
 EXPECT_CHAIN_WATCH = os.environ.get("ACME_EXPECT_CHAIN_WATCH", "") == "1"
 EXPECT_RELEASE = os.environ.get("ACME_EXPECT_RELEASE", "")
 EXPECT_MARKER = os.environ.get("ACME_EXPECT_MARKER", "")
+# The throw-away certificate of the two-host scenario lives 2 days: its expiry alert must fire.
+SHORT_LIVED_CERT = bool(os.environ.get("ACME_GIVEN_CA", ""))
+# The alert scenario: the release that fails on the home page, and the one before it.
+BROKEN_HOME_RELEASE = os.environ.get("ACME_BROKEN_HOME_RELEASE", "")
 INVENTORY = os.environ.get("ACME_INVENTORY", "")
 ANSIBLE_DIR = os.environ.get("ACME_ANSIBLE_DIR", "")
 
@@ -281,6 +294,64 @@ def test_live_chain_watcher_runs_only_where_a_chain_is_configured():
     assert main_pid(WORKER_IP, "acme-chain-watch.service") == pid
 
 
+# --- live: monitoring (Prometheus, exporters, Alertmanager on the monitoring host = WEB_IP) -------
+def prometheus(query: str) -> list:
+    """The result of an instant query, asked on the monitoring host (Prometheus is on loopback)."""
+    out = ssh(WEB_IP, "curl -fsS --max-time 10 -G http://127.0.0.1:9090/api/v1/query "
+              f"--data-urlencode {shlex.quote('query=' + query)}").stdout
+    answer = json.loads(out)
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def firing(alertname: str) -> list:
+    return prometheus(f'ALERTS{{alertname="{alertname}", alertstate="firing"}}')
+
+
+def test_live_monitoring_rules_and_configs_pass_promtool_and_amtool():
+    out = ssh(WEB_IP, "promtool check rules /etc/prometheus/rules/acme.yml").stdout
+    assert "SUCCESS: 11 rules found" in out, out
+    ssh(WEB_IP, "promtool check config /etc/prometheus/prometheus.yml")
+    ssh(WEB_IP, "sudo amtool check-config /etc/prometheus/alertmanager.yml")
+    rules = json.loads(ssh(WEB_IP, "curl -fsS http://127.0.0.1:9090/api/v1/rules").stdout)
+    loaded = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
+    assert {"AcmeHigh5xxRatio", "AcmeHealthzFailing", "AcmeQueueBacklog", "AcmeFailedJobsRising",
+            "AcmePaymentPendingTooLong", "AcmeChainWatcherBehind", "AcmeDiskAlmostFull",
+            "AcmeBackupTooOld", "AcmeCertificateExpiring"} <= loaded, loaded
+
+
+def test_live_monitoring_scrapes_every_target():
+    """The app's /metrics, node, PostgreSQL, Redis and Nginx exporters, /healthz over HTTPS."""
+    def all_up():
+        targets = json.loads(ssh(WEB_IP, "curl -fsS http://127.0.0.1:9090/api/v1/targets").stdout)
+        health = {(t["labels"]["job"], t["labels"].get("host", "")): t["health"]
+                  for t in targets["data"]["activeTargets"]}
+        jobs = {job for job, _ in health}
+        assert {"acme-app", "node", "postgres", "redis", "nginx", "healthz"} <= jobs, health
+        return health if set(health.values()) == {"up"} else None
+    wait_until("every Prometheus target to be up", all_up, timeout=90, pause=2)
+    assert prometheus('probe_success{job="healthz"}')[0]["value"][1] == "1"
+    states = {r["metric"]["state"] for r in prometheus("acme_payments_oldest_age_seconds")}
+    assert states == {"pending", "processing"}
+    queues = {r["metric"]["queue"] for r in prometheus("acme_queue_jobs")}
+    assert queues == {"acme", "acme-reports"}
+    assert prometheus("pg_up")[0]["value"][1] == "1"
+    assert prometheus("redis_up")[0]["value"][1] == "1"
+    assert prometheus("nginx_up")[0]["value"][1] == "1"
+
+
+def test_live_monitoring_listens_on_nothing_reachable_from_outside():
+    for ip in {WEB_IP, DB_IP}:
+        for port in (9090, 9093, 9094, 9095, 9100, 9113, 9115, 9121, 9187, 8001, 8080):
+            assert not port_open(ip, port), f"{ip}:{port} is reachable from outside"
+
+
+if SHORT_LIVED_CERT:  # the two-host scenario's certificate expires in 2 days
+    def test_live_monitoring_a_certificate_about_to_expire_raises_its_alert():
+        wait_until("AcmeCertificateExpiring to fire", lambda: firing("AcmeCertificateExpiring"),
+                   timeout=90, pause=3)
+
+
 def test_live_scheduler_ticks_every_minute():
     """Last of the live checks: it may wait for the next minute's tick after a (re)boot."""
     timer = ssh(WORKER_IP, "systemctl show -p TimersCalendar --value acme-tick.timer").stdout
@@ -391,6 +462,11 @@ def test_backup_then_restore_after_a_table_is_dropped():
     ssh(DB_IP, "sudo systemctl start acme-backup-db.service")
     ssh(WEB_IP, "sudo systemctl start acme-backup-uploads.service")
     dump, archive = newest_backup(DB_IP, "db"), newest_backup(WEB_IP, "uploads")
+    # Each told the node exporter when it succeeded (the "backup older than 26 h" alert).
+    for ip, kind in ((DB_IP, "db"), (WEB_IP, "uploads")):
+        metrics = ssh(WEB_IP, f"curl -fsS http://{ip}:9100/metrics").stdout
+        stamp = re.search(rf'^acme_backup_last_success_timestamp_seconds{{kind="{kind}"}} (\S+)$', metrics, re.M)
+        assert stamp and time.time() - float(stamp.group(1)) < 300, (kind, stamp)  # 1.79e+09
     assert re.fullmatch(r"acme-\d{8}T\d{6}Z\.dump", dump)
     assert ssh(DB_IP, f"sudo stat -c %U:%a /var/backups/acme/db/{dump}").stdout.strip() == "acme_backup:640"
 
@@ -415,3 +491,153 @@ def test_backup_rotation_keeps_the_newest_and_drops_the_old():
     left = ssh(DB_IP, "sudo ls -1 /var/backups/acme/db/").stdout.split()
     assert not set(old) & set(left), left
     assert len(left) >= 2  # this run's dumps stay
+
+
+# --- alerts: the alert that acts (the three-host scenario) ------------------------------------------
+SMTP_SINK = "acme-test-smtp"
+
+
+def start_smtp_sink() -> None:
+    """A throw-away SMTP server on the monitoring host (the test inventory's smarthost):
+    every message it receives goes to its journal."""
+    ssh(WEB_IP, f"sudo systemctl stop {SMTP_SINK} 2>/dev/null; sudo systemd-run --unit {SMTP_SINK} "
+        "--collect -p Environment=PYTHONWARNINGS=ignore "
+        "python3 -u -m smtpd -n -c DebuggingServer 127.0.0.1:2525")
+    wait_until("the SMTP sink to listen", lambda: ssh(
+        WEB_IP, "ss -Hltn 'sport = :2525'").stdout.strip(), timeout=20)
+
+
+def mails() -> str:
+    return ssh(WEB_IP, f"sudo journalctl -u {SMTP_SINK} -o cat").stdout
+
+
+def live_release() -> str:
+    return ssh(WEB_IP, "cat /srv/acme/current/REVISION").stdout.strip()
+
+
+def receiver_log() -> str:
+    return ssh(WEB_IP, "sudo journalctl -u acme-alert-actions -o cat").stdout
+
+
+class HomePageLoad:
+    """Users asking for the home page, several a second, until stopped; counts the answers."""
+
+    def __init__(self):
+        self.stop, self.codes = threading.Event(), []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        session = requests.Session()
+        while not self.stop.is_set():
+            try:
+                self.codes.append(session.get(URL + "/", verify=CA, timeout=HTTP_TIMEOUT_SECONDS).status_code)
+            except requests.RequestException:
+                self.codes.append(0)
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def test_alerts_a_release_failing_on_one_route_is_rolled_back_by_its_alert_once():
+    assert BROKEN_HOME_RELEASE and EXPECT_RELEASE, "run through tests/deploy/run.sh three"
+    start_smtp_sink()
+    assert live_release() == BROKEN_HOME_RELEASE  # deploy.yml took it: /healthz is fine
+    assert get("/").status_code == 500
+    t0 = time.monotonic()
+    with HomePageLoad() as load:
+        wait_until("AcmeHigh5xxRatio to fire", lambda: firing("AcmeHigh5xxRatio"), timeout=120, pause=2)
+        fired = time.monotonic() - t0
+        wait_until(f"the receiver to roll back to {EXPECT_RELEASE}",
+                   lambda: live_release() == EXPECT_RELEASE, timeout=120, pause=1)
+        rolled_back = time.monotonic() - t0
+        wait_until("the home page to answer 200 again", lambda: get("/").status_code == 200)
+    assert 500 in load.codes and load.codes[-1] == 200, load.codes[-20:]
+    # (It logs once the workers have restarted and /healthz answered: after the switch.)
+    wait_until("the receiver to log its rollback", lambda: f"rolled back from {BROKEN_HOME_RELEASE} "
+               f"to {EXPECT_RELEASE}" in receiver_log(), timeout=240, pause=2)
+    releases = ssh(WEB_IP, "sudo /usr/local/libexec/acme/acme-release list").stdout
+    assert f"{BROKEN_HOME_RELEASE}\tfailed" in releases, releases
+    assert ping_worker()["release"] == f"/srv/acme/releases/{EXPECT_RELEASE}"
+    # The admin is told: by the receiver (what it did) and by Alertmanager (the alert).
+    wait_until("the admin's emails", lambda: "AcmeHigh5xxRatio: rolled back from" in mails()
+               and "[FIRING:1] AcmeHigh5xxRatio" in mails(), timeout=90, pause=2)
+    wait_until("AcmeHigh5xxRatio to resolve", lambda: not firing("AcmeHigh5xxRatio"),
+               timeout=180, pause=3)
+    resolved = time.monotonic() - t0
+    print(f"\nalert fired after {fired:.0f} s, rolled back after {rolled_back:.0f} s, "
+          f"resolved after {resolved:.0f} s (from the first failing request)")
+    status = ssh(WEB_IP, "sudo acme-alert-actions status").stdout
+    assert "disarmed" in status, status
+
+    # The same release live again without a person deploying it: the receiver only tells.
+    ssh(WEB_IP, f"sudo /usr/local/libexec/acme/acme-release activate {BROKEN_HOME_RELEASE} && "
+        "sudo systemctl restart acme-web.service")
+    wait_until("the broken home page", lambda: get("/").status_code == 500)
+    with HomePageLoad():
+        wait_until("AcmeHigh5xxRatio to fire again", lambda: firing("AcmeHigh5xxRatio"),
+                   timeout=150, pause=2)
+        wait_until("the receiver to decline", lambda: "no automatic rollback: the last one"
+                   in receiver_log(), timeout=90, pause=2)
+    assert live_release() == BROKEN_HOME_RELEASE
+    wait_until("the admin to be told it did nothing", lambda: "no automatic rollback" in mails(),
+               timeout=90, pause=2)
+    # A person rolls back (rollback.yml): that arms it again.
+    playbook("rollback.yml", "-e", f"to={EXPECT_RELEASE}")
+    assert live_release() == EXPECT_RELEASE
+    assert ssh(WEB_IP, "sudo acme-alert-actions status").stdout.splitlines()[0] == "automatic rollback: armed"
+
+
+# --- offsite / drill: backups off the host, and a fresh db host restored from there -----------------
+TARGET_IP = os.environ.get("ACME_BACKUP_TARGET_IP", "")
+DRILL_FILE = os.environ.get("ACME_DRILL_SNAPSHOT", "")  # the data as it was, for the drill
+
+
+def restic(ip: str, args: str, *, password: str = "", check: bool = True) -> subprocess.CompletedProcess:
+    """restic as the backup user with the host's repository settings (roles/offsite)."""
+    override = f"RESTIC_PASSWORD={shlex.quote(password)} " if password else ""
+    script = (f'set -a; . /etc/acme/restic.env; set +a; {override}'
+              f'restic -o sftp.command="$RESTIC_SFTP_COMMAND" {args}')
+    return ssh(ip, "sudo -u acme_backup bash -c " + shlex.quote(script), check=check)
+
+
+def test_offsite_copies_go_encrypted_to_the_target():  # ("backup" would put it in -k backup)
+    assert TARGET_IP and DRILL_FILE, "run through tests/deploy/run.sh three"
+    ssh(WEB_IP, "sudo acme-flask acme demo")
+    sql(SEED_HIRES)
+    ssh(WEB_IP, f"sudo -u acme sh -c 'echo car-photo > /srv/acme/shared/uploads/{UPLOAD_NAME}'")
+    before = sql(SNAPSHOT)
+    assert "hires=40" in before.splitlines(), before
+    ssh(DB_IP, "sudo systemctl start acme-backup-db.service")
+    ssh(WEB_IP, "sudo systemctl start acme-backup-uploads.service")
+    journal = ssh(DB_IP, "sudo journalctl -u acme-backup-db.service -o cat | tail -20").stdout
+    assert "copied" in journal and "off the host" in journal, journal
+    snapshots = json.loads(restic(DB_IP, "snapshots --json").stdout)
+    assert {"db", "uploads"} <= {t for s in snapshots for t in s.get("tags", [])}, snapshots
+    hostnames = {s["hostname"] for s in snapshots}
+    assert len(hostnames) == 2 and WORKER_HOST in hostnames, snapshots  # the db and web hosts
+    # Encrypted: without the password the repository says nothing; its files are not readable.
+    assert restic(DB_IP, "snapshots", password="not-the-password", check=False).returncode != 0
+    config = ssh(TARGET_IP, "sudo cat /srv/restic/acme/config | base64 -w0").stdout
+    assert b"chunker_polynomial" not in base64.b64decode(config)
+    # The account on the target takes SFTP only (no shell for whoever holds a host's key).
+    shell = ssh(DB_IP, "sudo -u acme_backup ssh -i /var/backups/acme/.ssh/id_ed25519 -o BatchMode=yes "
+                f"-o UserKnownHostsFile=/var/backups/acme/.ssh/known_hosts acme-restic@{TARGET_IP} "
+                "echo a-shell </dev/null", check=False, timeout=60)
+    assert "a-shell" not in shell.stdout
+    Path(DRILL_FILE).write_text(before)
+    ssh(WEB_IP, f"sudo rm /srv/acme/shared/uploads/{UPLOAD_NAME}")  # the drill brings it back
+
+
+def test_drill_a_fresh_db_host_has_everything_back_from_off_the_host():
+    """After run.sh replaced the db host by a fresh one, site.yml and restore.yml -e backup=offsite."""
+    before = Path(DRILL_FILE).read_text()
+    assert sql(SNAPSHOT) == before
+    assert ssh(WEB_IP, f"sudo cat /srv/acme/shared/uploads/{UPLOAD_NAME}").stdout.strip() == "car-photo"
+    assert healthy()
+    assert ping_worker()["host"] == WORKER_HOST

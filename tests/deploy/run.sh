@@ -2,7 +2,7 @@
 # The deploy test: real throw-away Debian 12 hosts on this machine, provisioned and operated
 # with the playbooks in ansible/ exactly as an admin would (see README, "Deploying").
 #
-#   tests/deploy/run.sh [one|two|all]      (make test-deploy runs "all"; needs root)
+#   tests/deploy/run.sh [one|two|three|all]      (make test-deploy runs "all"; needs root)
 #
 #   one  one host in every group (web, worker, db):
 #        lint; site.yml; HTTPS/health/worker/redirect checks; site.yml again (changed=0);
@@ -11,7 +11,15 @@
 #        backup, drop a table, restore.yml, compare; power off and boot again; all checks again.
 #   two  web+worker on one host, db on another: the same, with a given TLS certificate and a
 #        chain configured (so the chain watcher service runs on the worker host).
-# "all" runs both scenarios at the same time (their hosts have their own names and addresses);
+#   three  web+worker (and monitoring) on one host, db on another, the backup target on a third:
+#        site.yml; every check; then
+#        the alert that acts: a release that fails on one route is deployed (its /healthz is
+#        fine), the 5xx-ratio alert fires, the receiver rolls it back and emails the admin, the
+#        alert resolves; the same release made live again without a person: only told.
+#        Backups copied off the host (restic over SFTP, encrypted); the restore drill: the db
+#        host replaced by a fresh one, site.yml, restore.yml -e backup=offsite, all compared,
+#        the recovery time printed.
+# "all" runs the three scenarios at the same time (their hosts have their own names and addresses);
 # DEPLOY_PARALLEL=0 runs them one after the other. The hosts use only the test network
 # (10.77.0.0/24 on a bridge of their own) and their own PostgreSQL and Redis: nothing listens
 # on this machine's loopback, so the app's test suite can run meanwhile.
@@ -22,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$(pwd)
 MODE="${1:-all}"
-case "$MODE" in one | two | all) ;; *) echo "usage: $0 [one|two|all]" >&2; exit 2 ;; esac
+case "$MODE" in one | two | three | all) ;; *) echo "usage: $0 [one|two|three|all]" >&2; exit 2 ;; esac
 if [ "$(id -u)" != 0 ]; then
   echo "the deploy test boots containers and changes the network: run it as root" >&2
   exit 2
@@ -32,7 +40,7 @@ source tests/deploy/lib.sh
 ANSIBLE_VENV="${ACME_ANSIBLE_VENV:-$ACME_CACHE/venv}"
 PYTHON="$REPO/.venv/bin/python"
 STARTED=$SECONDS
-ALL_BOXES=(box1 app1 db1)   # every box a scenario may boot (the teardown removes them all)
+ALL_BOXES=(box1 app1 db1 web3 db3 bak3)   # every box a scenario may boot (the teardown removes them all)
 SCENARIO_PIDS=() SCENARIO_LABELS=() SCENARIO_PGIDS=()
 
 mkdir -p "$ACME_CACHE"
@@ -80,7 +88,7 @@ teardown() {
   printf '%-48s %4d s\n' "whole deploy test" $((SECONDS - STARTED)) >>"$TIMES"
   echo >&2
   # Setup first, then each scenario's phases together (they ran side by side), then the whole.
-  { grep -v -e '^\[' -e '^whole' "$TIMES"; grep '^\[one\]' "$TIMES"; grep '^\[two\]' "$TIMES"
+  { grep -v -e '^\[' -e '^whole' "$TIMES"; grep '^\[one\]' "$TIMES"; grep '^\[two\]' "$TIMES"; grep '^\[three\]' "$TIMES"
     grep '^whole' "$TIMES"; } >&2
   if [ "$rc" = 0 ]; then
     echo "DEPLOY TEST PASSED" >&2
@@ -155,7 +163,7 @@ assert_nothing_changed() {  # every host's recap says changed=0 (and nothing fai
 # r1: the working tree; r2: the same plus a marker on every page; broken: the same but every
 # request fails (the app still boots, so only the health check can catch it).
 STAMP=$(date -u +%m%d%H%M%S)
-R1="t1-$STAMP" R2="t2-$STAMP" RB="t3-broken-$STAMP"
+R1="t1-$STAMP" R2="t2-$STAMP" RB="t3-broken-$STAMP" RH="t4-broken-home-$STAMP"
 make_artifacts() {
   local dir="$ACME_RUN/artifacts"
   mkdir -p "$dir"
@@ -176,6 +184,20 @@ def _broken(environ, start_response):  # the deploy test's deliberately broken r
 app.wsgi_app = _broken
 PY
   tar -C "$tmp" -czf "$dir/$RB.tar.gz" .
+  # The home page fails (a 500 the app counts), everything else works: deploy.yml's checks
+  # (/healthz, a worker) pass, only the 5xx-ratio alert can catch it.
+  tar -C "$tmp" -xzf "$dir/$R1.tar.gz" wsgi.py
+  cat >>"$tmp/wsgi.py" <<'PY'
+
+
+def _home_fails():  # the deploy test's release that fails on one route
+    raise RuntimeError("broken on purpose: the home page")
+
+
+_home_fails.allowed_audience = app.view_functions["main.home"].allowed_audience  # app/security.py
+app.view_functions["main.home"] = _home_fails
+PY
+  tar -C "$tmp" -czf "$dir/$RH.tar.gz" .
   # Test speed only: a wheelhouse of exactly these requirements, built here once and reused,
   # so that the boxes need not fetch every package from PyPI on each deploy.
   # Built with Debian's Python (the ansible venv's), as on the boxes: markers such as
@@ -192,10 +214,12 @@ PY
 WHEELHOUSE=(-e app_pip_find_links=/var/cache/acme/wheels -e app_pip_no_index=true)
 
 # --- the checks (pytest, from this machine) --------------------------------------------------------
-checks() {  # checks PHASE: run the box checks whose names contain PHASE
+checks() {  # checks PHASE [pytest args...]: run the box checks whose names contain PHASE
+  local phase="$1"
+  shift
   (
     unset TEST_DATABASE_URL TEST_REDIS_URL
-    "$PYTHON" -m pytest -q -p no:cacheprovider --noconftest -o addopts="" -k "$1" tests/deploy/box_checks.py
+    "$PYTHON" -m pytest -q -p no:cacheprovider --noconftest -o addopts="" -k "$phase" "$@" tests/deploy/box_checks.py
   )
 }
 
@@ -217,6 +241,55 @@ r = json.load(open(sys.argv[1]))
 print(f"requests during {sys.argv[1].split('hammer-')[1][:-5]}: {r['requests']}, failed: {r['failed']} {r['errors'][:5]}", file=sys.stderr)
 sys.exit(1 if r["failed"] or r["requests"] == 0 else 0)
 PY
+}
+
+# --- the alert scenario ------------------------------------------------------------------------------
+alert_scenario() {  # alert_scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX BACKUP_TARGET_BOX
+  local label="$1" inventory="$2" boxes="$3" web="$4" db="$5" target="$6" name ip
+  log "[$label] booting $boxes"
+  for spec in $boxes; do
+    name=${spec%%=*} ip=${spec#*=}
+    box_create "$name" "$ip"
+  done
+  pids=()
+  for spec in $boxes; do box_boot "${spec%%=*}" & pids+=($!); done
+  wait_all "booting" "${pids[@]}"
+
+  export ACME_INVENTORY="inventories/test/$inventory" ACME_ANSIBLE_DIR="$REPO/ansible"
+  export ACME_WEB_IP=$(cat "$ACME_RUN/$web.ip") ACME_DB_IP=$(cat "$ACME_RUN/$db.ip")
+  export ACME_BOX_URL="https://$ACME_WEB_IP" ACME_SSH_KEY ACME_WORKER_HOST="$web" ACME_WORKER_IP="$ACME_WEB_IP"
+  export ACME_GIVEN_CA="" ACME_EXPECT_CHAIN_WATCH=0
+
+  log "[$label] site.yml on fresh hosts"
+  timed "[$label] fresh converge (site.yml)" playbook "$label-site-1" -i "$ACME_INVENTORY" site.yml -e "version=$ACME_RUN/artifacts/$R1.tar.gz" "${WHEELHOUSE[@]}"
+  box_ssh "$ACME_WEB_IP" sudo cat /etc/nginx/tls/acme.crt >"$ACME_RUN/$label-ca.crt"
+  export ACME_BOX_CA="$ACME_RUN/$label-ca.crt" ACME_EXPECT_RELEASE="$R1" ACME_EXPECT_MARKER=""
+  timed "[$label] checks after converge (with monitoring)" checks live
+
+  log "[$label] deploy a release that fails on one route: deploy.yml's checks cannot see it"
+  timed "[$label] deploy (deploy.yml, home page fails)" playbook "$label-deploy-broken-home" -i "$ACME_INVENTORY" deploy.yml -e "version=$ACME_RUN/artifacts/$RH.tar.gz" "${WHEELHOUSE[@]}"
+  export ACME_BROKEN_HOME_RELEASE="$RH"
+  log "[$label] users get 500s: the alert fires, the receiver rolls back, the alert resolves"
+  timed "[$label] alert -> rollback -> resolved; once only" checks "alerts" -s
+
+  log "[$label] backups off the host (restic over SFTP to the backup target)"
+  export ACME_BACKUP_TARGET_IP=$(cat "$ACME_RUN/$target.ip") ACME_DRILL_SNAPSHOT="$ACME_RUN/$label-drill-before.txt"
+  timed "[$label] backups copied off the host" checks offsite
+
+  log "[$label] restore drill: the db host replaced by a fresh one, the data from off the host"
+  local db_ip
+  db_ip=$(cat "$ACME_RUN/$db.ip")
+  box_destroy "$db"
+  box_create "$db" "$db_ip"
+  t0=$SECONDS
+  box_boot "$db"
+  timed "[$label] drill: fresh db host converged (site.yml)" playbook "$label-drill-site" -i "$ACME_INVENTORY" site.yml "${WHEELHOUSE[@]}"
+  timed "[$label] drill: restore.yml from off the host" playbook "$label-drill-restore" -i "$ACME_INVENTORY" restore.yml -e backup=offsite -e uploads_backup=offsite -e restore_safety_backup=false
+  printf '%-48s %4d s\n' "[$label] drill: recovery time (boot to restored)" $((SECONDS - t0)) | tee -a "$TIMES" >&2
+  timed "[$label] drill: data compared with before" checks drill
+
+  log "[$label] done: tearing its hosts down"
+  for spec in $boxes; do box_destroy "${spec%%=*}"; done
 }
 
 # --- one scenario ------------------------------------------------------------------------------------
@@ -335,11 +408,14 @@ lint_result
 # so that the teardown can stop it with everything it started; its output goes to
 # $ACME_RUN/<label>.out and, prefixed with its label, here.
 run_scenario() {  # run_scenario LABEL scenario-args...: start it in the background
-  local label="$1"
-  shift
+  run_scenario_with scenario "$@"
+}
+run_scenario_with() {  # run_scenario_with FUNCTION LABEL args...
+  local fn="$1" label="$2"
+  shift 2
   # (A scenario that fails stops its hammer on the way out.)
   ( trap '[ -z "${HAMMER_PID:-}" ] || kill -TERM "$HAMMER_PID" 2>/dev/null' EXIT
-    scenario "$label" "$@" ) </dev/null > >(tee "$ACME_RUN/$label.out" | sed -u "s/^/$label| /" >&2) 2>&1 &
+    "$fn" "$label" "$@" ) </dev/null > >(tee "$ACME_RUN/$label.out" | sed -u "s/^/$label| /" >&2) 2>&1 &
   SCENARIO_PIDS+=($!)
   SCENARIO_PGIDS+=($!)   # set -m: a job's process group is its first process
   SCENARIO_LABELS+=("$label")
@@ -381,6 +457,9 @@ PY
   # The two-host inventory configures a chain: the chain watcher must run on its worker host.
   ACME_GIVEN_CA="$tls/ca.crt" ACME_EXPECT_CHAIN_WATCH=1 \
     run_scenario two two-hosts.yml "app1=$ACME_NET_PREFIX.3 db1=$ACME_NET_PREFIX.4" app1 db1 wheelhouse -e "@$tls/given.json"
+fi
+if [ "$MODE" = three ] || [ "$MODE" = all ]; then
+  run_scenario_with alert_scenario three three-hosts.yml "web3=$ACME_NET_PREFIX.5 db3=$ACME_NET_PREFIX.6 bak3=$ACME_NET_PREFIX.7" web3 db3 bak3
 fi
 wait_scenarios
 if [ "${#FAILED_SCENARIOS[@]}" -gt 0 ]; then
