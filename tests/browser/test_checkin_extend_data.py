@@ -27,7 +27,8 @@ from .conftest import PHONE, browser_sign_in
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
 
-def _hire(days_ahead_hours: float | None = None, start=None, days: int = 2):
+def _hire(days_ahead_hours: float | None = None, start=None, days: int = 2,
+          state=factories.HireState.CONFIRMED):
     branch = factories.make_branch("LHR")
     car_class = factories.make_car_class("compact", daily_rate_pence=3900)
     car = factories.make_car(car_class=car_class, branch=branch, make="Volkswagen", model="Golf")
@@ -35,7 +36,7 @@ def _hire(days_ahead_hours: float | None = None, start=None, days: int = 2):
     db.session.commit()
     customer = factories.make_user("customer", full_name="Bea Browser")
     start = start or utcnow() + timedelta(hours=days_ahead_hours)
-    return factories.make_hire(car=car, customer=customer, start=start, days=days)
+    return factories.make_hire(car=car, customer=customer, start=start, days=days, state=state)
 
 
 def _home_then_my_bookings(page, base_url: str) -> None:
@@ -130,3 +131,31 @@ def test_download_my_data_then_delete_my_account(live_server, new_page):
     assert page.console_errors == []
     with live_server.app.app_context():
         assert db.session.get(User, user_id).erased_at is not None
+
+
+def test_extending_a_car_already_out_says_until_when_and_extends_that_far(live_server, new_page,
+                                                                           tmp_path):
+    """Picked up yesterday; someone else has the car from day 4: the customer asks for day 6,
+    is told until when they can keep it and what to do for longer, and takes that instead."""
+    with live_server.app.app_context():
+        hire = _hire(start=as_utc(local_day(-1)), days=3, state=factories.HireState.ACTIVE)
+        factories.make_hire(car=hire.car, start=as_utc(local_day(4)), days=2)
+        db.session.commit()
+        ref, email = hire.reference, hire.customer.email
+    page = new_page(*PHONE)
+    browser_sign_in(page, live_server.url, email)
+    _home_then_my_bookings(page, live_server.url)
+    page.locator(f"#booking-{ref}").get_by_role("link", name="Extend").click()
+    page.get_by_label("New return time").fill(local_day(6).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Check the price").click()
+    expect(page.get_by_text("It cannot be swapped from here, as it is already with you")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "phone-extend-car-out.png"), full_page=True)
+    page.get_by_role("link", name="Extend until").click()
+    price = page.locator("#extend-price")
+    expect(price).to_be_visible()
+    page.get_by_role("button", name=f"Extend for {price.inner_text()}").click()
+    page.wait_for_url(f"**/pay/{ref}")
+    with live_server.app.app_context():
+        until = as_utc(local_day(4)) - timedelta(minutes=60)  # less the cleaning buffer
+        assert db.session.scalar(select(Hire.end_at).where(Hire.reference == ref)) == until
+    assert page.console_errors == []
