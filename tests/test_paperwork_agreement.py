@@ -132,17 +132,23 @@ def test_only_the_customer_and_staff_can_fetch_the_agreement(staff_client, app):
     assert anonymous.status_code == 302 and "/account/sign-in" in anonymous.headers["Location"]
 
 
-def test_the_agreement_is_shown_as_being_prepared_until_its_job_has_run(staff_client, app):
-    customer = _customer()
-    hire = _hand_over(staff_client, customer)
+def pending_agreement(hire) -> RentalAgreement:
+    """The hire's agreement put back as it is before its job has run: recorded, no PDF yet."""
     made = agreement_for(hire)
-    # As it is between the hand-over and the job: the row recorded, no PDF yet.
     pending = RentalAgreement(hire_id=hire.id, sequence=1, kind="agreement", state="pending",
                               terms_version="v1", snapshot=dict(made.snapshot))
     db.session.delete(made)
     db.session.commit()
     db.session.add(pending)
     db.session.commit()
+    return pending
+
+
+def test_the_agreement_is_shown_as_being_prepared_until_its_job_has_run(staff_client, app):
+    customer = _customer()
+    hire = _hand_over(staff_client, customer)
+    # As it is between the hand-over and the job: the row recorded, no PDF yet.
+    pending = pending_agreement(hire)
 
     own = app.test_client()
     AuthActions(own).sign_in(customer.email)
@@ -189,13 +195,7 @@ def test_a_failed_agreement_alerts_staff_who_retry_it_from_the_counter(staff_cli
     app.config["STAFF_ALERT_EMAIL"] = "counter-alerts@acme-rentals.example"
     customer = _customer()
     hire = _hand_over(staff_client, customer)
-    made = agreement_for(hire)
-    pending = RentalAgreement(hire_id=hire.id, sequence=1, kind="agreement", state="pending",
-                              terms_version="v1", snapshot=dict(made.snapshot))
-    db.session.delete(made)
-    db.session.commit()
-    db.session.add(pending)
-    db.session.commit()
+    pending = pending_agreement(hire)
     # The worker was deployed without the terms text: every attempt of the job fails.
     terms_dir = Path(app.config["TERMS_DIR"])
     app.config["TERMS_DIR"] = str(tmp_path)

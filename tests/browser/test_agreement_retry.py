@@ -18,14 +18,13 @@ from playwright.sync_api import expect
 from pypdf import PdfReader
 
 from app.extensions import db
-from app.models import RentalAgreement
 from app.paperwork import agreement_for
 from app.paperwork.agreements import GENERATE_TASK, JOB_ID
 from app.queueing import enqueue
 from tests import factories
 from tests.browser.test_counter_walk import staff_at_the_board
 from tests.test_counter import _now, staff_client  # noqa: F401 (fixture)
-from tests.test_paperwork_agreement import _customer, _hand_over
+from tests.test_paperwork_agreement import _customer, _hand_over, pending_agreement
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
@@ -33,13 +32,7 @@ TABLET = (820, 1180)
 
 
 def _failed_agreement(app, hire, tmp_path) -> None:
-    made = agreement_for(hire)
-    pending = RentalAgreement(hire_id=hire.id, sequence=1, kind="agreement", state="pending",
-                              terms_version="v1", snapshot=dict(made.snapshot))
-    db.session.delete(made)
-    db.session.commit()
-    db.session.add(pending)
-    db.session.commit()
+    pending = pending_agreement(hire)
     terms_dir = app.config["TERMS_DIR"]
     app.config["TERMS_DIR"] = str(tmp_path)  # no terms text: each attempt fails
     enqueue(GENERATE_TASK, pending.id, job_id=JOB_ID.format(pending.id))
