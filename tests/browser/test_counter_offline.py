@@ -107,7 +107,7 @@ def offline_pickup(page: Page, day: dict, tmp_path) -> None:
     try:
         expect(page.get_by_role("heading", name=f"{day['pickup']} · Pickup")).to_be_visible()
     except AssertionError as exc:  # say what the tablet showed instead
-        raise AssertionError(f"{exc}\nat {page.url}: {page.locator('#main').inner_text()[:1500]}\n"
+        raise AssertionError(f"{exc}\nat {page.url}: {page.content()[:1500]}\n"
                              f"{page.console_errors}") from None
     page.get_by_label("Photo ID seen and matches the booking").check()
     page.get_by_role("button", name="Save ID check").click()
