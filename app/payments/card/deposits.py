@@ -20,9 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from flask import current_app
-
-
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ... import audit
@@ -105,6 +103,10 @@ def _settlement_rows(hold: Payment) -> list[Payment]:
     return [p for p in payments_of(hold.hire) if p.parent_id == hold.id and p.kind in ("capture", "release")]
 
 
+def _ended_reason(hold: Payment) -> str:
+    return f"booking {hold.hire.state.replace('_', ' ')}: deposit hold released"
+
+
 def _add_release(hold: Payment, by: Optional[User], *, now: datetime, reason: str) -> Payment:
     """The row that lets the whole hold go (the settle job cancels the intent at Stripe),
     recorded in the ledger and the audit trail; the caller commits and enqueues."""
@@ -179,21 +181,19 @@ def release_stranded_holds(now: datetime, *, batch: int = 200) -> list[int]:
     lost with a dead process), and ones still being placed since JOB_RECOVERY_AFTER_SECONDS
     ago (Stripe did not answer: the placing job is run again, and releases what it finds).
     Returns the ids of the holds released (or asked about again)."""
-    held = db.session.scalars(select(Payment).join(Hire, Hire.id == Payment.hire_id).where(
-        Payment.method == CARD, Payment.kind == "deposit_hold", Payment.state == "authorised",
-        Hire.state.in_([s.value for s in ENDED_BEFORE_PICKUP])).order_by(Payment.id).limit(batch)).all()
     # Holds still being placed on such hires, Stripe unanswering since: ask again (same key).
     before = now - timedelta(seconds=current_app.config["JOB_RECOVERY_AFTER_SECONDS"])
-    placing = db.session.scalars(select(Payment).join(Hire, Hire.id == Payment.hire_id).where(
+    stranded = db.session.scalars(select(Payment).join(Hire, Hire.id == Payment.hire_id).where(
         Payment.method == CARD, Payment.kind == "deposit_hold",
-        Payment.state.in_(("pending", "processing")), Payment.created_at <= before,
-        Hire.state.in_([s.value for s in ENDED_BEFORE_PICKUP])).order_by(Payment.id).limit(batch)).all()
+        Hire.state.in_([s.value for s in ENDED_BEFORE_PICKUP]),
+        or_(Payment.state == "authorised",
+            and_(Payment.state.in_(("pending", "processing")), Payment.created_at <= before)))
+        .order_by(Payment.id).limit(batch)).all()
     released = []
-    for hold in [*held, *placing]:
+    for hold in stranded:
         if _settlement_rows(hold):
             continue
-        hire_state = hold.hire.state.replace("_", " ")
-        if release_hold(hold.id, None, now=now, reason=f"booking {hire_state}: deposit hold released") is not None:
+        if release_hold(hold.id, None, now=now, reason=_ended_reason(hold)) is not None:
             released.append(hold.id)
     if released:
         log().warning("stranded deposit holds released", count=len(released))
@@ -229,8 +229,7 @@ def record_hold_authorised(hold_id: int, intent: dict, *, now: datetime, event_i
     hold.move_to("authorised", why="deposit hold placed on the card", now=now, event_id=event_id)
     release = None
     if hold_unwanted(hold) and not _settlement_rows(hold):
-        reason = ((hold.details or {}).get("release")
-                  or f"booking {hold.hire.state.replace('_', ' ')}: deposit hold released")
+        reason = (hold.details or {}).get("release") or _ended_reason(hold)
         release = _add_release(hold, None, now=now, reason=reason)
     db.session.commit()
     if release is not None:
