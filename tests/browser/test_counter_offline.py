@@ -347,10 +347,14 @@ def test_signing_out_warns_of_unsent_steps_then_clears_the_tablet(live_server, n
     assert "/counter/" in page.url  # still signed in, the step still queued
     assert page.evaluate(QUEUE_COUNT) == [1, True]
 
-    page.context.unroute("**/counter/offline/steps")
+    # Still unsent (the server still cannot be reached), so signing out asks again. The
+    # connection is lifted only once the dialog is up: the send the first "Stay" started may
+    # still be under way, and must not be what empties the queue before the second ask.
     page.get_by_role("button", name="Sign out").click()
-    page.get_by_role("dialog", name="1 step not sent yet").get_by_role(
-        "button", name="Stay signed in and send it").click()
+    dialog = page.get_by_role("dialog", name="1 step not sent yet")
+    expect(dialog).to_be_visible()
+    page.context.unroute("**/counter/offline/steps")
+    dialog.get_by_role("button", name="Stay signed in and send it").click()
     expect(page.get_by_text("Every step saved on this tablet has been sent.")).to_be_visible()
     with live_server.app.app_context():
         pickup = db.session.scalar(select(Hire).where(Hire.reference == day["pickup"]))
