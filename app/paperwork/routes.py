@@ -13,12 +13,13 @@ from flask_login import current_user
 
 from ..models import utcnow
 from ..security import allow
-from ..hire_access import hire_by_reference
+from ..hire_access import hire_by_reference, hire_visible_to
 from ..web import render, see_other, wants_fragment
 from . import bp, invoice_pdf, listing
 from .agreements import agreement_for, agreement_visible_to, retry_failed
 from .forms import DateRangeForm
 from .invoicing import invoice_visible_to
+from .summary import paperwork_of
 
 CUSTOMER_OR_STAFF = ("customer", "staff", "admin")
 
@@ -43,6 +44,17 @@ def agreement_status(reference: str):
                   agreement=agreement, hire=agreement.hire)
 
 
+@bp.get("/hires/<reference>/addenda")
+@allow(*CUSTOMER_OR_STAFF)
+def addenda_status(reference: str):
+    """The addenda to the hire's agreement: the list polls itself while one is being made."""
+    hire = hire_visible_to(reference, current_user)
+    papers = paperwork_of([hire.id])[hire.id] if hire is not None else None
+    if papers is None or not papers.addenda:
+        abort(404)
+    return render("paperwork/addenda.html", "paperwork/partials/_addenda.html", hire=hire, papers=papers)
+
+
 @bp.post("/hires/<reference>/agreement/retry")
 @allow("staff", "admin")
 def agreement_retry(reference: str):
@@ -55,22 +67,27 @@ def agreement_retry(reference: str):
     if wants_fragment():
         return render("paperwork/agreement.html", "paperwork/partials/_agreement_status.html",
                       agreement=agreement_for(hire), hire=hire)
-    flash("Making the rental agreement again." if retried else "Nothing to retry: the agreement is "
+    names = " and ".join("the rental agreement" if document.sequence == 1 else f"addendum {document.sequence - 1}"
+                         for document in retried)
+    flash(f"Making {names} again." if retried else "Nothing to retry: the agreement is "
           "not in a failed state.", "success" if retried else "info")
     return see_other(url_for("counter.hire", reference=hire.reference))
 
 
 @bp.get("/hires/<reference>/agreement.pdf")
+@bp.get("/hires/<reference>/agreement/addendum-<int:number>.pdf")
 @allow(*CUSTOMER_OR_STAFF)
-def agreement_pdf(reference: str):
-    """The signed rental agreement (PDF), once made."""
-    agreement = agreement_visible_to(reference, current_user)
+def agreement_pdf(reference: str, number: int = 0):
+    """The signed rental agreement (PDF), or its addendum `number` (1 for the first
+    change after hand-over), once made."""
+    agreement = agreement_visible_to(reference, current_user, sequence=number + 1) if number >= 0 else None
     if agreement is None:
         abort(404)
+    what = "agreement" if number == 0 else "addendum"
     if agreement.state == "erased":
-        abort(410, "This agreement was deleted with the customer's account.")
+        abort(410, f"This {what} was deleted with the customer's account.")
     if agreement.state != "ready":
-        abort(409, "The agreement is still being prepared; try again in a moment.")
+        abort(409, f"The {what} is still being prepared; try again in a moment.")
     return _pdf(agreement.pdf, agreement.filename)
 
 

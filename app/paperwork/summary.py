@@ -21,6 +21,11 @@ class HirePaperwork:
     def agreement(self) -> RentalAgreement | None:
         return self.agreements[0] if self.agreements else None
 
+    @property
+    def addenda(self) -> list[RentalAgreement]:
+        """The changes signed after hand-over (an extension of a car already out), in order."""
+        return self.agreements[1:]
+
 
 def paperwork_of(hire_ids: Iterable[int]) -> dict[int, HirePaperwork]:
     """hire id -> its paperwork (empty for a hire that has none)."""
