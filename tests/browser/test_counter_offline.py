@@ -37,7 +37,9 @@ PANELS = ("front", "rear", "left", "right", "roof", "windscreen", "wheels", "int
 # What Chromium logs by itself for the requests the page makes while it has no connection
 # (the board refreshing itself): the point of these tests, not a fault.
 OFFLINE_NOISE = re.compile(r"net::ERR_INTERNET_DISCONNECTED|Failed to fetch|ERR_FAILED")
-SYNCED = """() => new Promise(resolve => {
+# (Opening "acme-counter" before the page has would make it, empty, at version 1, and the
+# page's own open would then find no stores: so only once the page has made it.)
+SYNCED = """async () => (await indexedDB.databases()).some(d => d.name === "acme-counter") && new Promise(resolve => {
   const open = indexedDB.open("acme-counter");
   open.onsuccess = () => {
     const db = open.result;
@@ -47,8 +49,29 @@ SYNCED = """() => new Promise(resolve => {
   };
   open.onerror = () => resolve(false);
 })"""
+ACTIVATED = ("async () => { const r = await navigator.serviceWorker.getRegistration('/counter/');"
+             " return !!(r && r.active && r.active.state === 'activated'); }")
 READY = ("async () => !!navigator.serviceWorker.controller"
          " && !!(await caches.match('/counter/offline', {ignoreVary: true}))")
+
+
+def wait_until(page: Page, script: str, what: str, timeout_s: float = 10.0) -> None:
+    """Wait until the asynchronous `script` (IndexedDB, the caches) resolves to true.
+
+    Not `page.wait_for_function`: it does not await a promise, and a promise is truthy, so
+    it returned at once and the tests went offline before the tablet had kept anything (the
+    flaky failures of sessions 7 and 8: "nothing synced on this tablet yet")."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(script):
+        if time.monotonic() > deadline:
+            state = page.evaluate("""async () => ({controller: !!navigator.serviceWorker.controller,
+                registration: await navigator.serviceWorker.getRegistration('/counter/').then(r => r ? {
+                  installing: r.installing && r.installing.state, waiting: r.waiting && r.waiting.state,
+                  active: r.active && r.active.state, scope: r.scope} : null),
+                caches: await caches.keys(), shell: !!(await caches.match('/counter/offline', {ignoreVary: true})),
+                databases: (await indexedDB.databases()).map(d => d.name + ' v' + d.version)})""")
+            raise AssertionError(f"after {timeout_s:.0f} s, still not {what}: {state}")
+        page.wait_for_timeout(100)
 
 
 def _now() -> datetime:
@@ -89,9 +112,12 @@ def sign_in(page: Page, server, day: dict) -> None:
 def board_kept_on_the_tablet(page: Page, server, day: dict) -> None:
     """Staff open the board online; the worker and the synced hires are in place."""
     sign_in(page, server, day)
-    page.wait_for_function(SYNCED)
+    wait_until(page, SYNCED, "synced to the tablet")
+    # A page is controlled by the worker that is active when it starts loading (claiming
+    # takes only the pages already open): reloading before activation gives a page without one.
+    wait_until(page, ACTIVATED, "with the worker activated")
     page.reload()  # the worker controls the page from its next load
-    page.wait_for_function(READY)
+    wait_until(page, READY, "controlled by the worker with the offline page kept")
     expect(page.locator(".board-link", has_text=day["pickup"])).to_be_visible()
 
 
@@ -298,7 +324,8 @@ def test_a_new_release_replaces_the_worker_and_keeps_the_queued_step(make_live_s
     expect(page.get_by_text("1 step saved on this tablet, waiting for connection.")).to_be_visible()
     server.app.config["OFFLINE_RELEASE"] = "release-2"
     page.goto(f"{server.url}/counter/")
-    page.wait_for_function("async () => (await caches.keys()).join() === 'acme-counter-release-2'")
+    wait_until(page, "async () => (await caches.keys()).join() === 'acme-counter-release-2'",
+               "on the new release's cache alone")
     expect(page.get_by_text("1 step saved on this tablet, waiting for connection.")).to_be_visible()
     page.context.unroute("**/counter/offline/steps")
     page.reload()
@@ -309,7 +336,7 @@ def test_a_new_release_replaces_the_worker_and_keeps_the_queued_step(make_live_s
         assert db.session.scalar(select(func.count()).select_from(OfflineStep)) == 1
 
 
-QUEUE_COUNT = """() => new Promise(resolve => {
+QUEUE_COUNT = """async () => !(await indexedDB.databases()).some(d => d.name === "acme-counter") ? [0, false] : new Promise(resolve => {
   const open = indexedDB.open("acme-counter");
   open.onsuccess = () => {
     const db = open.result;
@@ -407,7 +434,7 @@ def test_the_next_person_on_the_tablet_neither_sees_nor_sends_the_last_ones_step
     expect(page.locator(".board-link", has_text=other["pickup"])).to_be_visible()
     expect(page.get_by_text(day["pickup"])).to_have_count(0)
     expect(page.get_by_text("waiting for connection")).to_have_count(0)
-    page.wait_for_function(SYNCED)
+    wait_until(page, SYNCED, "synced to the tablet")
     page.wait_for_timeout(1500)
     with live_server.app.app_context():
         assert db.session.scalar(select(func.count()).select_from(OfflineStep)) == 0  # not sent as them
