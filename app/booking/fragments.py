@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from flask import current_app, get_template_attribute, request
+from flask import get_template_attribute, request
 from markupsafe import Markup
 
 from ..web import fragment_cache, keep_fragment
