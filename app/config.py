@@ -34,6 +34,9 @@ DEFAULT_PORT = 5000  # where `./scripts/run` serves unless PORT says otherwise
 # Larger ids in an address are a 404, in a form field or query a message beside the field
 # (app/form_fields.py, app/web.py), on SQLite as on PostgreSQL.
 DB_INT_MAX = 2**31 - 1
+# HTML kept per worker and kind, rendered once from plain values (app/web.py: fragment_cache):
+# a few KB each at most; a full cache is emptied and fills again (issue 19).
+FRAGMENTS_PER_KIND = 4096
 # Dates a filter accepts (the audit log's From and To): beyond them nothing was recorded, and
 # Python's calendar ends at 9999-12-31 (a day later overflows).
 FILTER_DATE_MIN = date(2000, 1, 1)

@@ -8,9 +8,10 @@ from urllib.parse import quote, urlsplit
 
 from flask import (Response, current_app, g, has_request_context, redirect, render_template, request,
                    url_for)
+from markupsafe import Markup
 from werkzeug.routing import IntegerConverter
 
-from .config import DB_INT_MAX
+from .config import DB_INT_MAX, FRAGMENTS_PER_KIND
 from .extensions import htmx
 
 
@@ -108,6 +109,22 @@ def row_url(endpoint: str, name: str, value) -> str:
     if parts is None:
         return url_for(endpoint, **{name: value})
     return f"{parts[0]}/{quote(str(value), safe='')}{parts[1]}"
+
+
+def fragment_cache(kind: str) -> dict:
+    """This app's (a Gunicorn worker's) kept fragments of one kind: HTML rendered once from
+    plain values and reused, keyed by everything it shows (issue 19: booking/fragments.py,
+    counter/board_rows.py). Add to it with `keep_fragment`, which bounds it."""
+    return current_app.extensions.setdefault("acme_fragments", {}).setdefault(kind, {})
+
+
+def keep_fragment(cache: dict, key, html) -> Markup:
+    """Keep `html` under `key` in a `fragment_cache`; a full cache is emptied and fills again."""
+    html = Markup(html)
+    if len(cache) >= FRAGMENTS_PER_KIND:
+        cache.clear()
+    cache[key] = html
+    return html
 
 
 def fixed_url(endpoint: str, **values) -> str:

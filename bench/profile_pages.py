@@ -6,6 +6,7 @@ per page (SQLAlchemy's events) and, with --profile, where the time goes (pyinstr
     .venv/bin/python bench/profile_pages.py --database postgresql://postgres@127.0.0.1:5432/bench_x
     .venv/bin/python bench/profile_pages.py --profile search     # pyinstrument's tree for one page
     .venv/bin/python bench/profile_pages.py --calls              # + Python function calls per request
+    .venv/bin/python bench/profile_pages.py --board --only board --calls   # + the counter board
 
 The database is created and filled (demo data, plus cars so that the first branch lists a full
 page of SEARCH_RESULTS_LIMIT cars); a PostgreSQL database must be named bench_* or listed in BENCH_OWN_DATABASES (it is dropped
@@ -28,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import pages  # noqa: E402
 
+PAGES = ("search", "car", "board")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,9 +39,18 @@ def main() -> int:
     parser.add_argument("--calls", action="store_true",
                         help="also count Python function calls per request (cProfile, 50 requests):"
                              " a measure of the Python work that the machine's load does not move")
-    parser.add_argument("--profile", choices=("search", "car"), action="append", default=[],
+    parser.add_argument("--board", action="store_true",
+                        help="also the counter board of a branch with 300 pickups and returns today"
+                             " (booking_paths.counter_day's data), as its member of staff opens it")
+    parser.add_argument("--only", choices=PAGES, action="append", default=[],
+                        help="time only this page (repeatable)")
+    parser.add_argument("--profile", choices=PAGES, action="append", default=[],
                         help="print pyinstrument's profile of this page (repeatable)")
+    parser.add_argument("--cprofile", choices=PAGES, action="append", default=[],
+                        help="print cProfile's top functions (by own time) for this page")
     options = parser.parse_args()
+    if "board" in options.only + options.profile + options.cprofile:
+        options.board = True
 
     url = options.database or f"sqlite:///{tempfile.mkdtemp(prefix='acme-profile-')}/p.sqlite3"
     if url.startswith("postgresql"):
@@ -46,8 +58,19 @@ def main() -> int:
         common.recreate_database(url)
     app = pages.make_app(url)
     paths, cookie = pages.prepare(app)
-    client = app.test_client()
-    client.set_cookie(cookie[0], cookie[1], domain="localhost")
+    cookies = {name: cookie for name in paths}
+    if options.board:
+        from bench import booking_paths, common
+        branch_id, staff_id = booking_paths.counter_day(app, booking_paths.BOARD_HIRES)
+        staff = common.signed_in_sessions(app, [staff_id])[0]
+        paths["board"] = f"/counter/?branch={branch_id}"
+        cookies["board"] = tuple(staff.cookie.split("=", 1))
+    if options.only:
+        paths = {name: path for name, path in paths.items() if name in options.only}
+    clients = {}
+    for name, (key, value) in cookies.items():
+        clients[name] = app.test_client()
+        clients[name].set_cookie(key, value, domain="localhost")
     print(f"database: {app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]}; "
           f"{options.requests} requests per page, signed in")
     # CPU ms: this process's CPU time per request (Flask, the app, the driver's side of the
@@ -55,6 +78,7 @@ def main() -> int:
     print(f"{'page':<8} | {'SQL round trips':>15} | {'CPU ms':>7} | {'mean ms':>8} | {'p50 ms':>7} "
           f"| {'p95 ms':>7}")
     for name, path in paths.items():
+        client = clients[name]
         statements = pages.measure(app, client, path)
         times = []
         cpu0 = time.process_time()
@@ -78,12 +102,25 @@ def main() -> int:
                 client.get(path)
             counter.disable()
             print(f"           {pstats.Stats(counter).total_calls / 50:,.0f} Python function calls per request")
+    if options.board:
+        rows = clients["board"].get(paths["board"]).get_data(as_text=True).count('class="board-item')
+        print(f"board: {rows} rows")
+    for name in options.cprofile:
+        import cProfile
+        import pstats
+        counter = cProfile.Profile()
+        counter.enable()
+        for _ in range(50):
+            clients[name].get(paths[name])
+        counter.disable()
+        print(f"\n=== cProfile: 50 x {name} page, by own time ===")
+        pstats.Stats(counter, stream=sys.stdout).sort_stats("tottime").print_stats(25)
     for name in options.profile:
         from pyinstrument import Profiler
         profiler = Profiler(interval=0.0002)
         profiler.start()
         for _ in range(options.requests):
-            client.get(paths[name])
+            clients[name].get(paths[name])
         profiler.stop()
         print(f"\n=== pyinstrument: {options.requests} x {name} page ===")
         print(profiler.output_text(unicode=False, color=False, show_all=False))

@@ -22,29 +22,23 @@ from __future__ import annotations
 
 from typing import Callable
 
-from flask import current_app, get_template_attribute, request
+from flask import get_template_attribute, request
 from markupsafe import Markup
 
+from ..web import fragment_cache, keep_fragment
 from . import bp
 from .availability import CarView
 
 FIELDS_TEMPLATE = "booking/partials/_fields.html"
-MAX_ENTRIES = 4096  # per kind and worker; a few KB each at most
 SELECT_TYPES = frozenset({"SelectField", "IntSelectField"})
 
 
 def _remember(kind: str, key, render: Callable[[], Markup]) -> Markup:
-    caches = current_app.extensions.setdefault("acme_fragments", {})
-    cache = caches.setdefault(kind, {})
+    cache = fragment_cache(kind)
     try:
         return cache[key]
     except KeyError:
-        pass
-    html = Markup(render())
-    if len(cache) >= MAX_ENTRIES:
-        cache.clear()
-    cache[key] = html
-    return html
+        return keep_fragment(cache, key, render())
 
 
 def _macro(name: str):

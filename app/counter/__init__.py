@@ -8,7 +8,8 @@ lifecycle's interface (app/booking/lifecycle.py), the one part of booking the co
 
 - `errors.py`          CounterError, AlreadyProcessed (another tablet finished the step first)
 - `counter_board.py`   today's and tomorrow's pickups and returns at a branch (a hire by its reference
-                       and who may see it: app/hire_access.py)
+                       and who may see it: app/hire_access.py); `board_rows.py` its rows' HTML, kept
+                       per worker by the values they show
 - `inspections.py`     the record of a pickup or return, step by step: ID, condition, photos, signature
 - `pickup.py`          the steps of a pickup and a return, hand-over or refusal
 - `car_return.py`      taking a car back: charges, damage, waivers, settlement, receipt, closing
@@ -25,4 +26,4 @@ from ..security import guard_blueprint
 bp = Blueprint("counter", __name__)
 guard_blueprint(bp, "staff", "admin")
 
-from . import licence_routes, offline_routes, routes  # noqa: E402,F401
+from . import board_rows, licence_routes, offline_routes, routes  # noqa: E402,F401

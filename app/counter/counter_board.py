@@ -6,44 +6,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Optional
+from typing import NamedTuple, Optional
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from ..extensions import db
 from ..models import Car, Hire, HireCheckin, HireState, Inspection, RentalAgreement, User
 
 S = HireState
+WHEN_FORMAT = "%a %H:%M"  # a row's pickup or return time: the day and the time
 
 
-@dataclass(frozen=True)
-class Person:
-    full_name: str
-    is_erased: bool = False
-
-
-@dataclass(frozen=True)
-class CarLabel:
-    make: str
-    model: str
-    plate: str
-
-
-@dataclass(frozen=True)
-class BoardHire:
-    """A hire as the board lists it: plain values read as columns (issue 19: a busy branch's
-    300 rows as ORM objects, with every column of the hire, car and customer, cost more than
-    the page's target)."""
+class BoardHire(NamedTuple):
+    """A hire as the board lists it: plain values read as columns, and what its row shows
+    worked out once here (issue 19: a busy branch's 300 rows as ORM objects cost more than the
+    page's target, then the template's work per row was most of the page). A tuple: built
+    without a frozen dataclass's per-field `__setattr__`, read by the template as attributes."""
 
     id: int
     reference: str
     state: str
     start_at: datetime
     end_at: datetime
-    customer: Person
-    car: CarLabel
+    customer_name: str
+    customer_erased: bool
+    car_label: str  # "make model · plate"
+    kind: str  # "pickup", "return" or "overdue": the list it is in
+    when_local: str  # its pickup time (pickups) or return time, in the branch's zone: "Mon 10:42"
+    late: Optional[int] = None  # a pickup: minutes late to collect (the time passed, still confirmed)
+    checked_in: bool = False  # a pickup checked in online (issue 18)
+    took: Optional[int] = None  # out on hire: seconds its hand-over took (issue 18)
+    agreement_failed: bool = False  # its rental agreement's job gave up: staff retry it
 
 
 @dataclass(frozen=True)
@@ -60,17 +55,23 @@ class Board:
     agreement_failed: frozenset[int] = frozenset()
 
 
-def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
-    """Today's and tomorrow's pickups and returns at a branch (all branches when None), plus
-    overdue hires; `query` filters by booking reference, customer name or plate. One query."""
-    zone = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
-    today = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    window_end = (today + timedelta(days=2)).astimezone(now.tzinfo)
+# The board's statement, built once per shape (a branch or all, a search or none) with the
+# window, the branch and the search as parameters: building it and its cache key anew for
+# every refresh cost more Python than running it (issue 19).
+_STATEMENTS: dict[tuple[bool, bool], object] = {}
+
+
+def _statement(by_branch: bool, searching: bool):
+    key = (by_branch, searching)
+    statement = _STATEMENTS.get(key)
+    if statement is not None:
+        return statement
+    window_end = bindparam("window_end")
     pickup = and_(Hire.state == S.CONFIRMED.value, Hire.start_at < window_end)
     out = and_(Hire.state == S.ACTIVE.value, Hire.end_at < window_end)  # returns and overdue
-    if branch_id is not None:
-        pickup = and_(pickup, Hire.pickup_branch_id == branch_id)
-        out = and_(out, Hire.return_branch_id == branch_id)
+    if by_branch:
+        pickup = and_(pickup, Hire.pickup_branch_id == bindparam("branch_id"))
+        out = and_(out, Hire.return_branch_id == bindparam("branch_id"))
     # A hire has at most one check-in and one pickup inspection (unique keys): outer joins
     # bring issue 18's "checked in online" and "picked up in" without more queries.
     q = (select(Hire.id, Hire.reference, Hire.state, Hire.start_at, Hire.end_at, User.full_name,
@@ -85,36 +86,53 @@ def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
          .outerjoin(HireCheckin, HireCheckin.hire_id == Hire.id)
          .outerjoin(Inspection, and_(Inspection.hire_id == Hire.id, Inspection.kind == "pickup"))
          .where(or_(pickup, out)))
+    if searching:
+        q = q.where(or_(Hire.reference.ilike(bindparam("like")), User.full_name.ilike(bindparam("like")),
+                        Car.plate.ilike(bindparam("plate_like"))))
+    _STATEMENTS[key] = q
+    return q
+
+
+def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
+    """Today's and tomorrow's pickups and returns at a branch (all branches when None), plus
+    overdue hires; `query` filters by booking reference, customer name or plate. One query."""
+    zone = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
+    today = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    params: dict = {"window_end": (today + timedelta(days=2)).astimezone(now.tzinfo)}
+    if branch_id is not None:
+        params["branch_id"] = branch_id
     if query.strip():
-        like = f"%{query.strip()}%"
-        q = q.where(or_(Hire.reference.ilike(like), User.full_name.ilike(like),
-                        Car.plate.ilike(like.replace(" ", ""))))
+        params["like"] = like = f"%{query.strip()}%"
+        params["plate_like"] = like.replace(" ", "")
+    rows = db.session.execute(_statement(branch_id is not None, bool(query.strip())), params)
+    confirmed = S.CONFIRMED.value
     pickups, returns, overdue = [], [], []
-    checked_in: set[int] = set()
-    pickup_seconds: dict[int, int] = {}
-    agreement_failed: set[int] = set()
-    for r in db.session.execute(q):
-        hire = BoardHire(r.id, r.reference, r.state, r.start_at, r.end_at,
-                         Person(r.full_name, r.erased_at is not None), CarLabel(r.make, r.model, r.plate))
-        if r.agreement_failed:
-            agreement_failed.add(hire.id)
-        if hire.state == S.CONFIRMED.value:
-            pickups.append(hire)
-            if r.checked_in_at is not None:
-                checked_in.add(hire.id)
+    for (id_, reference, state, start_at, end_at, name, erased_at, make, model, plate, checked_in_at,
+         pickup_started_at, pickup_done_at, agreement_failed) in rows:
+        car_label = f"{make} {model} · {plate}"
+        if state == confirmed:
+            # Until NO_SHOW_GRACE_MINUTES have passed (then the scheduler marks a no-show).
+            late = int((now - start_at).total_seconds() // 60) if start_at <= now else None
+            pickups.append(BoardHire(
+                id_, reference, state, start_at, end_at, name, erased_at is not None, car_label,
+                "pickup", start_at.astimezone(zone).strftime(WHEN_FORMAT), late,
+                checked_in_at is not None, None, bool(agreement_failed)))
         else:
-            (overdue if hire.end_at < now else returns).append(hire)
-            if r.pickup_done_at is not None:
-                pickup_seconds[hire.id] = max(int((r.pickup_done_at - r.pickup_started_at).total_seconds()), 0)
+            took = (max(int((pickup_done_at - pickup_started_at).total_seconds()), 0)
+                    if pickup_done_at is not None else None)
+            kind = "overdue" if end_at < now else "return"
+            (overdue if kind == "overdue" else returns).append(BoardHire(
+                id_, reference, state, start_at, end_at, name, erased_at is not None, car_label,
+                kind, end_at.astimezone(zone).strftime(WHEN_FORMAT), None, False, took,
+                bool(agreement_failed)))
     pickups.sort(key=lambda h: (h.start_at, h.id))
     returns.sort(key=lambda h: (h.end_at, h.id))
     overdue.sort(key=lambda h: (h.end_at, h.id))
+    out = (*overdue, *returns)
     return Board(
         pickups=pickups, returns=returns, overdue=overdue,
-        # Until NO_SHOW_GRACE_MINUTES have passed (then the scheduler marks a no-show).
-        late={h.id: int((now - h.start_at).total_seconds() // 60) for h in pickups if h.start_at <= now},
-        checked_in=frozenset(checked_in), pickup_seconds=pickup_seconds,
-        agreement_failed=frozenset(agreement_failed),
+        late={h.id: h.late for h in pickups if h.late is not None},
+        checked_in=frozenset(h.id for h in pickups if h.checked_in),
+        pickup_seconds={h.id: h.took for h in out if h.took is not None},
+        agreement_failed=frozenset(h.id for h in (*pickups, *out) if h.agreement_failed),
     )
-
-
