@@ -63,7 +63,7 @@ from .navigation import staff_navigation
 from .pagecache import init_page_cache
 from .production import is_production_like
 from .refdata import init_refdata
-from .security import enforce_access, refuse_nul_bytes
+from .security import answer_signed_out, enforce_access, refuse_nul_bytes
 
 CSP = {
     "default-src": "'self'",
@@ -94,6 +94,7 @@ def install(app: Flask) -> None:
     login_manager.login_view = "accounts.sign_in"
     login_manager.login_message = "Please sign in to continue."
     login_manager.login_message_category = "info"
+    login_manager.unauthorized_handler(answer_signed_out)  # pages: to sign in; background: 401
     login_manager.user_loader(load_session)         # before 7 (on the first current_user)
     init_refdata(app)                               # the view's reference data: per worker
     talisman.init_app(                              # before 5, after 4

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from flask import Blueprint, Flask, abort, current_app, request
-from flask_login import current_user
+from flask import Blueprint, Flask, Response, abort, current_app, flash, jsonify, redirect, request
+from flask_login import current_user, login_url
 
 PUBLIC = "public"
 ROLES = ("customer", "staff", "admin")
@@ -82,6 +82,32 @@ def enforce_access() -> None:
     if current_user.role not in audience:
         abort(403)
     return None
+
+
+SIGNED_OUT = "Your session has ended: please sign in again."
+
+
+def answer_signed_out() -> Response:
+    """Flask-Login's unauthorized handler: someone not signed in asked for a route that needs it.
+
+    A page the browser navigates to is sent to the sign-in page, with a message. A request made
+    in the background (htmx's refresh of a board, a script's fetch, the counter's service
+    worker) gets 401 and leaves the session alone: the cookie a redirect and its message would
+    set replaces the one of the sign-in page the person may have open meanwhile, whose form
+    would then fail its CSRF check. htmx is told to take the page to sign in (HX-Redirect);
+    `Sec-Fetch-Mode` tells a script's request from a navigation (a client that sends no such
+    header is treated as a navigation).
+    """
+    manager = current_app.login_manager  # type: ignore[attr-defined]
+    if request.headers.get("HX-Request") == "true":
+        response = Response(status=401)
+        response.headers["HX-Redirect"] = login_url(manager.login_view,
+                                                    next_url=request.headers.get("HX-Current-URL") or request.url)
+        return response
+    if request.headers.get("Sec-Fetch-Mode", "navigate") != "navigate":
+        return jsonify(error=SIGNED_OUT), 401  # type: ignore[return-value]
+    flash(manager.login_message, manager.login_message_category)
+    return redirect(login_url(manager.login_view, next_url=request.url))
 
 
 def undeclared_endpoints(app: Flask) -> Iterable[str]:

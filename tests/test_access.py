@@ -139,6 +139,7 @@ EXPECTED: dict[str, tuple[str, str, set[str]]] = {
     # is refused a real one); the list of invoices and its CSV for staff.
     "paperwork.agreement_status": ("GET", "/paperwork/hires/NOHIRE/agreement", SIGNED_IN),
     "paperwork.agreement_pdf": ("GET", "/paperwork/hires/NOHIRE/agreement.pdf", SIGNED_IN),
+    "paperwork.addenda_status": ("GET", "/paperwork/hires/NOHIRE/addenda", SIGNED_IN),
     "paperwork.agreement_retry": ("POST", "/paperwork/hires/NOHIRE/agreement/retry", STAFF_AREA),
     "paperwork.invoice_download": ("GET", "/paperwork/documents/999999.pdf", SIGNED_IN),
     "paperwork.invoices": ("GET", "/paperwork/invoices", STAFF_AREA),
@@ -257,3 +258,43 @@ def test_a_nul_in_the_counter_search_is_named_beside_the_box(app):
     response = client.get("/counter/?q=AB%00C", headers={"HX-Request": "true"})
     page = response.get_data(as_text=True)
     assert response.status_code == 422 and 'id="q-error"' in page and "control characters" in page
+
+
+def test_a_background_request_of_someone_signed_out_gets_401_and_leaves_their_session_alone(app):
+    """A board's refresh, a script's fetch or the counter's worker asking after the session has
+    ended must not set a session cookie of its own: it would replace the one of the sign-in page
+    open meanwhile, and the person's sign-in would fail its CSRF check (the offline counter's
+    flaky sign-in, session 8: the tablet's requests carried no cookie, their redirects set one)."""
+    background = ({"Sec-Fetch-Mode": "same-origin", "Accept": "application/json"},  # a script's fetch
+                  {"Sec-Fetch-Mode": "cors"})  # the service worker refreshing the offline page
+    for headers in background:
+        for url in ("/counter/offline/sync", "/counter/offline"):
+            answer = app.test_client().get(url, headers=headers)  # no cookie, as the tablet's
+            assert answer.status_code == 401, url
+            assert answer.json == {"error": "Your session has ended: please sign in again."}
+            assert not answer.headers.getlist("Set-Cookie"), url
+    board = app.test_client().get("/counter/", headers={
+        "HX-Request": "true", "Sec-Fetch-Mode": "cors", "HX-Current-URL": "http://localhost/counter/?branch=all"})
+    assert board.status_code == 401 and not board.headers.getlist("Set-Cookie")
+    # htmx takes the page (not the fragment) to sign in.
+    assert board.headers["HX-Redirect"] == "/account/sign-in?next=%2Fcounter%2F%3Fbranch%3Dall"
+
+    # With the sign-in page open, background requests in between leave its token valid.
+    client = app.test_client()
+    form = client.get("/account/sign-in")
+    for headers in background:
+        assert client.get("/counter/offline/sync", headers=headers).status_code == 401
+    staff = factories.make_user("staff")
+    signed_in = client.post("/account/sign-in", data={"email": staff.email, "password": factories.PASSWORD,
+                                                      "csrf_token": _token(form)})
+    assert signed_in.status_code == 303
+
+    # Navigating to a page that needs signing in still leads to the sign-in page, with why.
+    navigate = app.test_client().get("/counter/", headers={"Sec-Fetch-Mode": "navigate"})
+    assert navigate.status_code == 302 and navigate.headers["Location"] == "/account/sign-in?next=%2Fcounter%2F"
+
+
+def _token(response) -> str:
+    from tests.conftest import CSRF_RE
+    match = CSRF_RE.search(response.get_data(as_text=True))
+    return match.group(1) or match.group(2)

@@ -35,8 +35,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 # Chromium logs every fetch answered 4xx as a console error. 422 is the portal's designed
 # answer to an invalid form (re-rendered with its messages), and 409 to a request the calendar
 # refuses (the car is taken, or booked straight after: said on the page with what to do
-# instead), so those lines are not faults.
-EXPECTED_NETWORK_LOG = re.compile(r"^Failed to load resource: the server responded with a status of (409|422)\b")
+# instead), and 401 to a page's background request once its session has ended (the page is
+# then taken to sign in, app/security.py: answer_signed_out), so those lines are not faults.
+EXPECTED_NETWORK_LOG = re.compile(r"^Failed to load resource: the server responded with a status of (401|409|422)\b")
 # Chromium asks every site for /favicon.ico by itself: the local Stripe stand-in's Checkout page
 # has no icon, and its 404 is not something a page did wrong. (The portal's own icon is tested
 # in tests/test_storefront.py.)
