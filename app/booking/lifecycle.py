@@ -59,9 +59,15 @@ S = HireState
 
 
 def lock_hire(hire: Hire) -> Hire:
-    """Re-read the hire under a row lock (PostgreSQL), so two jobs cannot move it at once."""
+    """Re-read the hire under a row lock (PostgreSQL), so two jobs cannot move it at once.
+
+    FOR NO KEY UPDATE (the lock PostgreSQL's own UPDATE of a non-key column takes): writers of
+    the hire queue here, while rows that only refer to it (a payment's state change, an email,
+    an audit record) are written freely. FOR UPDATE also blocks their foreign-key checks, and a
+    job holding a payment's lock while recording such a row deadlocked against a no-show
+    holding the hire and asking for that payment (two scheduler runs at once)."""
     return db.session.scalars(
-        select(Hire).where(Hire.id == hire.id).with_for_update()
+        select(Hire).where(Hire.id == hire.id).with_for_update(key_share=True)
         .execution_options(populate_existing=True)).one()
 
 

@@ -56,9 +56,11 @@ def payments_of(hire: Hire) -> list[Payment]:
 def lock_payment(payment_id: int) -> Optional[Payment]:
     """Re-read a payment under a row lock (PostgreSQL), so two jobs cannot move it at once.
 
-    Public for the providers' jobs (app/jobs/payments.py) that finish a payment themselves."""
+    Public for the providers' jobs (app/jobs/payments.py) that finish a payment themselves.
+    FOR NO KEY UPDATE, as the hire's lock (booking/lifecycle.py: lock_hire): rows that only
+    refer to the payment (its state changes, a hold's release) are not held up by it."""
     return db.session.scalars(
-        select(Payment).where(Payment.id == payment_id).with_for_update()
+        select(Payment).where(Payment.id == payment_id).with_for_update(key_share=True)
         .execution_options(populate_existing=True)).one_or_none()
 
 

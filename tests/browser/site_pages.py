@@ -34,6 +34,7 @@ NOT_PAGES = {"static", "media.car_photo", "counter.inspection_photo", "admin.aud
              "payments.crypto_status",
              # Files and polled fragments (issue 18): PDFs, the CSV, the licence photo, the ZIP.
              "booking.licence_photo", "paperwork.agreement_pdf", "paperwork.agreement_status",
+             "paperwork.addenda_status",
              "paperwork.invoice_download", "paperwork.invoices_csv", "privacy.download_export",
              # Pictures (issue 17): the favicon and the narrower copies of car photos.
              "main.favicon", "media.car_photo_width",

@@ -95,7 +95,7 @@ def _lock_hire_of(hold_id: int) -> Optional[Hire]:
     hire_id = db.session.scalar(select(Payment.hire_id).where(Payment.id == hold_id))
     if hire_id is None:
         return None
-    return db.session.scalars(select(Hire).where(Hire.id == hire_id).with_for_update()
+    return db.session.scalars(select(Hire).where(Hire.id == hire_id).with_for_update(key_share=True)
                               .execution_options(populate_existing=True)).one_or_none()
 
 
