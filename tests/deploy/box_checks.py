@@ -753,6 +753,8 @@ def test_failover_under_a_stream_of_bookings_loses_no_confirmed_booking():
     ssh(WEB_IP, "sudo touch /tmp/acme-booking-stream.stop")
     stream.wait(timeout=60)
     reader.join(timeout=10)
+    stream.stdout.close()
+    stream.stderr.close()
     confirmed = {l.split()[1] for l in lines if l.startswith("ok ")}
     unknown = {l.split()[1] for l in lines if l.startswith("unknown ")}
     present = set(sql_on(STANDBY_IP, "SELECT reference FROM hires WHERE reference LIKE 'FO%'").split())
