@@ -74,9 +74,10 @@ def ssh(ip: str, command: str, *, input: str | None = None, check: bool = True,
     return result
 
 
-def sql(query: str) -> str:
+def sql(query: str, timeout: int = 300) -> str:
     """Run SQL in the app's database as the postgres superuser; return psql's unaligned output."""
-    return ssh(DB_IP, "sudo -u postgres psql -d acme -qAt -v ON_ERROR_STOP=1 -f -", input=query).stdout.strip()
+    return ssh(DB_IP, "sudo -u postgres psql -d acme -qAt -v ON_ERROR_STOP=1 -f -", input=query,
+               timeout=timeout).stdout.strip()
 
 
 def get(path: str, **kwargs) -> requests.Response:
@@ -417,26 +418,33 @@ if EXPECT_CHAIN_WATCH:  # defined only where the watcher runs (nothing is skippe
 
 
 # --- backup: the nightly backup restores what was there ---------------------------------------------
-SEED_HIRES = """
+# Hires written straight into the database (the demo data has none): 40 in every scenario, or
+# ACME_DRILL_HIRES for the restore drill at scale (run.sh drill: 2,000,000).
+SEED_HIRES_COUNT = int(os.environ.get("ACME_DRILL_HIRES") or 40)
+SEED_HIRES = f"""
 INSERT INTO hires (reference, customer_id, car_id, pickup_branch_id, return_branch_id, start_at,
                    end_at, state, price_lines, total_pence, deposit_pence, currency,
                    idempotency_key, created_at, updated_at, version)
-SELECT 'DT' || lpad(g::text, 6, '0'), u.id, c.id, c.home_branch_id, c.home_branch_id,
-       timestamptz '2026-03-01 09:00Z' + g * interval '1 day',
-       timestamptz '2026-03-04 09:00Z' + g * interval '1 day',
+SELECT 'DT' || lpad(g::text, 7, '0'), u.id, c.id, c.home_branch_id, c.home_branch_id,
+       timestamptz '2026-03-01 09:00Z' + (g % 200) * interval '1 day',
+       timestamptz '2026-03-04 09:00Z' + (g % 200) * interval '1 day',
        'closed', '[]', 10000 + g, 20000, 'GBP', 'deploy-test-' || g,
        timestamptz '2026-02-01 09:00Z', timestamptz '2026-02-01 09:00Z', 1
-FROM generate_series(1, 40) AS g
+FROM generate_series(1, {SEED_HIRES_COUNT}) AS g
 CROSS JOIN LATERAL (SELECT id FROM users WHERE email = 'customer@demo.acme') AS u
 CROSS JOIN LATERAL (SELECT id, home_branch_id FROM cars ORDER BY id OFFSET g % 20 LIMIT 1) AS c
 ON CONFLICT DO NOTHING;
 """
+# Long enough for SEED_HIRES_COUNT rows (seeding, dumping, uploading 2,000,000 hires takes minutes).
+SEED_TIMEOUT_SECONDS = 300 + SEED_HIRES_COUNT // 1000
+# Every table's row count and a checksum of the hires (an md5 of each row's md5: a string_agg of
+# the rows themselves would pass PostgreSQL's 1 GB limit at 2,000,000 hires).
 SNAPSHOT = """
 SELECT table_name || '=' || (xpath('/row/c/text()', query_to_xml(
          format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text
 FROM information_schema.tables
 WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name;
-SELECT 'hires_md5=' || md5(string_agg(h::text, '|' ORDER BY h.id)) FROM hires AS h;
+SELECT 'hires_md5=' || md5(string_agg(md5(h::text), '' ORDER BY h.id)) FROM hires AS h;
 """
 
 
@@ -609,11 +617,14 @@ def restic(ip: str, args: str, *, password: str = "", check: bool = True) -> sub
 def test_offsite_copies_go_encrypted_to_the_target():  # ("backup" would put it in -k backup)
     assert TARGET_IP and DRILL_FILE, "run through tests/deploy/run.sh three"
     ssh(WEB_IP, "sudo acme-flask acme demo")
-    sql(SEED_HIRES)
+    sql(SEED_HIRES, timeout=SEED_TIMEOUT_SECONDS)
     ssh(WEB_IP, f"sudo -u acme sh -c 'echo car-photo > /srv/acme/shared/uploads/{UPLOAD_NAME}'")
-    before = sql(SNAPSHOT)
-    assert "hires=40" in before.splitlines(), before
-    ssh(DB_IP, "sudo systemctl start acme-backup-db.service")
+    before = sql(SNAPSHOT, timeout=SEED_TIMEOUT_SECONDS)
+    assert f"hires={SEED_HIRES_COUNT}" in before.splitlines(), before
+    t0 = time.monotonic()
+    ssh(DB_IP, "sudo systemctl start acme-backup-db.service", timeout=SEED_TIMEOUT_SECONDS)
+    print(f"\nthe nightly backup of {SEED_HIRES_COUNT} hires (dump and upload off the host) "
+          f"took {time.monotonic() - t0:.0f} s")
     ssh(WEB_IP, "sudo systemctl start acme-backup-uploads.service")
     journal = ssh(DB_IP, "sudo journalctl -u acme-backup-db.service -o cat | tail -20").stdout
     assert "copied" in journal and "off the host" in journal, journal
@@ -637,7 +648,7 @@ def test_offsite_copies_go_encrypted_to_the_target():  # ("backup" would put it 
 def test_drill_a_fresh_db_host_has_everything_back_from_off_the_host():
     """After run.sh replaced the db host by a fresh one, site.yml and restore.yml -e backup=offsite."""
     before = Path(DRILL_FILE).read_text()
-    assert sql(SNAPSHOT) == before
+    assert sql(SNAPSHOT, timeout=SEED_TIMEOUT_SECONDS) == before
     assert ssh(WEB_IP, f"sudo cat /srv/acme/shared/uploads/{UPLOAD_NAME}").stdout.strip() == "car-photo"
     assert healthy()
     assert ping_worker()["host"] == WORKER_HOST
