@@ -13,6 +13,11 @@ ordinary suite: the file name does not match test_*.py). Phases, picked with -k:
   alerts    (the three-host scenario) a live release that fails on one route: the 5xx alert
             fires, the receiver rolls it back and tells the admin by email, the alert resolves;
             a second time without a person in between, it only tells
+  replica   (three) a row written on the primary is read on the hot standby within seconds
+  failover  (three) failover.yml under a stream of bookings: every confirmed one on the new primary
+  reversed  (three) after site.yml -e acme_db_primary=<the new primary>: the old primary streams
+            from it as its standby
+(The offsite and drill phases seed ACME_DRILL_HIRES hires, 40 unless set: run.sh drill, 2,000,000.)
 The driver exports where the hosts are (ACME_* variables below).
 """
 
