@@ -13,6 +13,11 @@ ordinary suite: the file name does not match test_*.py). Phases, picked with -k:
   alerts    (the three-host scenario) a live release that fails on one route: the 5xx alert
             fires, the receiver rolls it back and tells the admin by email, the alert resolves;
             a second time without a person in between, it only tells
+  replica   (three) a row written on the primary is read on the hot standby within seconds
+  failover  (three) failover.yml under a stream of bookings: every confirmed one on the new primary
+  reversed  (three) after site.yml -e acme_db_primary=<the new primary>: the old primary streams
+            from it as its standby
+(The offsite and drill phases seed ACME_DRILL_HIRES hires, 40 unless set: run.sh drill, 2,000,000.)
 The driver exports where the hosts are (ACME_* variables below).
 """
 
@@ -74,9 +79,10 @@ def ssh(ip: str, command: str, *, input: str | None = None, check: bool = True,
     return result
 
 
-def sql(query: str) -> str:
+def sql(query: str, timeout: int = 300) -> str:
     """Run SQL in the app's database as the postgres superuser; return psql's unaligned output."""
-    return ssh(DB_IP, "sudo -u postgres psql -d acme -qAt -v ON_ERROR_STOP=1 -f -", input=query).stdout.strip()
+    return ssh(DB_IP, "sudo -u postgres psql -d acme -qAt -v ON_ERROR_STOP=1 -f -", input=query,
+               timeout=timeout).stdout.strip()
 
 
 def get(path: str, **kwargs) -> requests.Response:
@@ -417,26 +423,33 @@ if EXPECT_CHAIN_WATCH:  # defined only where the watcher runs (nothing is skippe
 
 
 # --- backup: the nightly backup restores what was there ---------------------------------------------
-SEED_HIRES = """
+# Hires written straight into the database (the demo data has none): 40 in every scenario, or
+# ACME_DRILL_HIRES for the restore drill at scale (run.sh drill: 2,000,000).
+SEED_HIRES_COUNT = int(os.environ.get("ACME_DRILL_HIRES") or 40)
+SEED_HIRES = f"""
 INSERT INTO hires (reference, customer_id, car_id, pickup_branch_id, return_branch_id, start_at,
                    end_at, state, price_lines, total_pence, deposit_pence, currency,
                    idempotency_key, created_at, updated_at, version)
-SELECT 'DT' || lpad(g::text, 6, '0'), u.id, c.id, c.home_branch_id, c.home_branch_id,
-       timestamptz '2026-03-01 09:00Z' + g * interval '1 day',
-       timestamptz '2026-03-04 09:00Z' + g * interval '1 day',
+SELECT 'DT' || lpad(g::text, 7, '0'), u.id, c.id, c.home_branch_id, c.home_branch_id,
+       timestamptz '2026-03-01 09:00Z' + (g % 200) * interval '1 day',
+       timestamptz '2026-03-04 09:00Z' + (g % 200) * interval '1 day',
        'closed', '[]', 10000 + g, 20000, 'GBP', 'deploy-test-' || g,
        timestamptz '2026-02-01 09:00Z', timestamptz '2026-02-01 09:00Z', 1
-FROM generate_series(1, 40) AS g
+FROM generate_series(1, {SEED_HIRES_COUNT}) AS g
 CROSS JOIN LATERAL (SELECT id FROM users WHERE email = 'customer@demo.acme') AS u
 CROSS JOIN LATERAL (SELECT id, home_branch_id FROM cars ORDER BY id OFFSET g % 20 LIMIT 1) AS c
 ON CONFLICT DO NOTHING;
 """
+# Long enough for SEED_HIRES_COUNT rows (seeding, dumping, uploading 2,000,000 hires takes minutes).
+SEED_TIMEOUT_SECONDS = 300 + SEED_HIRES_COUNT // 1000
+# Every table's row count and a checksum of the hires (an md5 of each row's md5: a string_agg of
+# the rows themselves would pass PostgreSQL's 1 GB limit at 2,000,000 hires).
 SNAPSHOT = """
 SELECT table_name || '=' || (xpath('/row/c/text()', query_to_xml(
          format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text
 FROM information_schema.tables
 WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name;
-SELECT 'hires_md5=' || md5(string_agg(h::text, '|' ORDER BY h.id)) FROM hires AS h;
+SELECT 'hires_md5=' || md5(string_agg(md5(h::text), '' ORDER BY h.id)) FROM hires AS h;
 """
 
 
@@ -609,11 +622,14 @@ def restic(ip: str, args: str, *, password: str = "", check: bool = True) -> sub
 def test_offsite_copies_go_encrypted_to_the_target():  # ("backup" would put it in -k backup)
     assert TARGET_IP and DRILL_FILE, "run through tests/deploy/run.sh three"
     ssh(WEB_IP, "sudo acme-flask acme demo")
-    sql(SEED_HIRES)
+    sql(SEED_HIRES, timeout=SEED_TIMEOUT_SECONDS)
     ssh(WEB_IP, f"sudo -u acme sh -c 'echo car-photo > /srv/acme/shared/uploads/{UPLOAD_NAME}'")
-    before = sql(SNAPSHOT)
-    assert "hires=40" in before.splitlines(), before
-    ssh(DB_IP, "sudo systemctl start acme-backup-db.service")
+    before = sql(SNAPSHOT, timeout=SEED_TIMEOUT_SECONDS)
+    assert f"hires={SEED_HIRES_COUNT}" in before.splitlines(), before
+    t0 = time.monotonic()
+    ssh(DB_IP, "sudo systemctl start acme-backup-db.service", timeout=SEED_TIMEOUT_SECONDS)
+    print(f"\nthe nightly backup of {SEED_HIRES_COUNT} hires (dump and upload off the host) "
+          f"took {time.monotonic() - t0:.0f} s")
     ssh(WEB_IP, "sudo systemctl start acme-backup-uploads.service")
     journal = ssh(DB_IP, "sudo journalctl -u acme-backup-db.service -o cat | tail -20").stdout
     assert "copied" in journal and "off the host" in journal, journal
@@ -637,7 +653,149 @@ def test_offsite_copies_go_encrypted_to_the_target():  # ("backup" would put it 
 def test_drill_a_fresh_db_host_has_everything_back_from_off_the_host():
     """After run.sh replaced the db host by a fresh one, site.yml and restore.yml -e backup=offsite."""
     before = Path(DRILL_FILE).read_text()
-    assert sql(SNAPSHOT) == before
+    assert sql(SNAPSHOT, timeout=SEED_TIMEOUT_SECONDS) == before
     assert ssh(WEB_IP, f"sudo cat /srv/acme/shared/uploads/{UPLOAD_NAME}").stdout.strip() == "car-photo"
     assert healthy()
     assert ping_worker()["host"] == WORKER_HOST
+
+
+# --- replica / failover / reversed: the hot standby (the three-host scenario) -----------------------
+STANDBY_IP = os.environ.get("ACME_STANDBY_IP", "")
+STANDBY_HOST = os.environ.get("ACME_STANDBY_HOST", "")
+REPLICATION_TIMEOUT_SECONDS = 10  # "a row written on the primary is read on the standby within seconds"
+
+
+def sql_on(ip: str, query: str) -> str:
+    return ssh(ip, "sudo -u postgres psql -d acme -qAt -v ON_ERROR_STOP=1 -f -", input=query).stdout.strip()
+
+
+def read_on_standby_soon(ip: str, reference: str) -> float:
+    """Seconds until the hire `reference` can be read on the standby at `ip`."""
+    t0 = time.monotonic()
+    wait_until(f"hire {reference} on the standby {ip}", lambda: sql_on(
+        ip, f"SELECT count(*) FROM hires WHERE reference = '{reference}'") == "1",
+        timeout=REPLICATION_TIMEOUT_SECONDS, pause=0.2)
+    return time.monotonic() - t0
+
+
+def booking_sql(reference: str, n: int) -> str:
+    return f"""
+    INSERT INTO hires (reference, customer_id, car_id, pickup_branch_id, return_branch_id, start_at,
+                       end_at, state, price_lines, total_pence, deposit_pence, currency,
+                       idempotency_key, created_at, updated_at, version)
+    SELECT '{reference}', u.id, c.id, c.home_branch_id, c.home_branch_id,
+           timestamptz '2031-01-01 09:00Z' + {n} * interval '1 day',
+           timestamptz '2031-01-04 09:00Z' + {n} * interval '1 day',
+           'confirmed', '[]', 10000, 20000, 'GBP', 'deploy-test-{reference}', now(), now(), 1
+    FROM users AS u
+    CROSS JOIN LATERAL (SELECT id, home_branch_id FROM cars ORDER BY id OFFSET {n % 20} LIMIT 1) AS c
+    WHERE u.email = 'customer@demo.acme'
+    RETURNING reference"""
+
+
+def test_replica_a_row_written_on_the_primary_is_read_on_the_standby_within_seconds():
+    assert STANDBY_IP, "run through tests/deploy/run.sh three"
+    assert sql_on(STANDBY_IP, "SELECT pg_is_in_recovery()") == "t"
+    state = sql("SELECT application_name, state, sync_state FROM pg_stat_replication")
+    assert state.split("|")[1:] == ["streaming", "async"], state
+    reference = f"SB{int(time.time()) % 10**8:08d}"
+    assert sql(booking_sql(reference, 500)) == reference
+    took = read_on_standby_soon(STANDBY_IP, reference)
+    print(f"\na row written on the primary was read on the standby after {took:.2f} s")
+    # Read-only there: nothing can write to a standby.
+    denied = ssh(STANDBY_IP, "sudo -u postgres psql -d acme -c \"DELETE FROM hires WHERE reference = "
+                 f"'{reference}'\"", check=False)
+    assert denied.returncode != 0 and "read-only" in denied.stderr, denied
+
+
+# Bookings written by the app's database login from the web host, one after the other, each with a
+# fresh connection to whatever DATABASE_URL /etc/acme/acme.env names at that moment (failover.yml
+# rewrites it). "ok REF" is printed only after the commit returned: a confirmed booking.
+BOOKING_STREAM = r'''
+import os, sys, time, psycopg
+seconds, sql_template = float(sys.argv[1]), sys.stdin.read()
+STOP = "/tmp/acme-booking-stream.stop"   # the test creates it: finish the booking under way, exit
+def url():
+    for line in open("/etc/acme/acme.env"):
+        if line.startswith("DATABASE_URL="):
+            return line.split("=", 1)[1].strip().strip('"')
+deadline, n = time.monotonic() + seconds, 0
+while time.monotonic() < deadline and not os.path.exists(STOP):
+    n += 1
+    ref = f"FO{n:06d}"
+    try:
+        conn = psycopg.connect(url(), connect_timeout=3)
+    except Exception as exc:
+        print("refused", ref, type(exc).__name__, flush=True)
+        time.sleep(0.2)
+        continue
+    try:
+        with conn:
+            got = conn.execute(sql_template.replace("@REF@", ref).replace("@N@", str(1000 + n))).fetchone()[0]
+        print("ok", got, flush=True)
+    except Exception as exc:
+        print("unknown", ref, type(exc).__name__, str(exc).splitlines()[0][:80], flush=True)
+        time.sleep(0.2)
+    time.sleep(0.05)
+'''
+
+
+def test_failover_under_a_stream_of_bookings_loses_no_confirmed_booking():
+    assert STANDBY_IP and STANDBY_HOST, "run through tests/deploy/run.sh three"
+    template = booking_sql("@REF@", 0).replace("+ 0 * interval", "+ @N@ * interval").replace(
+        "OFFSET 0 LIMIT", "OFFSET @N@ % 20 LIMIT")
+    ssh(WEB_IP, "sudo rm -f /tmp/acme-booking-stream.stop && sudo tee /tmp/acme-booking-stream.py >/dev/null",
+        input=BOOKING_STREAM)
+    stream_seconds = 400
+    stream = subprocess.Popen(
+        ["ssh", "-i", SSH_KEY, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"debian@{WEB_IP}",
+         f"sudo /srv/acme/current/venv/bin/python /tmp/acme-booking-stream.py {stream_seconds}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stream.stdin.write(template)
+    stream.stdin.close()
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stream.stdout.readline, "")), daemon=True)
+    reader.start()
+    wait_until("bookings to flow", lambda: sum(l.startswith("ok ") for l in lines) >= 20, timeout=60)
+    t0 = time.monotonic()
+    result = playbook("failover.yml")
+    took = time.monotonic() - t0
+    confirmed_at_switch = sum(l.startswith("ok ") for l in lines)
+    # The app works on the new primary: more bookings are confirmed there.
+    wait_until("bookings confirmed on the new primary", lambda: sum(
+        l.startswith("ok ") for l in lines) >= confirmed_at_switch + 20, timeout=60)
+    # Stopped between two bookings, so that every answer it had is read here.
+    ssh(WEB_IP, "sudo touch /tmp/acme-booking-stream.stop")
+    stream.wait(timeout=60)
+    reader.join(timeout=10)
+    stream.stdout.close()
+    stream.stderr.close()
+    confirmed = {l.split()[1] for l in lines if l.startswith("ok ")}
+    unknown = {l.split()[1] for l in lines if l.startswith("unknown ")}
+    present = set(sql_on(STANDBY_IP, "SELECT reference FROM hires WHERE reference LIKE 'FO%'").split())
+    assert sql_on(STANDBY_IP, "SELECT pg_is_in_recovery()") == "f"  # promoted
+    assert confirmed <= present, f"confirmed bookings lost: {sorted(confirmed - present)[:10]}"
+    assert present - confirmed <= unknown  # only those whose commit's answer never came
+    print(f"\nfailover.yml took {took:.0f} s; {len(confirmed)} bookings confirmed "
+          f"({confirmed_at_switch} before it ended), {len(present)} in the new primary, "
+          f"{len(unknown)} with no answer, "
+          f"{sum(l.startswith('refused ') for l in lines)} connections refused meanwhile")
+    assert "is the primary now" in result.stdout
+    # The old primary is stopped and stays so across a reboot; the app and workers use the new one.
+    assert ssh(DB_IP, "systemctl is-active postgresql; systemctl is-enabled postgresql",
+               check=False).stdout.split() == ["inactive", "disabled"]
+    assert f"@{STANDBY_IP}:" in ssh(WEB_IP, "sudo grep ^DATABASE_URL= /etc/acme/acme.env").stdout
+    assert healthy()
+    assert ping_worker()["host"] == WORKER_HOST   # Redis (on the old primary's host) kept its jobs
+
+
+def test_reversed_the_old_primary_is_rebuilt_as_the_new_ones_standby():
+    """After site.yml -e acme_db_primary=<the promoted standby>."""
+    assert sql_on(DB_IP, "SELECT pg_is_in_recovery()") == "t"
+    assert ssh(DB_IP, "systemctl is-enabled postgresql").stdout.strip() == "enabled"
+    reference = f"RB{int(time.time()) % 10**8:08d}"
+    assert sql_on(STANDBY_IP, booking_sql(reference, 700)) == reference
+    took = read_on_standby_soon(DB_IP, reference)
+    print(f"\nthe rebuilt standby read a new row after {took:.2f} s")
+    assert healthy()
