@@ -271,17 +271,22 @@ offsite_and_drill() {  # offsite_and_drill LABEL DB_BOX BACKUP_TARGET_BOX (ACME_
   timed "[$label] drill: data compared with before" checks drill
 }
 
-# --- the restore drill at scale (drill: on its own) ---------------------------------------------------
-drill_scenario() {  # drill_scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX BACKUP_TARGET_BOX
-  local label="$1" inventory="$2" boxes="$3" web="$4" db="$5" target="$6" name ip
+boot_fresh_boxes() {  # boot_fresh_boxes LABEL "name=ip ...": make these throw-away hosts and boot them
+  local label="$1" boxes="$2" spec name ip
+  local pids=()
   log "[$label] booting $boxes"
   for spec in $boxes; do
     name=${spec%%=*} ip=${spec#*=}
     box_create "$name" "$ip"
   done
-  pids=()
   for spec in $boxes; do box_boot "${spec%%=*}" & pids+=($!); done
   wait_all "booting" "${pids[@]}"
+}
+
+# --- the restore drill at scale (drill: on its own) ---------------------------------------------------
+drill_scenario() {  # drill_scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX BACKUP_TARGET_BOX
+  local label="$1" inventory="$2" boxes="$3" web="$4" db="$5" target="$6" name ip
+  boot_fresh_boxes "$label" "$boxes"
 
   export ACME_INVENTORY="inventories/test/$inventory" ACME_ANSIBLE_DIR="$REPO/ansible"
   export ACME_WEB_IP=$(cat "$ACME_RUN/$web.ip") ACME_DB_IP=$(cat "$ACME_RUN/$db.ip")
@@ -302,14 +307,7 @@ drill_scenario() {  # drill_scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BO
 # --- the alert scenario ------------------------------------------------------------------------------
 alert_scenario() {  # alert_scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX BACKUP_TARGET_BOX STANDBY_BOX STANDBY_HOST
   local label="$1" inventory="$2" boxes="$3" web="$4" db="$5" target="$6" standby="$7" standby_host="$8" name ip
-  log "[$label] booting $boxes"
-  for spec in $boxes; do
-    name=${spec%%=*} ip=${spec#*=}
-    box_create "$name" "$ip"
-  done
-  pids=()
-  for spec in $boxes; do box_boot "${spec%%=*}" & pids+=($!); done
-  wait_all "booting" "${pids[@]}"
+  boot_fresh_boxes "$label" "$boxes"
 
   export ACME_INVENTORY="inventories/test/$inventory" ACME_ANSIBLE_DIR="$REPO/ansible"
   export ACME_WEB_IP=$(cat "$ACME_RUN/$web.ip") ACME_DB_IP=$(cat "$ACME_RUN/$db.ip")
@@ -351,14 +349,7 @@ scenario() {  # scenario LABEL INVENTORY "name=ip ..." WEB_BOX DB_BOX PYPI [extr
   local first_pip=("${WHEELHOUSE[@]}")
   [ "$pypi" = pypi ] && first_pip=()
   local extra=("$@") name ip
-  log "[$label] booting $boxes"
-  for spec in $boxes; do
-    name=${spec%%=*} ip=${spec#*=}
-    box_create "$name" "$ip"
-  done
-  pids=()
-  for spec in $boxes; do box_boot "${spec%%=*}" & pids+=($!); done
-  wait_all "booting" "${pids[@]}"
+  boot_fresh_boxes "$label" "$boxes"
 
   export ACME_INVENTORY="inventories/test/$inventory" ACME_ANSIBLE_DIR="$REPO/ansible"
   export ACME_WEB_IP=$(cat "$ACME_RUN/$web.ip") ACME_DB_IP=$(cat "$ACME_RUN/$db.ip")
