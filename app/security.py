@@ -13,6 +13,8 @@ from typing import Callable, Iterable
 from flask import Blueprint, Flask, Response, abort, current_app, flash, jsonify, redirect, request
 from flask_login import current_user, login_url
 
+from .extensions import htmx, login_manager
+
 PUBLIC = "public"
 ROLES = ("customer", "staff", "admin")
 AUDIENCES = (PUBLIC, *ROLES)
@@ -98,16 +100,15 @@ def answer_signed_out() -> Response:
     `Sec-Fetch-Mode` tells a script's request from a navigation (a client that sends no such
     header is treated as a navigation).
     """
-    manager = current_app.login_manager  # type: ignore[attr-defined]
-    if request.headers.get("HX-Request") == "true":
+    if htmx:
         response = Response(status=401)
-        response.headers["HX-Redirect"] = login_url(manager.login_view,
-                                                    next_url=request.headers.get("HX-Current-URL") or request.url)
+        response.headers["HX-Redirect"] = login_url(login_manager.login_view,
+                                                    next_url=htmx.current_url or request.url)
         return response
     if request.headers.get("Sec-Fetch-Mode", "navigate") != "navigate":
         return jsonify(error=SIGNED_OUT), 401  # type: ignore[return-value]
-    flash(manager.login_message, manager.login_message_category)
-    return redirect(login_url(manager.login_view, next_url=request.url))
+    flash(login_manager.login_message, login_manager.login_message_category)
+    return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 
 def undeclared_endpoints(app: Flask) -> Iterable[str]:

@@ -46,13 +46,28 @@ class Board:
     pickups: list[BoardHire]
     returns: list[BoardHire]
     overdue: list[BoardHire]
-    late: dict[int, int]  # hire id -> minutes late to collect (pickup time passed, still confirmed)
-    # Issue 18: pickups checked in online, and how long each hand-over took (seconds from
-    # opening the pickup to the keys), shown on the cars that went out.
-    checked_in: frozenset[int] = frozenset()
-    pickup_seconds: Optional[dict[int, int]] = None
-    # Hires whose rental agreement (or an addendum) the job gave up on: staff retry it.
-    agreement_failed: frozenset[int] = frozenset()
+
+    # By hire id, from the rows (each row carries its own for the page): worked out only when
+    # asked for, never on the board's refresh.
+    @property
+    def late(self) -> dict[int, int]:
+        """Minutes late to collect (pickup time passed, still confirmed)."""
+        return {h.id: h.late for h in self.pickups if h.late is not None}
+
+    @property
+    def checked_in(self) -> frozenset[int]:
+        """Pickups checked in online (issue 18)."""
+        return frozenset(h.id for h in self.pickups if h.checked_in)
+
+    @property
+    def pickup_seconds(self) -> dict[int, int]:
+        """How long each hand-over took (seconds from opening the pickup to the keys)."""
+        return {h.id: h.took for h in (*self.overdue, *self.returns) if h.took is not None}
+
+    @property
+    def agreement_failed(self) -> frozenset[int]:
+        """Hires whose rental agreement (or an addendum) the job gave up on: staff retry it."""
+        return frozenset(h.id for h in (*self.pickups, *self.overdue, *self.returns) if h.agreement_failed)
 
 
 # The board's statement, built once per shape (a branch or all, a search or none) with the
@@ -105,34 +120,20 @@ def board(*, branch_id: Optional[int], now: datetime, query: str = "") -> Board:
         params["like"] = like = f"%{query.strip()}%"
         params["plate_like"] = like.replace(" ", "")
     rows = db.session.execute(_statement(branch_id is not None, bool(query.strip())), params)
-    confirmed = S.CONFIRMED.value
-    pickups, returns, overdue = [], [], []
+    lists: dict[str, list[BoardHire]] = {"pickup": [], "return": [], "overdue": []}
     for (id_, reference, state, start_at, end_at, name, erased_at, make, model, plate, checked_in_at,
          pickup_started_at, pickup_done_at, agreement_failed) in rows:
-        car_label = f"{make} {model} · {plate}"
-        if state == confirmed:
-            # Until NO_SHOW_GRACE_MINUTES have passed (then the scheduler marks a no-show).
-            late = int((now - start_at).total_seconds() // 60) if start_at <= now else None
-            pickups.append(BoardHire(
-                id_, reference, state, start_at, end_at, name, erased_at is not None, car_label,
-                "pickup", start_at.astimezone(zone).strftime(WHEN_FORMAT), late,
-                checked_in_at is not None, None, bool(agreement_failed)))
-        else:
-            took = (max(int((pickup_done_at - pickup_started_at).total_seconds()), 0)
-                    if pickup_done_at is not None else None)
-            kind = "overdue" if end_at < now else "return"
-            (overdue if kind == "overdue" else returns).append(BoardHire(
-                id_, reference, state, start_at, end_at, name, erased_at is not None, car_label,
-                kind, end_at.astimezone(zone).strftime(WHEN_FORMAT), None, False, took,
-                bool(agreement_failed)))
-    pickups.sort(key=lambda h: (h.start_at, h.id))
-    returns.sort(key=lambda h: (h.end_at, h.id))
-    overdue.sort(key=lambda h: (h.end_at, h.id))
-    out = (*overdue, *returns)
-    return Board(
-        pickups=pickups, returns=returns, overdue=overdue,
-        late={h.id: h.late for h in pickups if h.late is not None},
-        checked_in=frozenset(h.id for h in pickups if h.checked_in),
-        pickup_seconds={h.id: h.took for h in out if h.took is not None},
-        agreement_failed=frozenset(h.id for h in (*pickups, *out) if h.agreement_failed),
-    )
+        pickup = state == S.CONFIRMED.value  # else out on hire: a return, or overdue
+        kind = "pickup" if pickup else "overdue" if end_at < now else "return"
+        # Until NO_SHOW_GRACE_MINUTES have passed (then the scheduler marks a no-show).
+        late = int((now - start_at).total_seconds() // 60) if pickup and start_at <= now else None
+        took = (max(int((pickup_done_at - pickup_started_at).total_seconds()), 0)
+                if not pickup and pickup_done_at is not None else None)
+        lists[kind].append(BoardHire(
+            id_, reference, state, start_at, end_at, name, erased_at is not None, f"{make} {model} · {plate}",
+            kind, (start_at if pickup else end_at).astimezone(zone).strftime(WHEN_FORMAT), late,
+            pickup and checked_in_at is not None, took, bool(agreement_failed)))
+    lists["pickup"].sort(key=lambda h: (h.start_at, h.id))
+    for kind in ("return", "overdue"):
+        lists[kind].sort(key=lambda h: (h.end_at, h.id))
+    return Board(pickups=lists["pickup"], returns=lists["return"], overdue=lists["overdue"])

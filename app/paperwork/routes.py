@@ -80,7 +80,7 @@ def agreement_retry(reference: str):
 def agreement_pdf(reference: str, number: int = 0):
     """The signed rental agreement (PDF), or its addendum `number` (1 for the first
     change after hand-over), once made."""
-    agreement = agreement_visible_to(reference, current_user, sequence=number + 1) if number >= 0 else None
+    agreement = agreement_visible_to(reference, current_user, sequence=number + 1)
     if agreement is None:
         abort(404)
     what = "agreement" if number == 0 else "addendum"
