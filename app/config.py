@@ -37,6 +37,9 @@ DB_INT_MAX = 2**31 - 1
 # HTML kept per worker and kind, rendered once from plain values (app/web.py: fragment_cache):
 # a few KB each at most; a full cache is emptied and fills again (issue 19).
 FRAGMENTS_PER_KIND = 4096
+# Search answers kept per worker (app/booking/availability.py), each a page of priced cars and
+# its rendered list (~25 KB): fewer than the small fragments above.
+SEARCH_ANSWERS_KEPT = 256
 # Dates a filter accepts (the audit log's From and To): beyond them nothing was recorded, and
 # Python's calendar ends at 9999-12-31 (a day later overflows).
 FILTER_DATE_MIN = date(2000, 1, 1)

@@ -118,13 +118,17 @@ def fragment_cache(kind: str) -> dict:
     return current_app.extensions.setdefault("acme_fragments", {}).setdefault(kind, {})
 
 
-def keep_fragment(cache: dict, key, html) -> Markup:
+def keep_fragment(cache: dict, key, html, *, limit: int = FRAGMENTS_PER_KIND) -> Markup:
     """Keep `html` under `key` in a `fragment_cache`; a full cache is emptied and fills again."""
-    html = Markup(html)
-    if len(cache) >= FRAGMENTS_PER_KIND:
+    return keep(cache, key, Markup(html), limit=limit)
+
+
+def keep(cache: dict, key, value, *, limit: int = FRAGMENTS_PER_KIND):
+    """Keep any value under `key` in a `fragment_cache` (bounded as `keep_fragment`)."""
+    if len(cache) >= limit:
         cache.clear()
-    cache[key] = html
-    return html
+    cache[key] = value
+    return value
 
 
 def fixed_url(endpoint: str, **values) -> str:

@@ -164,7 +164,13 @@ class BrowserSession:
 
 def signed_in_sessions(app, user_ids: list[int]) -> list[BrowserSession]:
     """Sessions exactly as sign-in would leave them, minted with the app's own secret so that
-    the benchmark measures booking, not password hashing or the sign-in rate limit."""
+    the benchmark measures booking, not password hashing or the sign-in rate limit.
+
+    Signed in as from 127.0.0.1 with no User-Agent, as wrk asks: Flask-Login's session
+    protection keeps a hash of the two in the session, and a client that does not match it
+    gets its session marked "not fresh", that is a new cookie on every answer. A browser
+    keeps that cookie and stops getting one; wrk sends the same cookie every time, so with a
+    mismatched hash every measured request paid for re-signing a session no browser would."""
     from flask import session
     from flask_wtf.csrf import generate_csrf
 
@@ -177,7 +183,8 @@ def signed_in_sessions(app, user_ids: list[int]) -> list[BrowserSession]:
         serializer = app.session_interface.get_signing_serializer(app)
         for uid in user_ids:
             # A fresh app context each: Flask-WTF caches the token in `g`.
-            with app.app_context(), app.test_request_context("/", base_url="https://127.0.0.1"):
+            with app.app_context(), app.test_request_context(
+                    "/", base_url="https://127.0.0.1", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
                 sessions.begin(db.session.get(User, uid))
                 token = generate_csrf()
                 cookie = serializer.dumps(dict(session))

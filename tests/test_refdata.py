@@ -13,20 +13,20 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from sqlalchemy import event, text
+from sqlalchemy import delete, event, text
 
 from app.booking import pricing, quotes, trips
 from app.booking.seed import seed_rate_tables
 from app.extensions import db
 from app.filters import money
-from app.models import REFERENCE_TABLES, Car, utcnow
+from app.models import REFERENCE_TABLES, Car, Occupancy, utcnow
 from tests import factories
 from tests.conftest import post_form
 
@@ -350,3 +350,70 @@ def test_kept_fragments_follow_the_car_and_the_chosen_filters(app, client, auth,
     assert "Ford Renamed</h2>" in html and "Ford M0</h2>" not in html
     html = client.get(search + "&seats=9").get_data(as_text=True)  # not a choice: an error
     assert 'aria-invalid="true"' in html and "seats-errors" in html
+
+
+def listed(html: str) -> dict[int, str]:
+    """The search page's cars and their totals, as shown: {car id: "£..."}."""
+    cards = re.findall(r'data-car-id="(\d+)">.*?<span class="total">([^<]+)</span>', html, re.S)
+    return {int(car_id): total for car_id, total in cards}
+
+
+def free_count(html: str) -> int:
+    return int(re.search(r'<p class="result-count"><strong>(\d+)</strong>', html).group(1))
+
+
+def test_a_kept_search_answer_is_only_reused_for_the_same_cars_prices_and_customer(
+        app, client, auth, shop, monkeypatch):
+    """One worker keeps a search's answer (availability.search, fragments.car_list): a repeat
+    is not priced again, and every change the answer depends on shows on the next request."""
+    from app.booking import availability
+
+    customer = auth.sign_in_as("customer")
+    search = search_url(shop)
+    before = client.get(search).get_data(as_text=True)
+    shown, free = listed(before), free_count(before)
+    assert len(shown) == 24 and free == 30
+    priced = []
+    real_price = availability.price
+    monkeypatch.setattr(availability, "price", lambda *a, **kw: priced.append(a) or real_price(*a, **kw))
+    again = client.get(search).get_data(as_text=True)
+    assert listed(again) == shown and not priced  # the kept answer, not priced again
+
+    # A car taken for the trip (here a service) is gone at once, and the count says so.
+    cheapest = next(iter(shown))
+    car = db.session.get(Car, cheapest)
+    start = datetime.strptime(shop.args["pickup_at"], FMT).replace(tzinfo=LONDON)
+    block = factories.make_block(car=car, start=start.astimezone(ZoneInfo("UTC")), days=1)
+    html = client.get(search).get_data(as_text=True)
+    assert cheapest not in listed(html) and free_count(html) == free - 1
+    # Free again: back, at its price.
+    db.session.execute(delete(Occupancy).where(Occupancy.maintenance_block_id == block.id))
+    db.session.delete(block)
+    db.session.commit()
+    html = client.get(search).get_data(as_text=True)
+    assert listed(html) == shown and free_count(html) == free
+
+    # A car repriced: its new price on the next request.
+    car.daily_rate_override_pence = 1000
+    db.session.commit()
+    repriced = listed(client.get(search).get_data(as_text=True))
+    assert pence(repriced[cheapest]) < pence(shown[cheapest])
+    assert {c: t for c, t in repriced.items() if c != cheapest} == \
+        {c: t for c, t in shown.items() if c != cheapest}
+
+    # The same customer, now in the young-driver band: every price has the surcharge; out of
+    # it again, the prices are as they were.
+    born = customer.profile.date_of_birth
+    customer.profile.date_of_birth = date(datetime.now(LONDON).year - 21, 1, 1)
+    db.session.commit()
+    young = listed(client.get(search).get_data(as_text=True))
+    assert young.keys() == repriced.keys()
+    assert all(pence(young[c]) > pence(repriced[c]) for c in young)
+    customer.profile.date_of_birth = born
+    db.session.commit()
+    assert listed(client.get(search).get_data(as_text=True)) == repriced
+
+
+def pence(shown: str) -> int:
+    """"£1,234.50" -> 123450."""
+    return round(float(shown.replace("£", "").replace(",", "")) * 100)

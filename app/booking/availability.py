@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Optional
+from typing import Hashable, Mapping, Optional
 
 from sqlalchemy import and_, bindparam, exists, func, literal, literal_column, or_, select
 from sqlalchemy.orm import joinedload
 
 from .. import refdata
+from ..config import SEARCH_ANSWERS_KEPT
 from ..extensions import db
 from ..models import Car, CarClass, CarPhoto, Occupancy, User
 from ..refdata import CarClassRef
 from ..settings import settings
+from ..web import fragment_cache, keep
 from .eligibility import is_young_driver
 from .errors import BookingError, CarTaken
 from .pricing import Quote, RateTables
@@ -27,6 +29,7 @@ from .quotes import load_rate_tables, price
 from .trips import Filters, Trip
 
 ALTERNATIVES_SHOWN = 3
+SEARCH_ANSWERS = "search_answers"  # the kind of `web.fragment_cache` that keeps them
 
 
 def _overlaps(start: datetime, until: datetime):
@@ -185,19 +188,39 @@ class Offer:
 
 @dataclass(frozen=True)
 class SearchResult:
-    offers: list[Offer]
+    offers: tuple[Offer, ...]  # a tuple: a kept answer is shared by the requests that reuse it
     matches: int
     young_driver: bool = False
     tables: RateTables | None = field(default=None, repr=False)
+    # Everything the answer was worked out from (see `search`); None when it cannot be kept.
+    key: Hashable | None = field(default=None, repr=False, compare=False)
 
 
 def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User] = None,
            limit: int | None = None) -> SearchResult:
-    """Free cars for the trip with their full price (no extras), in the filters' order."""
+    """Free cars for the trip with their full price (no extras), in the filters' order.
+
+    The query runs every time. The answer worked out from its rows (the cars' values, their
+    prices) is kept per worker under everything it depends on: the rows themselves (which
+    cars are free, each car's every column, the count of matches), the trip, the young-driver
+    rule's outcome and the reference data's version (rates, classes, branches). A booking, a
+    cancelled hold, a repriced or renamed car, a new rate: each changes the key, so a kept
+    answer is only ever reused for the very rows it was made from (issue 19)."""
     rows = _available_cars(trip, filters, limit or settings().booking.search_results_limit)
     reference = refdata.current()
-    tables = load_rate_tables()
     young = is_young_driver(customer, trip)
+    key = None if reference.version is None else (
+        tuple(rows), trip.pickup_branch.id, trip.return_branch.id, trip.start, trip.end, young,
+        reference.version)  # the branches' other values are the reference data's
+    kept = fragment_cache(SEARCH_ANSWERS)
+    if key is not None and key in kept:
+        return kept[key]
+    result = _priced(rows, trip, young, reference, key)
+    return result if key is None else keep(kept, key, result, limit=SEARCH_ANSWERS_KEPT)
+
+
+def _priced(rows, trip: Trip, young: bool, reference: refdata.Reference, answer_key) -> SearchResult:
+    tables = load_rate_tables()
     # Without extras, a car's price depends only on its daily rate and deposit: cars of one
     # class share one quote (frozen, so sharing is safe).
     quotes: dict[tuple[int, int], Quote] = {}
@@ -209,7 +232,8 @@ def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User]
         if key not in quotes:
             quotes[key] = price(car, trip, {}, young_driver=young, tables=tables)
         offers.append(Offer(car, quotes[key]))
-    return SearchResult(offers, rows[0].matches if rows else 0, young, tables)
+    return SearchResult(tuple(offers), rows[0].matches if rows else 0, young, tables,
+                        key=answer_key)
 
 
 def alternatives(trip: Trip, car: Car | CarView, *, customer: Optional[User] = None) -> list[Offer]:

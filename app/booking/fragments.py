@@ -12,10 +12,12 @@ by everything it shows:
   errors, flags and attributes (the search form's branches, class, seats, gearbox, fuel,
   sort: a small set of combinations);
 - the car page's extras: by the extras (reference data, frozen values) and each extra
-  field's value and errors.
+  field's value and errors;
+- the search's list of priced cars: by the answer it shows (`availability.search` keeps
+  answers by the rows they were worked out from) and the links' query string.
 
-Per app (a Gunicorn worker's), bounded: a full cache is emptied and fills again. Prices and
-availability are never kept here: they are read and computed on every request.
+Per app (a Gunicorn worker's), bounded: a full cache is emptied and fills again. Which cars
+are free is read on every request, and a kept list is only reused for the same rows.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Callable
 from flask import get_template_attribute, request
 from markupsafe import Markup
 
+from ..config import FRAGMENTS_PER_KIND, SEARCH_ANSWERS_KEPT
 from ..web import fragment_cache, keep_fragment
 from . import bp
 from .availability import CarView
@@ -33,12 +36,13 @@ FIELDS_TEMPLATE = "booking/partials/_fields.html"
 SELECT_TYPES = frozenset({"SelectField", "IntSelectField"})
 
 
-def _remember(kind: str, key, render: Callable[[], Markup]) -> Markup:
+def _remember(kind: str, key, render: Callable[[], Markup], *,
+              limit: int = FRAGMENTS_PER_KIND) -> Markup:
     cache = fragment_cache(kind)
     try:
         return cache[key]
     except KeyError:
-        return keep_fragment(cache, key, render())
+        return keep_fragment(cache, key, render(), limit=limit)
 
 
 def _macro(name: str):
@@ -54,6 +58,20 @@ def car_summary(car, sizes: str = "(min-width: 700px) 200px, calc(100vw - 4rem)"
     if not isinstance(car, CarView):
         return Markup(render())
     return _remember("car", (car, sizes, request.script_root), render)
+
+
+@bp.app_template_global()
+def car_list(result, args: dict) -> Markup:
+    """The search's list of priced cars (`car_list` in _fields.html), kept per answer: by the
+    answer's key (availability.search: the rows it was worked out from, the trip, the young
+    driver rule, the reference data's version) and the links' query string."""
+    def render() -> Markup:
+        return _macro("car_list")(result, args)
+
+    if result.key is None:
+        return Markup(render())
+    key = (result.key, tuple(sorted(args.items())), request.script_root)
+    return _remember("car_list", key, render, limit=SEARCH_ANSWERS_KEPT)
 
 
 def _field_key(f, hint):
