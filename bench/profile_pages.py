@@ -8,6 +8,9 @@ per page (SQLAlchemy's events) and, with --profile, where the time goes (pyinstr
     .venv/bin/python bench/profile_pages.py --calls              # + Python function calls per request
     .venv/bin/python bench/profile_pages.py --board --only board --calls   # + the counter board
 
+`search_new` is the search page as a trip no one asked for yet (another return time on every
+request): the cost of a search whose answer no worker has kept (app/booking/availability.py).
+
 The database is created and filled (demo data, plus cars so that the first branch lists a full
 page of SEARCH_RESULTS_LIMIT cars); a PostgreSQL database must be named bench_* or listed in BENCH_OWN_DATABASES (it is dropped
 and created again). Requests go through Flask's test client with a real signed-in customer's
@@ -23,13 +26,31 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import pages  # noqa: E402
 
-PAGES = ("search", "car", "board")
+PAGES = ("search", "search_new", "car", "board")
+
+
+def new_searches(search: str, count: int = 400) -> list[str]:
+    """`search` with `count` different return times (5 minutes apart, within opening hours,
+    3 days on and later): each a trip no worker has answered yet, so no kept answer is reused."""
+    path, _, query = search.partition("?")
+    args = dict(parse_qsl(query))
+    pickup = datetime.fromisoformat(args["pickup_at"])
+    out = []
+    for days in range(3, 14):
+        if (pickup + timedelta(days=days)).weekday() == 6:  # the demo branches close on Sundays
+            continue
+        for minutes in range(0, 6 * 60, 5):  # 10:00 to 15:55 (Saturdays close at 16:00)
+            back = pickup + timedelta(days=days, minutes=minutes)
+            out.append(f"{path}?{urlencode({**args, 'return_at': back.strftime('%Y-%m-%dT%H:%M')})}")
+    return out[:count]
 
 
 def main() -> int:
@@ -58,6 +79,8 @@ def main() -> int:
         common.recreate_database(url)
     app = pages.make_app(url)
     paths, cookie = pages.prepare(app)
+    paths["search_new"] = paths["search"]  # each request another trip: see new_searches
+    variants = {"search_new": new_searches(paths["search"])}
     cookies = {name: cookie for name in paths}
     if options.board:
         from bench import booking_paths, common
@@ -82,9 +105,10 @@ def main() -> int:
         statements = pages.measure(app, client, path)
         times = []
         cpu0 = time.process_time()
-        for _ in range(options.requests):
+        every = variants.get(name, [path])
+        for i in range(options.requests):
             t0 = time.perf_counter()
-            response = client.get(path)
+            response = client.get(every[i % len(every)])
             times.append((time.perf_counter() - t0) * 1000)
             assert response.status_code == 200, response.status_code
         cpu = (time.process_time() - cpu0) * 1000 / options.requests
@@ -98,8 +122,8 @@ def main() -> int:
             import pstats
             counter = cProfile.Profile()
             counter.enable()
-            for _ in range(50):
-                client.get(path)
+            for i in range(50):
+                client.get(every[(options.requests + i) % len(every)])
             counter.disable()
             print(f"           {pstats.Stats(counter).total_calls / 50:,.0f} Python function calls per request")
     if options.board:

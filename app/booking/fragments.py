@@ -33,6 +33,7 @@ from . import bp
 from .availability import CarView
 
 FIELDS_TEMPLATE = "booking/partials/_fields.html"
+CAR_LIST_TEMPLATE = "booking/partials/_car_list.html"
 SELECT_TYPES = frozenset({"SelectField", "IntSelectField"})
 
 
@@ -62,11 +63,11 @@ def car_summary(car, sizes: str = "(min-width: 700px) 200px, calc(100vw - 4rem)"
 
 @bp.app_template_global()
 def car_list(result, args: dict) -> Markup:
-    """The search's list of priced cars (`car_list` in _fields.html), kept per answer: by the
+    """The search's list of priced cars (`car_list` in _car_list.html), kept per answer: by the
     answer's key (availability.search: the rows it was worked out from, the trip, the young
     driver rule, the reference data's version) and the links' query string."""
     def render() -> Markup:
-        return _macro("car_list")(result, args)
+        return get_template_attribute(CAR_LIST_TEMPLATE, "car_list")(result, args)
 
     if result.key is None:
         return Markup(render())
