@@ -33,6 +33,7 @@ PYTHON = sys.executable
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/bench_acme"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
 BARE_PATH = "/__bench/bare"
+FLOOR_PATH = "/__floor"  # bench/wsgi_bench.py: the portal's hooks and the user's load, no page
 WRK = shutil.which("wrk") or "wrk"
 
 

@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common, pages  # noqa: E402
 
-FLOOR_PATH = "/__floor"  # bench/wsgi_bench.py: the portal's hooks and the user's load, no page
 RATIO_TARGET = 0.5
 P95_TARGET_MS = 50.0
 SIGNED_IN_RATIO_TARGET = 0.15  # issue 19: the signed-in customer's pages, rendered every time
@@ -111,9 +110,9 @@ def main() -> int:
         car_path = common.re.search(r'href="(/book/cars/\d+\?[^"]+)"', page.text).group(1)
         car_path = car_path.replace("&amp;", "&")
         assert requests.get(stack.base_url + car_path, timeout=60, headers=headers).status_code == 200
-        floor = requests.get(stack.base_url + FLOOR_PATH, timeout=60, headers=headers)
+        floor = requests.get(stack.base_url + common.FLOOR_PATH, timeout=60, headers=headers)
         assert floor.text == f"ok, signed in: {options.signed_in}", floor.text
-        paths = {"bare": common.BARE_PATH, "floor": FLOOR_PATH, "search": search_path,
+        paths = {"bare": common.BARE_PATH, "floor": common.FLOOR_PATH, "search": search_path,
                  "car": car_path}
         print(f"gunicorn: {len(stack.gunicorn_workers())} workers; search {search_path}; "
               f"car {car_path}; {'signed in' if options.signed_in else 'not signed in'}")

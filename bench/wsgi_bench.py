@@ -11,9 +11,8 @@ from flask_login import current_user
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from app.security import allow
+from bench.common import FLOOR_PATH
 from wsgi import app as portal
-
-FLOOR_PATH = "/__floor"
 
 bare = Flask("bare")
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 from sqlalchemy import delete, event, text
 
-from app.booking import pricing, quotes, trips
+from app.booking import availability, pricing, quotes, trips
 from app.booking.seed import seed_rate_tables
 from app.extensions import db
 from app.filters import money
@@ -366,8 +366,6 @@ def test_a_kept_search_answer_is_only_reused_for_the_same_cars_prices_and_custom
         app, client, auth, shop, monkeypatch):
     """One worker keeps a search's answer (availability.search, fragments.car_list): a repeat
     is not priced again, and every change the answer depends on shows on the next request."""
-    from app.booking import availability
-
     customer = auth.sign_in_as("customer")
     search = search_url(shop)
     before = client.get(search).get_data(as_text=True)

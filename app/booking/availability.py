@@ -212,11 +212,14 @@ def search(trip: Trip, filters: Filters = Filters(), *, customer: Optional[User]
     key = None if reference.version is None else (
         tuple(rows), trip.pickup_branch.id, trip.return_branch.id, trip.start, trip.end, young,
         reference.version)  # the branches' other values are the reference data's
+    if key is None:
+        return _priced(rows, trip, young, reference, None)
     kept = fragment_cache(SEARCH_ANSWERS)
-    if key is not None and key in kept:
-        return kept[key]
-    result = _priced(rows, trip, young, reference, key)
-    return result if key is None else keep(kept, key, result, limit=SEARCH_ANSWERS_KEPT)
+    result = kept.get(key)  # one lookup: the key hashes every row
+    if result is None:
+        result = keep(kept, key, _priced(rows, trip, young, reference, key),
+                      limit=SEARCH_ANSWERS_KEPT)
+    return result
 
 
 def _priced(rows, trip: Trip, young: bool, reference: refdata.Reference, answer_key) -> SearchResult:
