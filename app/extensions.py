@@ -11,6 +11,8 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from .read_requests import PortalSession
+
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -25,7 +27,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# A GET's queries run without a transaction (app/read_requests.py, issue 19).
+db = SQLAlchemy(model_class=Base, session_options={"class_": PortalSession})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -201,8 +201,15 @@ def domain_of(key: str) -> str | None:
     return None
 
 
+_UNSET = object()
+
+
 class WatchedConfig(Config):
-    """`app.config`, counting its changes so that settings built from it can tell they are stale."""
+    """`app.config`, counting its changes so that settings built from it can tell they are stale.
+
+    Writing a key the value it already has is not a change: Talisman sets
+    `SESSION_COOKIE_SECURE = True` on every request of a production app, which would otherwise
+    have every request build the settings again (issue 19)."""
 
     version = 0
 
@@ -210,8 +217,10 @@ class WatchedConfig(Config):
         self.version += 1
 
     def __setitem__(self, key, value) -> None:
+        before = self.get(key, _UNSET)
         super().__setitem__(key, value)
-        self._changed()
+        if before is not value and (type(before) is not type(value) or before != value):
+            self._changed()
 
     def __delitem__(self, key) -> None:
         super().__delitem__(key)
@@ -250,9 +259,24 @@ class WatchedConfig(Config):
 
 
 class Portal(Flask):
-    """The portal's Flask: its config is a `WatchedConfig`."""
+    """The portal's Flask: its config is a `WatchedConfig`, and what `ensure_sync` finds of a
+    hook or view is kept: Flask asks again, with `inspect`, for each of the twenty-odd hooks
+    of every request (about 4% of a request's own work, issue 19)."""
 
     config_class = WatchedConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Any, Any] = {}
+
+    def ensure_sync(self, func):
+        try:
+            return self._synced[func]
+        except KeyError:
+            synced = self._synced[func] = super().ensure_sync(func)
+            return synced
+        except TypeError:  # an unhashable callable
+            return super().ensure_sync(func)
 
 
 def init_settings(app: Flask) -> Settings:

@@ -184,8 +184,9 @@ def signed_in_sessions(app, user_ids: list[int]) -> list[BrowserSession]:
         serializer = app.session_interface.get_signing_serializer(app)
         for uid in user_ids:
             # A fresh app context each: Flask-WTF caches the token in `g`.
-            with app.app_context(), app.test_request_context(
-                    "/", base_url="https://127.0.0.1", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+            with app.app_context(), app.test_request_context(  # a POST, as signing in is
+                    "/account/sign-in", method="POST", base_url="https://127.0.0.1",
+                    environ_base={"REMOTE_ADDR": "127.0.0.1"}):
                 sessions.begin(db.session.get(User, uid))
                 token = generate_csrf()
                 cookie = serializer.dumps(dict(session))

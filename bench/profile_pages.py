@@ -22,6 +22,7 @@ with bench/throughput.py, which prints the round trips of the pages it loads.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -51,6 +52,24 @@ def new_searches(search: str, count: int = 400) -> list[str]:
             back = pickup + timedelta(days=days, minutes=minutes)
             out.append(f"{path}?{urlencode({**args, 'return_at': back.strftime('%Y-%m-%dT%H:%M')})}")
     return out[:count]
+
+
+def postgres_cpu_ms() -> float:
+    """CPU time used so far by this machine's PostgreSQL processes (server and backends), in ms:
+    what the database spends on a page (parsing, planning, executing, each round trip's
+    protocol work), read from /proc around the timed requests."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")] == "postgres":
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -98,13 +117,15 @@ def main() -> int:
           f"{options.requests} requests per page, signed in")
     # CPU ms: this process's CPU time per request (Flask, the app, the driver's side of the
     # database calls), much steadier than wall time on a machine others are loading.
-    print(f"{'page':<8} | {'SQL round trips':>15} | {'CPU ms':>7} | {'mean ms':>8} | {'p50 ms':>7} "
-          f"| {'p95 ms':>7}")
+    # PostgreSQL ms: the database server's CPU per request (its processes on this machine).
+    on_postgres = url.startswith("postgresql")
+    print(f"{'page':<8} | {'SQL round trips':>15} | {'CPU ms':>7} | {'PostgreSQL ms':>13} | "
+          f"{'mean ms':>8} | {'p50 ms':>7} | {'p95 ms':>7}")
     for name, path in paths.items():
         client = clients[name]
         statements = pages.measure(app, client, path)
         times = []
-        cpu0 = time.process_time()
+        cpu0, server0 = time.process_time(), postgres_cpu_ms() if on_postgres else 0
         every = variants.get(name, [path])
         for i in range(options.requests):
             t0 = time.perf_counter()
@@ -112,8 +133,9 @@ def main() -> int:
             times.append((time.perf_counter() - t0) * 1000)
             assert response.status_code == 200, response.status_code
         cpu = (time.process_time() - cpu0) * 1000 / options.requests
+        server = f"{(postgres_cpu_ms() - server0) / options.requests:.2f}" if on_postgres else "-"
         times.sort()
-        print(f"{name:<8} | {len(statements):>15} | {cpu:>7.2f} | {statistics.mean(times):>8.2f} | "
+        print(f"{name:<8} | {len(statements):>15} | {cpu:>7.2f} | {server:>13} | {statistics.mean(times):>8.2f} | "
               f"{times[len(times) // 2]:>7.2f} | {times[int(len(times) * 0.95)]:>7.2f}")
         for statement in statements:
             print(f"           {' '.join(statement.split())[:150]}")

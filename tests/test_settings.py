@@ -34,6 +34,17 @@ def test_a_config_change_after_create_app_is_seen(app):
     assert settings().money.late_fee_per_hour_pence == 1
     app.config.update(CONDITION_PANELS=("front",))
     assert settings().counter.condition_panels == ("front",)
+    app.config["LATE_FEE_PER_HOUR_PENCE"] = True  # == 1, but another value
+    assert settings().money.late_fee_per_hour_pence is True
+
+
+def test_writing_a_setting_its_own_value_keeps_the_settings(app):
+    """Talisman writes SESSION_COOKIE_SECURE = True on every request of a production app:
+    the settings are not built again for it (issue 19: they were, on every request)."""
+    first = settings()
+    app.config["SESSION_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
+    app.config["LATE_FEE_PER_HOUR_PENCE"] = int(str(app.config["LATE_FEE_PER_HOUR_PENCE"]))
+    assert settings() is first
 
 
 def test_the_environment_sets_the_same_keys(monkeypatch):

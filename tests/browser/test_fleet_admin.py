@@ -62,6 +62,8 @@ def test_admin_adds_a_car_with_a_photo_and_customers_find_it(live_server, new_pa
     expect(page.get_by_text("AB12 CDE is in the fleet.")).to_be_visible()
     cover = page.locator("#photos img").first
     expect(cover).to_be_visible()
+    # Visible (its size is set) is not loaded: wait until the browser has the picture.
+    page.wait_for_function("img => img.complete", arg=cover.element_handle())
     assert page.evaluate("img => img.naturalWidth", cover.element_handle()) == 320
 
     # The fleet list filters as the admin types.
@@ -88,7 +90,8 @@ def test_admin_adds_a_car_with_a_photo_and_customers_find_it(live_server, new_pa
     image = card.locator("img")
     expect(image).to_be_visible()
     assert "/media/cars/" in image.get_attribute("src")
-    assert customer.evaluate("img => img.complete && img.naturalWidth", image.element_handle()) == 320
+    customer.wait_for_function("img => img.complete", arg=image.element_handle())
+    assert customer.evaluate("img => img.naturalWidth", image.element_handle()) == 320
     assert customer.console_errors == []
 
 

@@ -1,0 +1,88 @@
+"""A page read (GET, HEAD) opens a transaction only when it writes (issue 19).
+
+Most requests of the portal only read: the search, a car, My bookings, the counter board. Each
+of them paid PostgreSQL two round trips more than its queries, `BEGIN` before the first and the
+`ROLLBACK` that ends a transaction nothing was written in, and that `ROLLBACK` made the driver
+(psycopg) forget its prepared statements, so that every query of every page was parsed and
+planned again.
+
+So on PostgreSQL the session of a safe request (GET or HEAD) takes its connection in
+autocommit, and the first statement that writes or locks rows (INSERT, UPDATE, DELETE, a
+savepoint, `SELECT ... FOR UPDATE`...) is preceded by a `BEGIN`: from there on the request is
+in a transaction exactly as before, which the session commits or, when the request ends
+without committing, rolls back. What changes is only that the reads before the first write are
+statements of their own, each seeing the latest committed data; under PostgreSQL's default
+level (READ COMMITTED) each statement of a transaction took a snapshot of its own anyway, and a
+read that locks opens the transaction, so that its lock is held to the end as before.
+
+SQLite's driver (pysqlite) already works this way, beginning a transaction at the first write
+(app/__init__.py, `_tune_sqlite`): it is left as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from flask import has_request_context, request
+from flask_sqlalchemy.session import Session
+from psycopg.pq import TransactionStatus
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+READ_OPTIONS = {"isolation_level": "AUTOCOMMIT"}
+# A statement that only reads, unless it locks rows or is a WITH ... that writes.
+_READS = re.compile(r"\s*(?:(SELECT|VALUES|SHOW|EXPLAIN)|WITH)\b", re.IGNORECASE)
+_LOCKS = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b", re.IGNORECASE)
+_WRITES = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+
+_read_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+
+
+def is_safe_request() -> bool:
+    return has_request_context() and request.method in SAFE_METHODS
+
+
+def only_reads(statement: str) -> bool:
+    """True for a statement that neither writes nor locks rows."""
+    reads = _READS.match(statement)
+    if reads is None:
+        return False
+    if "FOR " in statement.upper() and _LOCKS.search(statement):
+        return False
+    return bool(reads.group(1)) or not _WRITES.search(statement)
+
+
+def read_engine(engine: Engine) -> Engine:
+    """`engine` for a safe request: the same pool, connections in autocommit until a write."""
+    reads = _read_engines.get(engine)
+    if reads is None:
+        reads = engine.execution_options(**READ_OPTIONS)
+        event.listen(reads, "before_cursor_execute", begin_before_writing)
+        _read_engines[engine] = reads
+    return reads
+
+
+def begin_before_writing(conn, cursor, statement: str, parameters, context, executemany) -> None:
+    """before_cursor_execute of a read engine: open the transaction a write or a lock needs.
+
+    The driver's commit and rollback end it (they act on the server's transaction whatever
+    the connection's autocommit), and so the session's commit, rollback and close do."""
+    if only_reads(statement):
+        return
+    if cursor.connection.info.transaction_status == TransactionStatus.IDLE:
+        cursor.execute("BEGIN")
+
+
+class PortalSession(Session):
+    """Flask-SQLAlchemy's session; a safe request's connection on PostgreSQL is taken in
+    autocommit (the module's docstring)."""
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kwargs: Any):
+        chosen = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+        if (bind is None and isinstance(chosen, Engine) and chosen.dialect.name == "postgresql"
+                and is_safe_request()):
+            return read_engine(chosen)
+        return chosen
