@@ -50,7 +50,7 @@ def only_reads(statement: str) -> bool:
     reads = _READS.match(statement)
     if reads is None:
         return False
-    if "FOR " in statement.upper() and _LOCKS.search(statement):
+    if _LOCKS.search(statement):
         return False
     return bool(reads.group(1)) or not _WRITES.search(statement)
 

@@ -12,18 +12,20 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+from contextlib import contextmanager
 
 import pytest
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from jinja2 import BytecodeCache
-from sqlalchemy import text
+from sqlalchemy import event, text
 from werkzeug.routing import Rule
 
 from app import create_app
 from app.config import Config, TestConfig, _normalise_db_url
 from app.extensions import db, limiter
+from app.security import allow
 
 from . import factories
 
@@ -212,6 +214,29 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+def add_public_route(app, rule: str, view) -> None:
+    """A test's own view on `app` (before its first request), open to anyone, GET and POST."""
+    app.add_url_rule(rule, view.__name__, allow("public")(view), methods=["GET", "POST"])
+
+
+@contextmanager
+def statements_sent(app, record=lambda cursor, statement: statement):
+    """What `app` sends to the database meanwhile: `record(cursor, statement)` of each statement
+    (by default the statement), in a list filled as they go."""
+    with app.app_context():
+        engine = db.engine
+    seen: list = []
+
+    def listen(conn, cursor, statement, *args):
+        seen.append(record(cursor, statement))
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
 
 
 def csrf_token(client, url: str = "/") -> str:

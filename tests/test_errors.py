@@ -7,12 +7,7 @@ from sqlalchemy import select, text
 
 from app.extensions import db
 from app.models import User
-from app.security import allow
-from tests.conftest import IsolatedClient
-
-
-def _add_route(app, rule, view):
-    app.add_url_rule(rule, view.__name__, allow("public")(view), methods=["GET", "POST"])
+from tests.conftest import IsolatedClient, add_public_route
 
 
 def test_404_page_fragment_and_json(client):
@@ -46,7 +41,7 @@ def test_unexpected_error_is_logged_with_request_id_rolled_back_and_friendly(app
         db.session.add(User(email="ghost@example.com", full_name="Ghost", password_hash="x"))
         db.session.flush()
         raise RuntimeError("boom: secret internals")
-    _add_route(app, "/explode", explode)
+    add_public_route(app, "/explode", explode)
 
     response = app.test_client().get("/explode", headers={"X-Request-ID": "req42abc"})
     body = response.get_data(as_text=True)
@@ -64,7 +59,7 @@ def test_database_down_gives_friendly_503(make_app, app):
     def query():
         db.session.execute(text("SELECT 1"))
         return "ok"
-    _add_route(broken, "/query", query)
+    add_public_route(broken, "/query", query)
     response = broken.test_client().get("/query")
     assert response.status_code == 503
     assert "Temporarily unavailable" in response.get_data(as_text=True)
@@ -156,7 +151,7 @@ def test_database_going_down_after_the_user_was_loaded_is_still_the_friendly_503
         postgres.down()
         database.session.execute(text("SELECT 1"))
         return "unreachable"
-    _add_route(relayed, "/goes-down-midway", goes_down_midway)
+    add_public_route(relayed, "/goes-down-midway", goes_down_midway)
     client = relayed.test_client()
     with relayed.app_context():
         AuthActions(client).sign_in_as("customer")
@@ -175,7 +170,7 @@ def test_a_database_restart_at_the_end_of_a_request_does_not_turn_its_answer_int
         with db.engine.connect() as other:
             other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         return "answered"
-    _add_route(app, "/killed-at-the-end", killed_at_the_end)
+    add_public_route(app, "/killed-at-the-end", killed_at_the_end)
     response = app.test_client().get("/killed-at-the-end")
     assert response.status_code == 200 and response.get_data(as_text=True) == "answered"
     # The next request gets a working connection.

@@ -10,22 +10,17 @@ from __future__ import annotations
 import pytest
 from psycopg.errors import LockNotAvailable
 from psycopg.pq import TransactionStatus
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.models import Car, CarClass
 from app.read_requests import only_reads
-from app.security import allow
 from tests import factories
-from tests.conftest import csrf_token
+from tests.conftest import add_public_route, csrf_token, statements_sent
 from tests.test_refdata import first_car_url, search_url, shop  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.postgres
-
-
-def _add_route(app, rule, view, methods=("GET",)):
-    app.add_url_rule(rule, view.__name__, allow("public")(view), methods=list(methods))
 
 
 def _driver_state():
@@ -36,19 +31,11 @@ def _driver_state():
 
 def wire_of(app, request) -> list[tuple]:
     """For each statement `request()` sends: (in autocommit, transaction status before it)."""
-    with app.app_context():
-        engine = db.engine
-    seen: list[tuple] = []
+    def record(cursor, statement):
+        return cursor.connection.autocommit, cursor.connection.info.transaction_status, statement[:60]
 
-    def record(conn, cursor, statement, *args):
-        seen.append((cursor.connection.autocommit, cursor.connection.info.transaction_status,
-                     statement[:60]))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(app, record) as seen:
         response = request()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert response.status_code < 400, response.get_data(as_text=True)[-2000:]
     return seen
 
@@ -88,8 +75,8 @@ def test_a_get_that_writes_does_it_in_one_transaction_committed_or_rolled_back(a
         db.session.commit()
         return f"ok {before}"
 
-    _add_route(app, "/t/write-then-fail", write_then_fail)
-    _add_route(app, "/t/write-and-commit", write_and_commit)
+    add_public_route(app, "/t/write-then-fail", write_then_fail)
+    add_public_route(app, "/t/write-and-commit", write_and_commit)
 
     assert client.get("/t/write-then-fail").status_code == 500
     assert seen["while writing"] == (True, TransactionStatus.INTRANS)  # a BEGIN went first
@@ -125,7 +112,7 @@ def test_a_row_locked_by_a_get_stays_locked_until_the_request_ends(app, client):
         seen["locked elsewhere"] = not other_connection_can_lock()
         return "ok"
 
-    _add_route(app, "/t/lock", lock_a_car)
+    add_public_route(app, "/t/lock", lock_a_car)
     assert client.get("/t/lock").status_code == 200
     assert seen["locked elsewhere"] is True  # held after its statement, to the request's end
     with app.app_context():

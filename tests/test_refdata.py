@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from sqlalchemy import delete, event, text
+from sqlalchemy import delete, text
 
 from app.booking import availability, pricing, quotes, trips
 from app.booking.seed import seed_rate_tables
@@ -28,7 +28,7 @@ from app.extensions import db
 from app.filters import money
 from app.models import REFERENCE_TABLES, Car, Occupancy, utcnow
 from tests import factories
-from tests.conftest import post_form
+from tests.conftest import post_form, statements_sent
 
 ROOT = Path(__file__).resolve().parent.parent
 LONDON = ZoneInfo("Europe/London")
@@ -57,18 +57,8 @@ def shop(app):
 
 def statements_of(app, client, path: str, **kwargs) -> list[str]:
     """The SQL statements one request sends."""
-    with app.app_context():
-        engine = db.engine
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(app) as seen:
         response = client.get(path, **kwargs)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert response.status_code == 200, response.get_data(as_text=True)[-2000:]
     return seen
 
