@@ -7,17 +7,20 @@ opens the transaction, which is then committed or rolled back as every request's
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from psycopg.errors import LockNotAvailable
 from psycopg.pq import TransactionStatus
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
-from app.models import Car, CarClass
+from app.models import Car, CarClass, Hire
 from app.read_requests import only_reads
 from tests import factories
 from tests.conftest import add_public_route, csrf_token, statements_sent
+from tests.test_booking import confirm, review
 from tests.test_refdata import first_car_url, search_url, shop  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.postgres
@@ -117,6 +120,32 @@ def test_a_row_locked_by_a_get_stays_locked_until_the_request_ends(app, client):
     assert seen["locked elsewhere"] is True  # held after its statement, to the request's end
     with app.app_context():
         assert other_connection_can_lock()  # and let go when the request ended
+
+
+def test_the_confirm_post_sends_the_customer_to_pay_without_loading_the_hire_again(
+        app, client, auth, shop):  # noqa: F811
+    """The hold is committed and the answer (the payment page of that hire) is made from what
+    the request wrote: no transaction is begun after the commit to read the hire back."""
+    auth.sign_in_as("customer")
+    car_id = int(re.search(r"/book/cars/(\d+)", first_car_url(client, shop)).group(1))
+    response, form, _ = review(client, car_id, shop.args)
+    assert response.status_code == 200
+    with app.app_context():
+        engine = db.engine
+    with statements_sent(app, lambda cursor, statement: statement.split()[0]) as seen:
+        def committed(conn):
+            seen.append("COMMIT")
+
+        event.listen(engine, "commit", committed)
+        try:
+            response = confirm(client, car_id, form)
+        finally:
+            event.remove(engine, "commit", committed)
+    assert response.status_code == 303, response.get_data(as_text=True)[-2000:]
+    hire = db.session.scalars(select(Hire)).one()
+    assert response.headers["Location"].endswith(f"/pay/{hire.reference}")
+    assert hire.state == "held"
+    assert seen.count("COMMIT") == 1 and seen[-1] == "COMMIT", seen  # nothing after it
 
 
 @pytest.mark.parametrize("statement, reads", [

@@ -102,7 +102,7 @@ def create_hold(*, customer: User, car_id: int, trip: Trip, extras: Mapping[str,
             reason=f"booked online; held for {cfg.booking.hold_minutes} minutes awaiting payment"))
         db.session.add(hire)
         try:
-            db.session.commit()
+            db.session().commit_and_keep()  # the redirect reads the hire: not loaded again
         except IntegrityError as exc:
             db.session.rollback()
             violated = violated_constraint(exc)
