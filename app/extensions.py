@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from .read_requests import PortalSession
+from .transactions import PortalSession
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -27,7 +27,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# A GET's queries run without a transaction (app/read_requests.py, issue 19).
+# A request's reads run without a transaction until it writes (app/transactions.py, issue 19).
 db = SQLAlchemy(model_class=Base, session_options={"class_": PortalSession})
 migrate = Migrate()
 login_manager = LoginManager()

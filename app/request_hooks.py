@@ -43,9 +43,9 @@ After the view (Flask runs these in reverse order of registration; listed as the
  7. the `X-Request-ID` header (app/logging_setup.py).
 Teardown: the rate limiter's and the exporter's per-request state; the database session is
 closed (app/errors.py, `end_session`, before Flask-SQLAlchemy's own teardown).
-The database session itself (app/read_requests.py): a GET or HEAD on PostgreSQL reads in
+The database session itself (app/transactions.py): on PostgreSQL a request reads in
 autocommit, and its first write or row lock begins the transaction the session then commits or
-rolls back; any other request is one transaction from its first query.
+rolls back (after a commit, the next write begins the next one).
 Errors anywhere above are answered by app/errors.py's handlers (page, fragment or JSON).
 """
 

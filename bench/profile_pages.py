@@ -7,6 +7,11 @@ per page (SQLAlchemy's events) and, with --profile, where the time goes (pyinstr
     .venv/bin/python bench/profile_pages.py --profile search     # pyinstrument's tree for one page
     .venv/bin/python bench/profile_pages.py --calls              # + Python function calls per request
     .venv/bin/python bench/profile_pages.py --board --only board --calls   # + the counter board
+    .venv/bin/python bench/profile_pages.py --only search --confirm 300    # + 300 confirm POSTs
+
+`--confirm N` also posts N bookings (the confirm step's form, as the review page serves it,
+each for another car or trip, so each holds a car): the booking POST's statements, CPU and time,
+in-process (bench/booking_paths.py measures it under load, through Gunicorn).
 
 `search_new` is the search page as a trip no one asked for yet (another return time on every
 request): the cost of a search whose answer no worker has kept (app/booking/availability.py).
@@ -23,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
+from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -52,6 +59,73 @@ def new_searches(search: str, count: int = 400) -> list[str]:
             back = pickup + timedelta(days=days, minutes=minutes)
             out.append(f"{path}?{urlencode({**args, 'return_at': back.strftime('%Y-%m-%dT%H:%M')})}")
     return out[:count]
+
+
+HIDDEN_RE = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+def confirm_forms(client, search: str, count: int) -> list[tuple[str, dict]]:
+    """`count` (confirm URL, form) pairs as the review page serves them: the search's cars, in
+    turn, for 2-day trips one after the other (no two for the same car and time)."""
+    path, _, query = search.partition("?")
+    args = dict(parse_qsl(query))
+    cars = sorted({int(c) for c in re.findall(r'/book/cars/(\d+)\?', client.get(search).get_data(as_text=True))})
+    pickup, out, step = datetime.fromisoformat(args["pickup_at"]), [], 0
+    while len(out) < count:
+        start = pickup + timedelta(days=3 * step)
+        step += 1
+        if 6 in (start.weekday(), (start + timedelta(days=2)).weekday()):
+            continue  # the demo branches close on Sundays
+        trip = {**args, "pickup_at": start.strftime("%Y-%m-%dT%H:%M"),
+                "return_at": (start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")}
+        for car in cars[:count - len(out)]:
+            page = client.get(f"/book/cars/{car}/review?{urlencode(trip)}")
+            assert page.status_code == 200, page.status_code
+            form = {unescape(k): unescape(v) for k, v in HIDDEN_RE.findall(page.get_data(as_text=True))}
+            out.append((f"/book/cars/{car}/confirm", form))
+    return out
+
+
+def measure_confirms(app, client, search: str, count: int) -> None:
+    """Post `count` bookings; print the statements of one (with its COMMIT) and the costs."""
+    from sqlalchemy import event
+
+    from app.extensions import db
+    forms = confirm_forms(client, search, count + 1)
+    with app.app_context():
+        engine = db.engine
+    sent: list[str] = []
+
+    def statement(conn, cursor, text, *args):
+        sent.append(" ".join(text.split())[:150])
+
+    def committed(conn):
+        sent.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", committed)
+    try:
+        url, form = forms.pop()
+        assert client.post(url, data=form, headers={"HX-Request": "true"}).status_code == 204
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", committed)
+    on_postgres = engine.dialect.name == "postgresql"
+    times = []
+    cpu0, server0 = time.process_time(), postgres_cpu_ms() if on_postgres else 0
+    for url, form in forms:
+        t0 = time.perf_counter()
+        response = client.post(url, data=form, headers={"HX-Request": "true"})
+        times.append((time.perf_counter() - t0) * 1000)
+        assert response.status_code == 204, response.status_code  # held: on to payment
+    cpu = (time.process_time() - cpu0) * 1000 / count
+    server = f"{(postgres_cpu_ms() - server0) / count:.2f}" if on_postgres else "-"
+    times.sort()
+    print(f"{'confirm':<8} | {len(sent) - sent.count('COMMIT'):>15} | {cpu:>7.2f} | {server:>13} | "
+          f"{statistics.mean(times):>8.2f} | {times[len(times) // 2]:>7.2f} | "
+          f"{times[int(len(times) * 0.95)]:>7.2f}")
+    for line in sent:
+        print(f"           {line}")
 
 
 def postgres_cpu_ms() -> float:
@@ -88,6 +162,8 @@ def main() -> int:
                         help="print pyinstrument's profile of this page (repeatable)")
     parser.add_argument("--cprofile", choices=PAGES, action="append", default=[],
                         help="print cProfile's top functions (by own time) for this page")
+    parser.add_argument("--confirm", type=int, default=0, metavar="N",
+                        help="also post N bookings (the confirm step) and time them")
     options = parser.parse_args()
     if "board" in options.only + options.profile + options.cprofile:
         options.board = True
@@ -96,8 +172,10 @@ def main() -> int:
     if url.startswith("postgresql"):
         from bench import common
         common.recreate_database(url)
-    app = pages.make_app(url)
+    # --confirm: every booking is held by the one customer, who may hold that many.
+    app = pages.make_app(url, **({"MAX_HOLDS_PER_CUSTOMER": options.confirm + 1} if options.confirm else {}))
     paths, cookie = pages.prepare(app)
+    search = paths["search"]
     paths["search_new"] = paths["search"]  # each request another trip: see new_searches
     variants = {"search_new": new_searches(paths["search"])}
     cookies = {name: cookie for name in paths}
@@ -148,6 +226,10 @@ def main() -> int:
                 client.get(every[(options.requests + i) % len(every)])
             counter.disable()
             print(f"           {pstats.Stats(counter).total_calls / 50:,.0f} Python function calls per request")
+    if options.confirm:
+        confirming = app.test_client()
+        confirming.set_cookie(*cookie, domain="localhost")
+        measure_confirms(app, confirming, search, options.confirm)
     if options.board:
         rows = clients["board"].get(paths["board"]).get_data(as_text=True).count('class="board-item')
         print(f"board: {rows} rows")

@@ -1,21 +1,26 @@
-"""A page read (GET, HEAD) opens a transaction only when it writes (issue 19).
+"""A request opens a transaction only when it writes (issue 19).
 
-Most requests of the portal only read: the search, a car, My bookings, the counter board. Each
-of them paid PostgreSQL two round trips more than its queries, `BEGIN` before the first and the
-`ROLLBACK` that ends a transaction nothing was written in, and that `ROLLBACK` made the driver
-(psycopg) forget its prepared statements, so that every query of every page was parsed and
-planned again.
+Most requests of the portal only read: the search, a car, My bookings, the counter board; and a
+form post reads before it writes, and often again after its commit to make its answer. On
+PostgreSQL every one of those reads used to run in a transaction: `BEGIN` before the first, and
+a `ROLLBACK` when the request ended without committing (a page, or the reads after a post's
+commit). That `ROLLBACK` cost a round trip, and made the driver (psycopg) forget its prepared
+statements, sending `DEALLOCATE ALL` too, so that the next requests on that connection parsed
+and planned every query again.
 
-So on PostgreSQL the session of a safe request (GET or HEAD) takes its connection in
-autocommit, and the first statement that writes or locks rows (INSERT, UPDATE, DELETE, a
-savepoint, `SELECT ... FOR UPDATE`...) is preceded by a `BEGIN`: from there on the request is
-in a transaction exactly as before, which the session commits or, when the request ends
-without committing, rolls back. What changes is only that the reads before the first write are
-statements of their own, each seeing the latest committed data; under PostgreSQL's default
-level (READ COMMITTED) each statement of a transaction took a snapshot of its own anyway, and a
-read that locks opens the transaction, so that its lock is held to the end as before.
+So on PostgreSQL a request's session takes its connection in autocommit, and the first
+statement that writes or locks rows (INSERT, UPDATE, DELETE, a savepoint,
+`SELECT ... FOR UPDATE`...) is preceded by a `BEGIN`: from there the request is in a
+transaction exactly as before, which the session commits or, when the request ends without
+committing, rolls back; after a commit the next write begins the next transaction. What changes
+is only that reads outside a transaction are statements of their own, each seeing the latest
+committed data; under PostgreSQL's default level (READ COMMITTED, the only one the portal uses)
+each statement of a transaction took a snapshot of its own anyway, and a read that locks opens
+the transaction, so that its lock is held to the end as before. (The portal takes no advisory
+locks and calls no function that writes from a SELECT, which would not be seen as writes.)
 
-SQLite's driver (pysqlite) already works this way, beginning a transaction at the first write
+Jobs (no request) keep the usual transaction from their first statement. SQLite's driver
+(pysqlite) already works this way, beginning a transaction at the first write
 (app/__init__.py, `_tune_sqlite`): it is left as it is.
 """
 
@@ -25,13 +30,12 @@ import re
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from flask import has_request_context, request
+from flask import has_request_context
 from flask_sqlalchemy.session import Session
 from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-SAFE_METHODS = frozenset({"GET", "HEAD"})
 READ_OPTIONS = {"isolation_level": "AUTOCOMMIT"}
 # A statement that only reads, unless it locks rows or is a WITH ... that writes.
 _READS = re.compile(r"\s*(?:(SELECT|VALUES|SHOW|EXPLAIN)|WITH)\b", re.IGNORECASE)
@@ -39,10 +43,6 @@ _LOCKS = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b",
 _WRITES = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
 _read_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
-
-
-def is_safe_request() -> bool:
-    return has_request_context() and request.method in SAFE_METHODS
 
 
 def only_reads(statement: str) -> bool:
@@ -56,7 +56,7 @@ def only_reads(statement: str) -> bool:
 
 
 def read_engine(engine: Engine) -> Engine:
-    """`engine` for a safe request: the same pool, connections in autocommit until a write."""
+    """`engine` for a request: the same pool, connections in autocommit until a write."""
     reads = _read_engines.get(engine)
     if reads is None:
         reads = engine.execution_options(**READ_OPTIONS)
@@ -77,13 +77,13 @@ def begin_before_writing(conn, cursor, statement: str, parameters, context, exec
 
 
 class PortalSession(Session):
-    """Flask-SQLAlchemy's session; a safe request's connection on PostgreSQL is taken in
+    """Flask-SQLAlchemy's session; a request's connection on PostgreSQL is taken in
     autocommit (the module's docstring)."""
 
     def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kwargs: Any):
         chosen = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
         if (bind is None and isinstance(chosen, Engine) and chosen.dialect.name == "postgresql"
-                and is_safe_request()):
+                and has_request_context()):
             return read_engine(chosen)
         return chosen
 
