@@ -36,13 +36,13 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-READ_OPTIONS = {"isolation_level": "AUTOCOMMIT"}
+AUTOCOMMIT_OPTIONS = {"isolation_level": "AUTOCOMMIT"}
 # A statement that only reads, unless it locks rows or is a WITH ... that writes.
 _READS = re.compile(r"\s*(?:(SELECT|VALUES|SHOW|EXPLAIN)|WITH)\b", re.IGNORECASE)
 _LOCKS = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b", re.IGNORECASE)
 _WRITES = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 
-_read_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+_request_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
 
 
 def only_reads(statement: str) -> bool:
@@ -55,18 +55,18 @@ def only_reads(statement: str) -> bool:
     return bool(reads.group(1)) or not _WRITES.search(statement)
 
 
-def read_engine(engine: Engine) -> Engine:
+def request_engine(engine: Engine) -> Engine:
     """`engine` for a request: the same pool, connections in autocommit until a write."""
-    reads = _read_engines.get(engine)
-    if reads is None:
-        reads = engine.execution_options(**READ_OPTIONS)
-        event.listen(reads, "before_cursor_execute", begin_before_writing)
-        _read_engines[engine] = reads
-    return reads
+    chosen = _request_engines.get(engine)
+    if chosen is None:
+        chosen = engine.execution_options(**AUTOCOMMIT_OPTIONS)
+        event.listen(chosen, "before_cursor_execute", begin_before_writing)
+        _request_engines[engine] = chosen
+    return chosen
 
 
 def begin_before_writing(conn, cursor, statement: str, parameters, context, executemany) -> None:
-    """before_cursor_execute of a read engine: open the transaction a write or a lock needs.
+    """before_cursor_execute of a request's engine: open the transaction a write or a lock needs.
 
     The driver's commit and rollback end it (they act on the server's transaction whatever
     the connection's autocommit), and so the session's commit, rollback and close do."""
@@ -84,7 +84,7 @@ class PortalSession(Session):
         chosen = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
         if (bind is None and isinstance(chosen, Engine) and chosen.dialect.name == "postgresql"
                 and has_request_context()):
-            return read_engine(chosen)
+            return request_engine(chosen)
         return chosen
 
     def commit_and_keep(self) -> None:

@@ -75,10 +75,16 @@ def review_form(base_url: str, session: common.BrowserSession, car, trip) -> tup
     url = f"{base_url}/book/cars/{car['id']}/review?{urlencode(args)}"
     response = requests.get(url, headers={"Cookie": session.cookie, "X-Forwarded-Proto": "https"},
                             timeout=120)
-    parser = _ConfirmForm()
-    parser.feed(response.text)
-    if response.status_code != 200 or not parser.action:
+    action, fields = confirm_form_of(response.text)
+    if response.status_code != 200 or not action:
         raise SystemExit(f"no confirm form at {url}: {response.status_code}\n{response.text[:2000]}")
+    return action, fields
+
+
+def confirm_form_of(html: str) -> tuple[str, list]:
+    """The review page's confirm form: its action and its fields ("" and [] when it has none)."""
+    parser = _ConfirmForm()
+    parser.feed(html)
     return parser.action, parser.fields
 
 

@@ -6,6 +6,7 @@ round trips a page costs (SQLAlchemy's `before_cursor_execute`, counted in-proce
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
@@ -91,23 +92,36 @@ def prepare(app) -> tuple[dict[str, str], tuple[str, str]]:
 
 def measure(app, client, path: str, **kwargs) -> list[str]:
     """The SQL statements one request for `path` sends, in the steady state (asked twice first)."""
-    from sqlalchemy import event
-
-    from app.extensions import db
     for _ in range(2):
         response = client.get(path, **kwargs)
         assert response.status_code == 200, (path, response.status_code)
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(app) as statements:
         response = client.get(path, **kwargs)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert response.status_code == 200, response.status_code
     return statements
+
+
+@contextmanager
+def statements_sent(app):
+    """The SQL statements `app` sends meanwhile (SQLAlchemy's events), and "COMMIT" where a
+    transaction was committed, in a list filled as they go."""
+    from sqlalchemy import event
+
+    from app.extensions import db
+    with app.app_context():
+        engine = db.engine
+    sent: list[str] = []
+
+    def statement(conn, cursor, text, *args):
+        sent.append(text)
+
+    def committed(conn):
+        sent.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", committed)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", committed)

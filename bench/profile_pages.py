@@ -33,8 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
-from html import unescape
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -61,56 +60,31 @@ def new_searches(search: str, count: int = 400) -> list[str]:
     return out[:count]
 
 
-HIDDEN_RE = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
-
-
 def confirm_forms(client, search: str, count: int) -> list[tuple[str, dict]]:
     """`count` (confirm URL, form) pairs as the review page serves them: the search's cars, in
-    turn, for 2-day trips one after the other (no two for the same car and time)."""
-    path, _, query = search.partition("?")
-    args = dict(parse_qsl(query))
+    turn, for trips that do not overlap (booking_paths.trips): each one holds a car."""
+    from bench.booking_paths import trips
+    from bench.contention import confirm_form_of
+    args = dict(parse_qsl(search.partition("?")[2]))
     cars = sorted({int(c) for c in re.findall(r'/book/cars/(\d+)\?', client.get(search).get_data(as_text=True))})
-    pickup, out, step = datetime.fromisoformat(args["pickup_at"]), [], 0
-    while len(out) < count:
-        start = pickup + timedelta(days=3 * step)
-        step += 1
-        if 6 in (start.weekday(), (start + timedelta(days=2)).weekday()):
-            continue  # the demo branches close on Sundays
-        trip = {**args, "pickup_at": start.strftime("%Y-%m-%dT%H:%M"),
-                "return_at": (start + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")}
+    out = []
+    for pickup_at, return_at in trips(date.today(), -(-count // len(cars))):
+        trip = {**args, "pickup_at": pickup_at, "return_at": return_at}
         for car in cars[:count - len(out)]:
             page = client.get(f"/book/cars/{car}/review?{urlencode(trip)}")
-            assert page.status_code == 200, page.status_code
-            form = {unescape(k): unescape(v) for k, v in HIDDEN_RE.findall(page.get_data(as_text=True))}
-            out.append((f"/book/cars/{car}/confirm", form))
+            action, fields = confirm_form_of(page.get_data(as_text=True))
+            assert page.status_code == 200 and action, page.status_code
+            out.append((action, dict(fields)))
     return out
 
 
 def measure_confirms(app, client, search: str, count: int) -> None:
     """Post `count` bookings; print the statements of one (with its COMMIT) and the costs."""
-    from sqlalchemy import event
-
-    from app.extensions import db
     forms = confirm_forms(client, search, count + 1)
-    with app.app_context():
-        engine = db.engine
-    sent: list[str] = []
-
-    def statement(conn, cursor, text, *args):
-        sent.append(" ".join(text.split())[:150])
-
-    def committed(conn):
-        sent.append("COMMIT")
-
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "commit", committed)
-    try:
-        url, form = forms.pop()
+    url, form = forms.pop()
+    with pages.statements_sent(app) as sent:
         assert client.post(url, data=form, headers={"HX-Request": "true"}).status_code == 204
-    finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "commit", committed)
-    on_postgres = engine.dialect.name == "postgresql"
+    on_postgres = app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
     times = []
     cpu0, server0 = time.process_time(), postgres_cpu_ms() if on_postgres else 0
     for url, form in forms:
@@ -124,8 +98,8 @@ def measure_confirms(app, client, search: str, count: int) -> None:
     print(f"{'confirm':<8} | {len(sent) - sent.count('COMMIT'):>15} | {cpu:>7.2f} | {server:>13} | "
           f"{statistics.mean(times):>8.2f} | {times[len(times) // 2]:>7.2f} | "
           f"{times[int(len(times) * 0.95)]:>7.2f}")
-    for line in sent:
-        print(f"           {line}")
+    for statement in sent:
+        print(f"           {' '.join(statement.split())[:150]}")
 
 
 def postgres_cpu_ms() -> float:
