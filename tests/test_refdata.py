@@ -342,6 +342,30 @@ def test_kept_fragments_follow_the_car_and_the_chosen_filters(app, client, auth,
     assert 'aria-invalid="true"' in html and "seats-errors" in html
 
 
+def test_kept_date_fields_show_what_was_typed_and_its_message(app, client, auth, shop):
+    """The search form's date-time inputs are kept per worker too: each answer still shows
+    the dates asked for, a date typed wrong as it was typed with its message, and the right
+    one again once it is corrected."""
+    auth.sign_in_as("customer")
+
+    def pickup_input(html: str) -> str:
+        return re.search(r'<input[^>]*id="pickup_at"[^>]*>', html).group(0)
+
+    later = (datetime.strptime(shop.args["pickup_at"], FMT) + timedelta(days=1)).strftime(FMT)
+    spaced = shop.args["pickup_at"].replace("T", " ")  # the same time, typed another way
+    for when in (shop.args["pickup_at"], later, spaced, shop.args["pickup_at"]):
+        html = client.get(search_url(shop, pickup_at=when)).get_data(as_text=True)
+        assert f'value="{when}"' in pickup_input(html)
+        assert "aria-invalid" not in pickup_input(html)
+    wrong = client.get(search_url(shop, pickup_at="31/02/2027"))
+    html = wrong.get_data(as_text=True)
+    assert 'value="31/02/2027"' in pickup_input(html)
+    assert 'aria-invalid="true"' in pickup_input(html)
+    assert re.search(r'id="pickup_at-errors">\s*<p class="error">Enter a date and time', html)
+    html = client.get(search_url(shop)).get_data(as_text=True)
+    assert f'value="{shop.args["pickup_at"]}"' in pickup_input(html)
+    assert "aria-invalid" not in pickup_input(html)
+    assert not re.search(r'id="pickup_at-errors">\s*<p class="error">', html)
 def listed(html: str) -> dict[int, str]:
     """The search page's cars and their totals, as shown: {car id: "£..."}."""
     cards = re.findall(r'data-car-id="(\d+)">.*?<span class="total">([^<]+)</span>', html, re.S)

@@ -10,7 +10,8 @@ by everything it shows:
   new key); cars read as ORM objects (other pages) are rendered every time;
 - a select field (`bfield`): by its name, label, hint, choices, the value chosen, its
   errors, flags and attributes (the search form's branches, class, seats, gearbox, fuel,
-  sort: a small set of combinations);
+  sort: a small set of combinations); a date-time field likewise, by the text its input
+  shows (`_value()`: what was typed, else the date formatted);
 - the car page's extras: by the extras (reference data, frozen values) and each extra
   field's value and errors;
 - the search's list of priced cars: by the answer it shows (`availability.search` keeps
@@ -35,6 +36,8 @@ from .availability import CarView
 FIELDS_TEMPLATE = "booking/partials/_fields.html"
 CAR_LIST_TEMPLATE = "booking/partials/_car_list.html"
 SELECT_TYPES = frozenset({"SelectField", "IntSelectField"})
+DATETIME_TYPES = frozenset({"LocalDateTimeField"})  # an <input> whose value is `_value()`
+KEPT_TYPES = SELECT_TYPES | DATETIME_TYPES
 
 
 def _remember(kind: str, key, render: Callable[[], Markup], *,
@@ -76,10 +79,11 @@ def car_list(result, args: dict) -> Markup:
 
 
 def _field_key(f, hint):
-    """Everything a select field's HTML depends on, or None when it cannot be a key."""
+    """Everything a select or date-time field's HTML depends on, or None when it cannot be a
+    key."""
     try:
-        choices = tuple(tuple(c) for c in f.choices)
-        return (type(f), f.id, f.name, f.label.text, f.description, hint, repr(f.data), choices,
+        shown = tuple(tuple(c) for c in f.choices) if f.type in SELECT_TYPES else f._value()
+        return (type(f), f.id, f.name, f.label.text, f.description, hint, repr(f.data), shown,
                 tuple(f.errors), tuple(sorted(vars(f.flags).items())),
                 tuple(sorted((f.render_kw or {}).items())), request.script_root)
     except TypeError:  # choices in groups, unhashable attributes: rendered every time
@@ -88,11 +92,12 @@ def _field_key(f, hint):
 
 @bp.app_template_global()
 def cached_bfield(f, hint=None) -> Markup:
-    """`bfield(f, hint)` of _fields.html; a select field's HTML is kept (see above)."""
+    """`bfield(f, hint)` of _fields.html; a select or date-time field's HTML is kept (see
+    above)."""
     def render() -> Markup:
         return _macro("bfield")(f, hint=hint)
 
-    key = _field_key(f, hint) if f.type in SELECT_TYPES else None
+    key = _field_key(f, hint) if f.type in KEPT_TYPES else None
     if key is None:
         return Markup(render())
     return _remember("field", key, render)
