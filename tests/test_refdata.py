@@ -357,8 +357,7 @@ def test_kept_date_fields_show_what_was_typed_and_its_message(app, client, auth,
         html = client.get(search_url(shop, pickup_at=when)).get_data(as_text=True)
         assert f'value="{when}"' in pickup_input(html)
         assert "aria-invalid" not in pickup_input(html)
-    wrong = client.get(search_url(shop, pickup_at="31/02/2027"))
-    html = wrong.get_data(as_text=True)
+    html = client.get(search_url(shop, pickup_at="31/02/2027")).get_data(as_text=True)
     assert 'value="31/02/2027"' in pickup_input(html)
     assert 'aria-invalid="true"' in pickup_input(html)
     assert re.search(r'id="pickup_at-errors">\s*<p class="error">Enter a date and time', html)
@@ -366,6 +365,8 @@ def test_kept_date_fields_show_what_was_typed_and_its_message(app, client, auth,
     assert f'value="{shop.args["pickup_at"]}"' in pickup_input(html)
     assert "aria-invalid" not in pickup_input(html)
     assert not re.search(r'id="pickup_at-errors">\s*<p class="error">', html)
+
+
 def listed(html: str) -> dict[int, str]:
     """The search page's cars and their totals, as shown: {car id: "£..."}."""
     cards = re.findall(r'data-car-id="(\d+)">.*?<span class="total">([^<]+)</span>', html, re.S)
